@@ -1,0 +1,1 @@
+"""uptend.server.api."""

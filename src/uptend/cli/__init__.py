@@ -1,0 +1,33 @@
+"""The `uptend` command: one Typer root; each command group lives in its own module."""
+
+import sys
+
+import typer
+
+from uptend.cli import _output
+
+app = typer.Typer(
+    name="uptend",
+    help="Keep the agents on a fleet of servers up to date: signed, unbrickable, on your terms.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from uptend.cli import tuf_client
+
+    app.add_typer(tuf_client.app, name="tuf-client")
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point: expected errors become one line, a hint and an exit code."""
+    try:
+        app()
+    except _output.UptendError as e:
+        _output.fail(e)
+        sys.exit(e.exit_code)

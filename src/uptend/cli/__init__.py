@@ -16,9 +16,15 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from uptend.cli import tuf_client
+    from uptend.cli import agent, demo, fleet, group, release, server, tuf_client
 
+    app.add_typer(server.app, name="server")
+    app.add_typer(release.app, name="release")
+    app.add_typer(group.app, name="group")
+    app.add_typer(fleet.app, name="fleet")
+    app.add_typer(agent.app, name="agent")
     app.add_typer(tuf_client.app, name="tuf-client")
+    app.command("demo", epilog="Example: uptend demo --ci")(demo.demo)
 
 
 _register()

@@ -1,0 +1,80 @@
+"""The agent's enrollment record (agent.json, 0600) and enrollment itself."""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from uptend.agent import files
+from uptend.agent.control import ControlClient
+from uptend.agent.layout import Layout
+from uptend.agent.preconditions import Preconditions
+from uptend.errors import ConfigError, VerificationError
+from uptend.protocol import EnrollRequest, EnrollResponse
+from uptend.protocol.tokens import root_fingerprint_of
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    server: str
+    agent_id: str
+    name: str
+    credential: str
+    metadata_url: str
+    targets_url: str
+    poll_interval_s: float
+    precondition_commands: list[list[str]] = field(default_factory=list)
+    check_reboot: bool = True
+    check_disk: bool = True
+
+    def preconditions(self) -> Preconditions:
+        return Preconditions(
+            reboot=self.check_reboot,
+            disk=self.check_disk,
+            commands=tuple(tuple(c) for c in self.precondition_commands),
+        )
+
+
+def load(layout: Layout) -> AgentConfig:
+    try:
+        raw = json.loads(layout.config.read_text())
+        return AgentConfig(**raw)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{layout.root} is not an enrolled agent data dir",
+            hint=f"enroll it with `uptend agent enroll {layout.root} --server URL --token TOKEN`",
+        ) from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{layout.config} is damaged: {e}", hint="re-enroll the agent") from None
+
+
+def enroll(layout: Layout, server: str, token: str, name: str, group: str) -> AgentConfig:
+    """Enroll with the server, checking the TUF root against the token's fingerprint."""
+    if layout.config.exists():
+        raise ConfigError(
+            f"{layout.root} is already enrolled",
+            hint="use a new data dir, or remove agent.json to enroll again",
+        )
+    expected = root_fingerprint_of(token)
+    answer = ControlClient(server).post(
+        "api/v1/enroll", EnrollRequest(token=token, name=name, group=group), EnrollResponse
+    )
+    root = answer.root.encode()
+    # No trust on first use: the root must be the one the token vouches for.
+    if hashlib.sha256(root).hexdigest() != expected:
+        raise VerificationError(
+            "the server sent a TUF root that does not match the enrollment token",
+            hint="check --server: this may not be the server that issued the token",
+        )
+    layout.make()
+    files.write_atomically(layout.trusted_root, root, mode=0o600)
+    config = AgentConfig(
+        server=server.rstrip("/") + "/",
+        agent_id=answer.agent_id,
+        name=name,
+        credential=answer.credential,
+        metadata_url=answer.metadata_url,
+        targets_url=answer.targets_url,
+        poll_interval_s=answer.poll_interval_s,
+    )
+    files.write_atomically(layout.config, json.dumps(asdict(config), indent=2).encode(), mode=0o600)
+    return config

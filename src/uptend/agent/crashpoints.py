@@ -1,0 +1,36 @@
+"""Named kill points for crash-safety tests: inert unless UPTEND_CRASHPOINT is set.
+
+`UPTEND_CRASHPOINT=name` kills the agent with SIGKILL the first time it reaches `name`
+(no finally, no atexit, no flush: like a power cut for the process). `UPTEND_CRASHPOINT_LOG=file`
+appends every point reached, so a test can prove no point goes untested.
+"""
+
+import os
+import signal
+from pathlib import Path
+
+ARM_ENV = "UPTEND_CRASHPOINT"
+LOG_ENV = "UPTEND_CRASHPOINT_LOG"
+
+ALL_CRASHPOINTS = (
+    "saved:downloading",  # journal says downloading, nothing fetched yet
+    "download:mid",  # part of the target is in staging
+    "saved:unpacking",  # download verified, before unpack
+    "unpack:mid",  # staging unpack half done
+    "unpack:renamed",  # versions/<v> complete, journal not yet moved on
+    "saved:switching",  # before the old app is stopped
+    "switch:stopped",  # old app stopped, current not yet switched
+    "switch:pointed",  # current switched, new app not yet started
+    "saved:probation",  # new app started, probation begins
+    "probation:mid",  # during the health probation
+    "saved:rolling_back",  # the rollback is decided
+    "saved:idle",  # committed (or rolled back), cleanup may be pending
+)
+
+
+def crashpoint(name: str) -> None:
+    if log := os.environ.get(LOG_ENV):
+        with Path(log).open("a") as f:
+            f.write(name + "\n")
+    if os.environ.get(ARM_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,82 @@
+"""Durable file operations: after a power cut, the old state or the new one, never a mix.
+
+Every durable write of the agent goes through here (TEST-CATALOGUE D33), so the rule
+"journal only refers to durable files" is checked in one place.
+"""
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import shutil
+from pathlib import Path
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Temp file, flush, fsync, rename, fsync of the directory (python-tuf skips the last two)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        os.fchmod(f.fileno(), mode)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    fsync_dir(path.parent)
+
+
+def syncfs(path: Path) -> None:
+    """Flush every dirty page of the filesystem holding `path`: one call instead of N fsyncs.
+
+    Measured on the 891-file bundle: fsync per file costs ~1 s, one syncfs a fraction of it.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+def point_current_at(app_dir: Path, version: str | None) -> None:
+    """Swap `current` to versions/<version> with one rename(2); None removes the link."""
+    link = app_dir / "current"
+    if version is None:
+        link.unlink(missing_ok=True)
+    else:
+        tmp = app_dir / ".current.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(Path("versions") / version)
+        tmp.replace(link)
+    fsync_dir(app_dir)  # DESIGN promise 2: the switch itself is durable
+
+
+def read_current(app_dir: Path) -> str | None:
+    """The version `current` points at, or None if there is no (valid) link."""
+    link = app_dir / "current"
+    try:
+        target = link.readlink()
+    except OSError:
+        return None
+    if target.parent != Path("versions") or not (app_dir / target).is_dir():
+        return None
+    return target.name
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file or tree if present (staging leftovers)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -1,0 +1,187 @@
+"""One app's update as a pure state machine (sans-I/O, like h11's ConnectionState).
+
+Rule: everything that decides a transition lives in this file. `step` maps (plan, event) to
+(next plan, next action); `resume` says what to do with a plan found in the journal after a
+crash. Neither touches disk, network, processes or the clock. The driver journals the new
+plan *before* it performs the action, so every action must be idempotent: after kill -9 the
+driver calls `resume` and performs it again.
+
+    IDLE --Directed--> DOWNLOADING --Downloaded--> UNPACKING --Unpacked--> SWITCHING
+    SWITCHING --Switched--> PROBATION --Healthy--> IDLE (current = target, reported installed)
+    SWITCHING | PROBATION --Failed--> ROLLING_BACK --Switched--> IDLE (target marked bad)
+    DOWNLOADING | UNPACKING --Failed--> IDLE (retried later unless the release is at fault)
+
+Invariant (DESIGN promise 2): `plan.current` always names a complete version in versions/
+(or None before the first install), and `current` on disk is switched away from it only
+inside SWITCHING/PROBATION/ROLLING_BACK, which resume always brings back to a whole version.
+"""
+
+import enum
+from dataclasses import dataclass, replace
+from typing import assert_never
+
+MAX_PROBATION_ATTEMPTS = 3  # interrupted probations before the loop breaker rolls back
+
+
+class IllegalTransitionError(Exception):
+    """A bug: an event arrived that the phase cannot take."""
+
+
+class Phase(enum.StrEnum):
+    IDLE = "idle"
+    DOWNLOADING = "downloading"  # fetch the signed target into staging (resumable)
+    UNPACKING = "unpacking"  # unpack into staging, then rename into versions/<target>
+    SWITCHING = "switching"  # stop app, point `current` at target, start app
+    PROBATION = "probation"  # target runs; waiting for the health verdict
+    ROLLING_BACK = "rolling_back"  # point `current` back at the last good version
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the journal holds: enough to resume after a power cut."""
+
+    phase: Phase = Phase.IDLE
+    current: str | None = None  # last good version; None before the first install
+    target: str | None = None
+    attempts: int = 0  # probation starts of `target` (crash-loop breaker)
+    failure: str = ""
+    bad: tuple[str, ...] = ()  # versions that failed their health check on this host
+
+
+# Events: facts, past tense.
+@dataclass(frozen=True, slots=True)
+class Directed:
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Unpacked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Switched:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Healthy:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    reason: str
+    release_at_fault: bool = False  # True: a bad release (held back); False: retry later
+    log_tail: str = ""
+
+
+Event = Directed | Downloaded | Unpacked | Switched | Healthy | Failed
+
+
+# Actions: orders, imperative.
+@dataclass(frozen=True, slots=True)
+class Download:
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unpack:
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchTo:
+    version: str | None  # None: stop the app and remove `current` (nothing good to go back to)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    outcome: str  # installed | failed | rolled_back
+    version: str
+    reason: str = ""
+    log_tail: str = ""
+
+
+Action = Download | Unpack | SwitchTo | Probe | Report
+
+
+def _target(plan: Plan) -> str:
+    if plan.target is None:
+        raise IllegalTransitionError(f"phase {plan.phase} without a target")
+    return plan.target
+
+
+def step(plan: Plan, event: Event) -> tuple[Plan, Action | None]:
+    """The next plan and the action that gets there."""
+    match plan.phase, event:
+        case Phase.IDLE, Directed(version=v):
+            if v == plan.current or v in plan.bad:
+                return plan, None
+            return replace(plan, phase=Phase.DOWNLOADING, target=v, failure=""), Download(v)
+        case Phase.DOWNLOADING, Downloaded():
+            return replace(plan, phase=Phase.UNPACKING), Unpack(_target(plan))
+        case Phase.UNPACKING, Unpacked():
+            return replace(plan, phase=Phase.SWITCHING), SwitchTo(_target(plan))
+        case Phase.DOWNLOADING | Phase.UNPACKING, Failed() as f:
+            target = _target(plan)
+            bad = (*plan.bad, target) if f.release_at_fault else plan.bad
+            idle = Plan(Phase.IDLE, current=plan.current, failure=f.reason, bad=bad)
+            return idle, Report("failed", target, f.reason, f.log_tail)
+        case Phase.SWITCHING, Switched():
+            return replace(plan, phase=Phase.PROBATION, attempts=1), Probe(_target(plan))
+        case Phase.PROBATION, Healthy():
+            done = Plan(Phase.IDLE, current=_target(plan), bad=plan.bad)
+            return done, Report("installed", _target(plan))
+        case Phase.SWITCHING | Phase.PROBATION, Failed() as f:
+            back = replace(plan, phase=Phase.ROLLING_BACK, failure=f.reason)
+            return back, SwitchTo(plan.current)
+        case Phase.ROLLING_BACK, Switched():
+            target = _target(plan)
+            outcome = "rolled_back" if plan.current is not None else "failed"
+            idle = Plan(
+                Phase.IDLE, current=plan.current, failure=plan.failure, bad=(*plan.bad, target)
+            )
+            return idle, Report(outcome, target, plan.failure)
+    raise IllegalTransitionError(f"phase {plan.phase} cannot take {event!r}")
+
+
+def resume(plan: Plan) -> tuple[Plan, Action | None]:
+    """What to do with a plan read back from the journal (after a crash or a restart)."""
+    match plan.phase:
+        case Phase.IDLE:
+            return plan, None
+        case Phase.DOWNLOADING:
+            return plan, Download(_target(plan))
+        case Phase.UNPACKING:
+            return plan, Unpack(_target(plan))
+        case Phase.SWITCHING:
+            return plan, SwitchTo(_target(plan))
+        case Phase.PROBATION:
+            if plan.attempts >= MAX_PROBATION_ATTEMPTS:
+                reason = f"interrupted {plan.attempts} times during probation"
+                back = replace(plan, phase=Phase.ROLLING_BACK, failure=reason)
+                return back, SwitchTo(plan.current)
+            return replace(plan, attempts=plan.attempts + 1), Probe(_target(plan))
+        case Phase.ROLLING_BACK:
+            return plan, SwitchTo(plan.current)
+    assert_never(plan.phase)
+
+
+def allow_retry(plan: Plan) -> Plan:
+    """The operator asked to retry: forget which versions failed here."""
+    return replace(plan, bad=(), failure="")
+
+
+def is_settled(plan: Plan) -> bool:
+    return plan.phase is Phase.IDLE

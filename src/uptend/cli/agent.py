@@ -1,0 +1,119 @@
+"""`uptend agent`: enroll a host, run the agent, inspect it."""
+
+import logging
+import logging.handlers
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from uptend.cli._output import console, print_json
+
+app = typer.Typer(help="The agent: installs, runs and updates apps on this host.")
+
+DataDir = Annotated[Path, typer.Argument(help="the agent's data directory")]
+
+
+@app.command(
+    epilog="Example: uptend agent enroll /var/lib/uptend-agent --server http://srv:8470 "
+    "--token ute_... --name web-01"
+)
+def enroll(
+    data_dir: DataDir,
+    server: Annotated[str, typer.Option(help="server URL", envvar="UPTEND_SERVER")],
+    token: Annotated[str, typer.Option(help="enrollment token from `uptend server init`")],
+    name: Annotated[str, typer.Option(help="agent name (default: host name)")] = "",
+    group: Annotated[str, typer.Option(help="group to join")] = "default",
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """Enroll this host: get a credential and the TUF root, checked against the token."""
+    from uptend.agent.config import enroll as do_enroll
+    from uptend.agent.layout import Layout
+
+    config = do_enroll(Layout(data_dir), server, token, name or socket.gethostname(), group)
+    if json_out:
+        print_json({"agent_id": config.agent_id, "name": config.name, "server": config.server})
+    else:
+        console.print(f"[green]enrolled[/] {config.name} ({config.agent_id}) with {config.server}")
+
+
+def _setup_logging(data_dir: Path) -> None:
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    stderr = logging.StreamHandler(sys.stderr)
+    rotating = logging.handlers.RotatingFileHandler(
+        data_dir / "logs" / "agent.log", maxBytes=5 << 20, backupCount=5
+    )
+    root = logging.getLogger("uptend")
+    root.setLevel(logging.INFO)
+    for handler in (stderr, rotating):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+@app.command(epilog="Example: uptend agent run /var/lib/uptend-agent")
+def run(
+    data_dir: DataDir,
+    once: Annotated[bool, typer.Option(help="one check-in and its updates, then exit")] = False,
+) -> None:
+    """Run the agent in the foreground; SIGTERM or Ctrl-C stops it and its apps cleanly."""
+    from uptend.agent.layout import Layout
+    from uptend.agent.runner import Agent
+
+    _setup_logging(data_dir)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    Agent(Layout(data_dir), stop).run(once=once)
+
+
+@app.command(epilog="Example: uptend agent status /var/lib/uptend-agent --json")
+def status(
+    data_dir: DataDir,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """Show what this agent runs, read from its data dir (works while it runs)."""
+    from uptend.agent.layout import Layout
+    from uptend.agent.runner import status as read_status
+
+    data = read_status(Layout(data_dir))
+    if json_out:
+        print_json(data)
+        return
+    console.print(f"agent {data['name']} ({data['agent_id']}) -> {data['server']}")
+    apps = data["apps"]
+    assert isinstance(apps, dict)
+    for name, a in apps.items():
+        line = f"  {name}: {a['current'] or '-'} ({a['phase']}"
+        line += f", pid {a['pid']})" if a["pid"] else ", not running)"
+        if a["failure"]:
+            line += f"  last failure: {a['failure']}"
+        console.print(line, markup=False)
+
+
+@app.command(epilog="Example: uptend agent log /var/lib/uptend-agent --app demo")
+def log(
+    data_dir: DataDir,
+    app_name: Annotated[str | None, typer.Option("--app", help="only this app")] = None,
+    count: Annotated[int, typer.Option(help="how many attempt logs, newest last")] = 1,
+) -> None:
+    """Print the log of the latest update attempt(s)."""
+    from uptend.agent.attempts import attempt_logs
+    from uptend.agent.layout import Layout
+
+    logs = attempt_logs(Layout(data_dir).update_logs, app_name)[-count:]
+    if not logs:
+        console.print("no update attempts logged yet")
+    for path in logs:
+        console.print(f"== {path.name}", style="bold")
+        sys.stdout.write(path.read_text())
+        sys.stdout.flush()

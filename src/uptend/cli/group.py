@@ -1,0 +1,69 @@
+"""`uptend group`: which apps a group of agents runs, on which channel, how often they poll."""
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from uptend.cli._client import Admin, ServerOpt, TokenOpt
+from uptend.cli._output import console, print_json
+from uptend.protocol import GroupSet
+
+app = typer.Typer(help="Manage groups of agents and their policies.")
+
+
+@app.command("set", epilog="Example: uptend group set default --app demo --channel stable")
+def set_group(
+    name: Annotated[str, typer.Argument(metavar="GROUP", help="group name (created if new)")],
+    app_name: Annotated[str | None, typer.Option("--app", help="assign this app")] = None,
+    channel: Annotated[str, typer.Option(help="channel the app follows")] = "stable",
+    poll_interval: Annotated[
+        float | None, typer.Option(help="seconds between agent check-ins (1-86400)")
+    ] = None,
+    auto_update: Annotated[
+        bool | None,
+        typer.Option("--auto-update/--no-auto-update", help="install new releases by themselves"),
+    ] = None,
+    server: ServerOpt = "",
+    token: TokenOpt = "",
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """Create or change GROUP: assign an app on a channel, set poll interval or auto-update."""
+    change = GroupSet(
+        app=app_name, channel=channel, poll_interval_s=poll_interval, auto_update=auto_update
+    )
+    group = Admin(server, token).call(
+        "PUT", f"/api/v1/groups/{name}", json=change.model_dump(mode="json")
+    )
+    if json_out:
+        print_json(group)
+    else:
+        _print([group])
+
+
+@app.command("list", epilog="Example: uptend group list --json")
+def list_groups(
+    server: ServerOpt = "",
+    token: TokenOpt = "",
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """List groups with their apps and policies."""
+    groups = Admin(server, token).call("GET", "/api/v1/groups")
+    if json_out:
+        print_json(groups)
+    else:
+        _print(groups)
+
+
+def _print(groups: list[dict[str, object]]) -> None:
+    table = Table("group", "apps (channel)", "poll interval", "auto-update")
+    for g in groups:
+        apps = g["apps"]
+        assert isinstance(apps, list)
+        table.add_row(
+            str(g["name"]),
+            ", ".join(f"{a['app']} ({a['channel']})" for a in apps) or "-",
+            f"{g['poll_interval_s']:g}s",
+            "on" if g["auto_update"] else "off",
+        )
+    console.print(table)

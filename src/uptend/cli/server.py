@@ -1,0 +1,78 @@
+"""`uptend server`: create a server data dir, run the server."""
+
+import logging
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from uptend.cli._output import console, print_json
+
+app = typer.Typer(help="Run the uptend server (control plane + signed release repository).")
+
+
+@app.command(epilog="Example: uptend server init /var/lib/uptend --json")
+def init(
+    data_dir: Annotated[Path, typer.Argument(help="new, empty directory for the server")],
+    database_url: Annotated[
+        str, typer.Option(help="PostgreSQL URL (default: SQLite file in DATA_DIR)")
+    ] = "",
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """Create a server: database, TUF keys and metadata, group `default`, tokens."""
+    from uptend.server.services.setup import init_data_dir
+    from uptend.server.settings import Settings
+
+    result = init_data_dir(Settings(data_dir=data_dir, database_url=database_url))
+    if json_out:
+        print_json(
+            {
+                "data_dir": str(result.data_dir),
+                "database_url": result.database_url,
+                "admin_token": result.admin_token,
+                "enroll_token": result.enroll_token,
+                "root_fingerprint": result.root_fingerprint,
+            }
+        )
+        return
+    console.print(f"[green]created[/] server data dir {result.data_dir}")
+    console.print(f"admin token:   {result.admin_token}")
+    console.print(f"enroll token:  {result.enroll_token}")
+    console.print(
+        f"[yellow]note:[/] all four TUF keys are in {result.data_dir / 'tuf' / 'keys'} (0600); "
+        "keep this directory private and backed up."
+    )
+
+
+@app.command(epilog="Example: uptend server run /var/lib/uptend --port 8470")
+def run(
+    data_dir: Annotated[Path, typer.Argument(help="directory made by `uptend server init`")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8470,
+    database_url: Annotated[
+        str, typer.Option(help="override the database URL recorded at init")
+    ] = "",
+) -> None:
+    """Serve the agent API, the admin API and the TUF repository.
+
+    The first line on stdout is `listening on http://HOST:PORT` once the socket is bound.
+    """
+    import uvicorn
+
+    from uptend.server.app import create_app
+    from uptend.server.services.setup import load_settings
+    from uptend.server.storage.db import migrate
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load_settings(data_dir, database_url or None)
+    migrate(settings.db_url)
+    application = create_app(settings)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(application, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    print(f"listening on http://{host}:{bound}", flush=True)  # noqa: T201 - the contract
+    server.run(sockets=[sock])

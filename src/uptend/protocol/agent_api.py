@@ -1,0 +1,74 @@
+"""What agents and the server say to each other: enrollment, check-in, directives, reports."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AppState(StrEnum):
+    """What an agent reports about one app."""
+
+    PENDING = "pending"  # assigned, nothing installed yet
+    RUNNING = "running"
+    UPDATING = "updating"  # downloading, switching or in probation
+    DEFERRED = "deferred"  # an unmet precondition holds the update back
+    FAILED = "failed"  # the last update of this app failed (reason says why)
+    STOPPED = "stopped"  # the app's process is not running
+
+
+class EnrollRequest(_Wire):
+    token: str
+    name: str
+    group: str = "default"
+
+
+class EnrollResponse(_Wire):
+    agent_id: str
+    credential: str
+    root: str = Field(description="the TUF root (1.root.json) as UTF-8 JSON text")
+    metadata_url: str
+    targets_url: str
+    poll_interval_s: float
+
+
+class AppStatus(_Wire):
+    app: str
+    version: str | None = None
+    state: AppState = AppState.PENDING
+    target: str | None = None  # the version being installed, if any
+    reason: str = ""
+
+
+class Report(_Wire):
+    """The outcome of one update attempt, sent with the next check-in."""
+
+    app: str
+    version: str
+    outcome: str  # installed | failed | rolled_back | deferred | refused
+    reason: str = ""
+    log_tail: str = ""
+    at: datetime
+
+
+class CheckIn(_Wire):
+    agent_version: str
+    apps: list[AppStatus] = []
+    reports: list[Report] = []
+
+
+class AppDirective(_Wire):
+    app: str
+    version: str | None  # None: keep what runs (auto-update off and nothing new to install)
+    pinned: bool = False  # an operator pin: the agent may go down to this version
+    reason: str = ""
+
+
+class Directives(_Wire):
+    poll_interval_s: float
+    apps: list[AppDirective] = []
+    retry: list[str] = Field(default=[], description="apps whose failed versions may be retried")

@@ -1,0 +1,63 @@
+"""The ASGI app: routers, static TUF files, lifespan (database, TUF repo, re-signing)."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from uptend import __version__
+from uptend.server import errors
+from uptend.server.api import admin, agent
+from uptend.server.services.context import Context, utcnow
+from uptend.server.settings import Settings
+from uptend.server.storage.db import Database
+from uptend.server.tuf_repo import TufRepo
+
+log = logging.getLogger("uptend.server")
+
+
+async def _keep_signed(ctx: Context) -> None:
+    """DESIGN promise 2: expired metadata must never stop agents, so re-sign in time."""
+    while True:
+        try:
+            async with ctx.publish_lock:
+                if await anyio.to_thread.run_sync(ctx.repo.refresh_expiring, utcnow()):
+                    log.info("re-signed timestamp (expires %s)", ctx.repo.timestamp_expires())
+        except Exception:  # keep re-signing whatever one attempt hit
+            log.exception("re-signing TUF metadata failed; will retry")
+        await asyncio.sleep(ctx.settings.resign_check_s)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    repo = TufRepo.open(settings.tuf_dir, expiry=settings.expiry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = Context(settings=settings, db=Database(settings.db_url), repo=repo)
+        app.state.ctx = ctx
+        task = asyncio.create_task(_keep_signed(ctx))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await ctx.db.dispose()
+
+    app = FastAPI(title="uptend", version=__version__, lifespan=lifespan)
+    errors.install(app)
+    app.include_router(agent.router)
+    app.include_router(admin.router)
+    app.mount("/tuf/metadata", StaticFiles(directory=repo.metadata_dir), name="tuf-metadata")
+    app.mount("/tuf/targets", StaticFiles(directory=repo.targets_dir), name="tuf-targets")
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: answers while the process serves requests."""
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,23 @@
+"""What every use case needs: settings, the database, the TUF repository."""
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from uptend.server.settings import Settings
+from uptend.server.storage.db import Database
+from uptend.server.tuf_repo import TufRepo
+
+
+@dataclass(slots=True)
+class Context:
+    settings: Settings
+    db: Database
+    repo: TufRepo
+    # Publishing bumps TUF metadata versions: one at a time per process (TufRepo also
+    # holds a file lock for several processes on one data dir).
+    publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,60 @@
+"""Groups: which apps their agents run, on which channel, how often they poll."""
+
+from uptend.errors import ConfigError
+from uptend.protocol import Group, GroupApp, GroupSet
+from uptend.protocol.names import check_name
+from uptend.server.services.context import Context, utcnow
+from uptend.server.storage import audit
+from uptend.server.storage import groups as rows
+from uptend.server.storage.db import Tx
+from uptend.server.storage.tables import GroupRow
+
+DEFAULT_POLL_INTERVAL_S = 60.0
+
+
+async def ensure(tx: Tx, name: str) -> GroupRow:
+    row = await rows.get(tx, name)
+    if row is None:
+        row = GroupRow(name=name, poll_interval_s=DEFAULT_POLL_INTERVAL_S, auto_update=True)
+        await rows.add(tx, row)
+    return row
+
+
+async def set_group(ctx: Context, actor: str, name: str, change: GroupSet) -> Group:
+    check_name("group", name)
+    if change.app is not None:
+        check_name("app", change.app)
+        check_name("channel", change.channel)
+    elif change.poll_interval_s is None and change.auto_update is None:
+        raise ConfigError(
+            f"nothing to change for group {name}",
+            hint="pass --app APP --channel CHANNEL, --poll-interval or --auto-update",
+        )
+    async with ctx.db.transaction() as tx:
+        row = await ensure(tx, name)
+        if change.poll_interval_s is not None:
+            row.poll_interval_s = change.poll_interval_s
+        if change.auto_update is not None:
+            row.auto_update = change.auto_update
+        if change.app is not None:
+            await rows.set_app(tx, name, change.app, change.channel)
+        audit.record(tx, utcnow(), actor, "group.set", f"{name}: {change.model_dump_json()}")
+        return (await _to_wire(tx, [row]))[0]
+
+
+async def _to_wire(tx: Tx, groups: list[GroupRow]) -> list[Group]:
+    apps = await rows.apps_of(tx, [g.name for g in groups])
+    return [
+        Group(
+            name=g.name,
+            poll_interval_s=g.poll_interval_s,
+            auto_update=g.auto_update,
+            apps=[GroupApp(app=a.app, channel=a.channel) for a in apps[g.name]],
+        )
+        for g in groups
+    ]
+
+
+async def listing(ctx: Context) -> list[Group]:
+    async with ctx.db.transaction() as tx:
+        return await _to_wire(tx, await rows.listing(tx))

@@ -1,0 +1,94 @@
+"""Publishing a release: validate, sign as a TUF target, record; nothing half-published."""
+
+from pathlib import Path
+
+import anyio.to_thread
+
+from uptend import archive
+from uptend.errors import ConflictError
+from uptend.protocol import Release
+from uptend.protocol.manifest import parse_manifest
+from uptend.protocol.names import check_name
+from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
+from uptend.protocol.versions import parse_version
+from uptend.server.services.context import Context, utcnow
+from uptend.server.settings import MAX_FILES, MAX_UNPACKED_BYTES
+from uptend.server.storage import audit
+from uptend.server.storage import releases as rows
+from uptend.server.storage.tables import ReleaseRow
+
+
+def check_request(app: str, version: str, channel: str) -> None:
+    """Refuse bad names before any byte is uploaded."""
+    check_name("app", app)
+    parse_version(version)
+    check_name("channel", channel)
+
+
+async def refuse_duplicate(ctx: Context, app: str, version: str) -> None:
+    async with ctx.db.transaction() as tx:
+        if await rows.exists(tx, app, version):
+            raise ConflictError(
+                f"release {app} {version} already exists",
+                hint="publish a new version number; releases are immutable",
+            )
+
+
+def _inspect(upload: Path, fmt: ArchiveFormat) -> archive.ArchiveInfo:
+    info = archive.inspect(upload, fmt, max_bytes=MAX_UNPACKED_BYTES, max_files=MAX_FILES)
+    parse_manifest(info.manifest, where="the release's uptend.toml")
+    return info
+
+
+async def publish(
+    ctx: Context, actor: str, app: str, version: str, channel: str, fmt: ArchiveFormat, upload: Path
+) -> Release:
+    """Sign `upload` as target <app>/<version>/... and record it; `upload` is consumed."""
+    try:
+        info = await anyio.to_thread.run_sync(_inspect, upload, fmt)
+        custom = TargetCustom(
+            app=app,
+            version=version,
+            channel=channel,
+            format=fmt,
+            unpacked_size=info.unpacked_size,
+            files=info.files,
+        )
+        name = target_path(app, version, fmt)
+        async with ctx.publish_lock, ctx.db.transaction() as tx:
+            now = utcnow()
+            row = ReleaseRow(
+                app=app,
+                version=version,
+                channel=channel,
+                target=name,
+                length=upload.stat().st_size,
+                sha256="",
+                created_at=now,
+            )
+            await rows.add(tx, row)  # raises ConflictError before anything is signed
+            target = await anyio.to_thread.run_sync(
+                ctx.repo.add_target, name, upload, custom.model_dump(mode="json")
+            )
+            row.sha256 = target.hashes["sha256"]
+            audit.record(tx, now, actor, "release.publish", f"{app} {version} on {channel}")
+    finally:
+        upload.unlink(missing_ok=True)
+    return to_wire(row)
+
+
+def to_wire(row: ReleaseRow) -> Release:
+    return Release(
+        app=row.app,
+        version=row.version,
+        channel=row.channel,
+        target=row.target,
+        length=row.length,
+        sha256=row.sha256,
+        created_at=row.created_at,
+    )
+
+
+async def listing(ctx: Context, app: str | None) -> list[Release]:
+    async with ctx.db.transaction() as tx:
+        return [to_wire(r) for r in await rows.listing(tx, app)]

@@ -1,0 +1,49 @@
+"""Queries on releases."""
+
+from collections.abc import Iterable
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
+
+from uptend.errors import ConflictError
+from uptend.server.storage.db import Tx
+from uptend.server.storage.tables import ReleaseRow
+
+
+async def add(tx: Tx, row: ReleaseRow) -> None:
+    tx.add(row)
+    try:
+        await tx.flush()
+    except IntegrityError:
+        raise ConflictError(
+            f"release {row.app} {row.version} already exists",
+            hint="publish a new version number; releases are immutable",
+        ) from None
+
+
+async def exists(tx: Tx, app: str, version: str) -> bool:
+    stmt = select(ReleaseRow.id).where(ReleaseRow.app == app, ReleaseRow.version == version)
+    return (await tx.scalar(stmt)) is not None
+
+
+async def listing(tx: Tx, app: str | None) -> list[ReleaseRow]:
+    stmt = select(ReleaseRow).order_by(ReleaseRow.app, ReleaseRow.id)
+    if app is not None:
+        stmt = stmt.where(ReleaseRow.app == app)
+    return list(await tx.scalars(stmt))
+
+
+async def versions_by_channel(
+    tx: Tx, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], list[str]]:
+    """Every version of each (app, channel) pair, in one query."""
+    wanted = list(set(pairs))
+    out: dict[tuple[str, str], list[str]] = {pair: [] for pair in wanted}
+    if not wanted:
+        return out
+    stmt = select(ReleaseRow.app, ReleaseRow.channel, ReleaseRow.version).where(
+        tuple_(ReleaseRow.app, ReleaseRow.channel).in_(wanted)
+    )
+    for app, channel, version in await tx.execute(stmt):
+        out[(app, channel)].append(version)
+    return out

@@ -85,6 +85,21 @@ def _kill_group(pid: int, timeout_s: float) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _stop_child(popen: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the app's group, SIGKILL it after STOP_TIMEOUT_S; reap; kill stragglers."""
+    if popen.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, signal.SIGTERM)
+        try:
+            popen.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(popen.pid, signal.SIGKILL)  # children the app left in its group
+
+
 class Supervisor:
     def __init__(self, layout: Layout, env: dict[str, str] | None = None) -> None:
         self.layout = layout
@@ -160,9 +175,8 @@ class Supervisor:
         if hold:
             self._held.add(app)
         proc = self._procs.pop(app, None)
-        if proc is not None and proc.popen is not None and proc.popen.poll() is None:
-            _kill_group(proc.popen.pid, STOP_TIMEOUT_S)
-            proc.popen.wait()
+        if proc is not None and proc.popen is not None:
+            _stop_child(proc.popen)
         self.layout.run_file(app).unlink(missing_ok=True)
 
     def stop_all(self) -> None:

@@ -1,0 +1,50 @@
+"""Shared fixtures: a database URL over SQLite and PostgreSQL, and the fleet harness."""
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.fleet import Fleet
+
+PG_ADMIN_URL = os.environ.get("UPTEND_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("UPTEND_SERVER", "UPTEND_TOKEN", "UPTEND_CRASHPOINT", "UPTEND_CRASHPOINT_LOG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """'' (the embedded SQLite default) or a fresh PostgreSQL database, dropped afterwards."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    name = f"uptend_test_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """A real server process on the embedded default, with helpers to publish and add hosts."""
+    with Fleet(tmp_path) as f:
+        yield f
+
+
+@pytest.fixture
+def any_db_fleet(tmp_path: Path, database_url: str) -> Iterator[Fleet]:
+    """The same, once on SQLite and once on PostgreSQL."""
+    with Fleet(tmp_path, database_url=database_url) as f:
+        yield f

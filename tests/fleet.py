@@ -43,9 +43,9 @@ if PORT:
     threading.Thread(target=server.serve_forever, daemon=True).start()
 while not stop.is_set():
     tmp = state / ".running.json.tmp"
-    tmp.write_text(json.dumps({{"version": VERSION, "pid": os.getpid(),
-                                "env": {{k: v for k, v in os.environ.items() if k.startswith("UPTEND_")}},
-                                "cwd": os.getcwd()}}))
+    env = {{k: v for k, v in os.environ.items() if k.startswith("UPTEND_")}}
+    record = {{"version": VERSION, "pid": os.getpid(), "env": env, "cwd": os.getcwd()}}
+    tmp.write_text(json.dumps(record))
     tmp.replace(state / "running.json")
     stop.wait(0.2)
 """
@@ -74,7 +74,10 @@ def make_release(
     src.mkdir(parents=True)
     (src / "app.py").write_text(APP_TEMPLATE.format(version=version, mode=mode, port=port))
     if manifest is None:
-        manifest = f'[app]\ncommand = ["{sys.executable}", "app.py"]\n\n[health]\nprobation = {probation}\n'
+        manifest = (
+            f'[app]\ncommand = ["{sys.executable}", "app.py"]\n\n'
+            f"[health]\nprobation = {probation}\n"
+        )
         if health_http:
             manifest += f'http = "http://127.0.0.1:{port}/health"\ntimeout = 2\n'
     (src / "uptend.toml").write_text(manifest)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from uptend.errors import VerificationError
+from uptend.errors import ConfigError, VerificationError
 from uptend.protocol.names import check_name
 from uptend.protocol.versions import parse_version
 
@@ -39,12 +39,18 @@ class TargetCustom(BaseModel):
     @field_validator("app", "channel")
     @classmethod
     def _name(cls, value: str) -> str:
-        return check_name("app or channel", value)
+        try:
+            return check_name("app or channel", value)
+        except ConfigError as e:
+            raise ValueError(e.message) from None
 
     @field_validator("version")
     @classmethod
     def _version(cls, value: str) -> str:
-        parse_version(value)
+        try:
+            parse_version(value)
+        except ConfigError as e:
+            raise ValueError(e.message) from None
         return value
 
 

@@ -1,0 +1,193 @@
+"""The update state machine, pure: events in, actions out, no fixtures."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from uptend.agent.machine import (
+    MAX_PROBATION_ATTEMPTS,
+    Directed,
+    Download,
+    Downloaded,
+    Event,
+    Failed,
+    Healthy,
+    IllegalTransitionError,
+    Phase,
+    Plan,
+    Probe,
+    Report,
+    SwitchTo,
+    Switched,
+    Unpack,
+    Unpacked,
+    allow_retry,
+    is_settled,
+    resume,
+    step,
+)
+
+
+def run(plan: Plan, *events: Event) -> tuple[Plan, object]:
+    action: object = None
+    for event in events:
+        plan, action = step(plan, event)
+    return plan, action
+
+
+def test_happy_update_commits_the_new_version() -> None:
+    plan, action = step(Plan(current="1.0"), Directed("2.0"))
+    assert (plan.phase, action) == (Phase.DOWNLOADING, Download("2.0"))
+    plan, action = step(plan, Downloaded())
+    assert (plan.phase, action) == (Phase.UNPACKING, Unpack("2.0"))
+    plan, action = step(plan, Unpacked())
+    assert (plan.phase, action) == (Phase.SWITCHING, SwitchTo("2.0"))
+    plan, action = step(plan, Switched())
+    assert (plan.phase, action, plan.attempts) == (Phase.PROBATION, Probe("2.0"), 1)
+    plan, action = step(plan, Healthy())
+    assert plan == Plan(Phase.IDLE, current="2.0")
+    assert action == Report("installed", "2.0")
+
+
+def test_directed_to_the_running_version_does_nothing() -> None:
+    plan = Plan(current="1.0")
+    assert step(plan, Directed("1.0")) == (plan, None)
+
+
+def test_unhealthy_new_version_is_rolled_back_and_reported() -> None:
+    plan, _ = run(Plan(current="1.0"), Directed("2.0"), Downloaded(), Unpacked(), Switched())
+    plan, action = step(plan, Failed("health probe exited 3", release_at_fault=True))
+    assert action == SwitchTo("1.0")
+    assert plan.phase is Phase.ROLLING_BACK
+    plan, action = step(plan, Switched())
+    assert plan == Plan(Phase.IDLE, current="1.0", failure="health probe exited 3", bad=("2.0",))
+    assert action == Report("rolled_back", "2.0", "health probe exited 3")
+
+
+def test_a_failed_version_is_not_tried_again_until_the_operator_allows_it() -> None:
+    plan, _ = run(
+        Plan(current="1.0"),
+        Directed("2.0"),
+        Downloaded(),
+        Unpacked(),
+        Switched(),
+        Failed("crash"),
+        Switched(),
+    )
+    assert step(plan, Directed("2.0")) == (plan, None)
+    plan = allow_retry(plan)
+    assert plan.bad == ()
+    assert step(plan, Directed("2.0"))[1] == Download("2.0")
+    # a newer release is tried even while 2.0 stays bad
+    bad = Plan(current="1.0", bad=("2.0",))
+    assert step(bad, Directed("2.1"))[1] == Download("2.1")
+
+
+def test_download_failure_is_retryable_and_not_held_against_the_release() -> None:
+    plan, action = run(Plan(current="1.0"), Directed("2.0"), Failed("connection reset"))
+    assert plan == Plan(Phase.IDLE, current="1.0", failure="connection reset")
+    assert action == Report("failed", "2.0", "connection reset")
+    assert step(plan, Directed("2.0"))[1] == Download("2.0")
+
+
+def test_invalid_manifest_in_a_signed_release_holds_it_back() -> None:
+    plan, action = run(
+        Plan(current="1.0"), Directed("2.0"), Downloaded(), Failed("bad manifest", True)
+    )
+    assert plan.bad == ("2.0",)
+    assert isinstance(action, Report)
+    assert action.outcome == "failed"
+
+
+def test_first_install_that_fails_leaves_no_current() -> None:
+    plan, _ = run(Plan(), Directed("1.0"), Downloaded(), Unpacked(), Switched())
+    plan, action = step(plan, Failed("exited 3"))
+    assert action == SwitchTo(None)
+    plan, action = step(plan, Switched())
+    assert plan.current is None and plan.bad == ("1.0",)
+    assert action == Report("failed", "1.0", "exited 3")
+
+
+@pytest.mark.parametrize(
+    ("phase", "expected"),
+    [
+        (Phase.DOWNLOADING, Download("2.0")),
+        (Phase.UNPACKING, Unpack("2.0")),
+        (Phase.SWITCHING, SwitchTo("2.0")),
+        (Phase.ROLLING_BACK, SwitchTo("1.0")),
+    ],
+)
+def test_resume_repeats_the_interrupted_action(phase: Phase, expected: object) -> None:
+    plan = Plan(phase, current="1.0", target="2.0")
+    assert resume(plan) == (plan, expected)
+
+
+def test_resume_when_idle_does_nothing() -> None:
+    assert resume(Plan(current="1.0")) == (Plan(current="1.0"), None)
+
+
+def test_interrupted_probation_runs_again_then_the_loop_breaker_rolls_back() -> None:
+    plan = Plan(Phase.PROBATION, current="1.0", target="2.0", attempts=1)
+    for attempt in range(2, MAX_PROBATION_ATTEMPTS + 1):
+        plan, action = resume(plan)
+        assert (plan.attempts, action) == (attempt, Probe("2.0"))
+    plan, action = resume(plan)
+    assert plan.phase is Phase.ROLLING_BACK
+    assert action == SwitchTo("1.0")
+    assert "interrupted" in plan.failure
+
+
+@pytest.mark.parametrize(
+    ("plan", "event"),
+    [
+        (Plan(current="1.0"), Healthy()),
+        (Plan(current="1.0"), Switched()),
+        (Plan(Phase.DOWNLOADING, "1.0", "2.0"), Directed("3.0")),
+        (Plan(Phase.PROBATION, "1.0", "2.0"), Unpacked()),
+        (Plan(Phase.ROLLING_BACK, "1.0", "2.0"), Failed("again")),
+    ],
+)
+def test_illegal_events_are_bugs(plan: Plan, event: Event) -> None:
+    with pytest.raises(IllegalTransitionError):
+        step(plan, event)
+
+
+def test_a_phase_without_target_is_a_bug() -> None:
+    with pytest.raises(IllegalTransitionError):
+        resume(Plan(Phase.DOWNLOADING, current="1.0"))
+
+
+EVENTS = st.one_of(
+    st.sampled_from(["1.0", "2.0", "3.0"]).map(Directed),
+    st.just(Downloaded()),
+    st.just(Unpacked()),
+    st.just(Switched()),
+    st.just(Healthy()),
+    st.builds(Failed, st.sampled_from(["x", "y"]), st.booleans()),
+    st.just("crash"),
+)
+
+
+@given(st.lists(EVENTS, max_size=40))
+def test_current_is_always_a_version_that_was_committed(events: list[object]) -> None:
+    """Whatever happens, plan.current only ever names a version that passed probation."""
+    plan = Plan(current="1.0")
+    committed = {"1.0"}
+    for event in events:
+        if event == "crash":
+            plan, _ = resume(plan)
+            continue
+        assert not isinstance(event, str)
+        try:
+            new, action = step(plan, event)  # type: ignore[arg-type]
+        except IllegalTransitionError:
+            continue
+        if isinstance(action, Report) and action.outcome == "installed":
+            committed.add(action.version)
+        plan = new
+        assert plan.current in committed
+        if is_settled(plan):
+            assert plan.target is None
+        else:
+            assert plan.target is not None
+        assert plan.current not in plan.bad or plan.current == "1.0"

@@ -17,8 +17,8 @@ from uptend.agent.machine import (
     Plan,
     Probe,
     Report,
-    SwitchTo,
     Switched,
+    SwitchTo,
     Unpack,
     Unpacked,
     allow_retry,
@@ -104,7 +104,8 @@ def test_first_install_that_fails_leaves_no_current() -> None:
     plan, action = step(plan, Failed("exited 3"))
     assert action == SwitchTo(None)
     plan, action = step(plan, Switched())
-    assert plan.current is None and plan.bad == ("1.0",)
+    assert plan.current is None
+    assert plan.bad == ("1.0",)
     assert action == Report("failed", "1.0", "exited 3")
 
 

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from uptend.errors import BY_NAME, AuthError, ConfigError, TransientError, UptendError
+from uptend.errors import (
+    BY_NAME,
+    AuthError,
+    ConfigError,
+    NotFoundError,
+    TransientError,
+    UptendError,
+)
 
 ServerOpt = Annotated[
     str,
@@ -41,7 +48,15 @@ class Admin:
             ) from None
         if response.status_code >= 400:
             raise error_from(response)
-        return response.json() if response.content else None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ConfigError(
+                f"{self.server} did not answer with JSON: is it an uptend server?",
+                hint="check --server / UPTEND_SERVER",
+            ) from None
 
     def upload(self, path: str, params: dict[str, str], body: Iterator[bytes], size: int) -> Any:
         headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
@@ -63,4 +78,9 @@ def error_from(response: httpx.Response) -> UptendError:
         return ConfigError(f"the server refused the request: {detail}")
     if response.status_code in (401, 403):
         return AuthError("the server refused the token", hint="check --token / UPTEND_TOKEN")
+    if response.status_code == 404:
+        return NotFoundError(
+            f"the server has no {response.request.url.path}",
+            hint="check --server / UPTEND_SERVER, and the names in the command",
+        )
     return TransientError(f"the server answered {response.status_code}: {response.text[:200]}")

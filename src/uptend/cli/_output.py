@@ -9,7 +9,7 @@ from rich.console import Console
 from uptend.errors import UptendError
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line: scripts grep it
 
 __all__ = ["UptendError", "console", "err_console", "exit_with", "fail", "print_json"]
 

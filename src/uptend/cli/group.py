@@ -8,6 +8,7 @@ from rich.table import Table
 from uptend.cli._client import Admin, ServerOpt, TokenOpt
 from uptend.cli._output import console, print_json
 from uptend.protocol import GroupSet
+from uptend.protocol.names import check_name
 
 app = typer.Typer(help="Manage groups of agents and their policies.")
 
@@ -18,7 +19,8 @@ def set_group(
     app_name: Annotated[str | None, typer.Option("--app", help="assign this app")] = None,
     channel: Annotated[str, typer.Option(help="channel the app follows")] = "stable",
     poll_interval: Annotated[
-        float | None, typer.Option(help="seconds between agent check-ins (1-86400)")
+        float | None,
+        typer.Option(min=1, max=86400, help="seconds between agent check-ins (1-86400)"),
     ] = None,
     auto_update: Annotated[
         bool | None,
@@ -29,6 +31,10 @@ def set_group(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """Create or change GROUP: assign an app on a channel, set poll interval or auto-update."""
+    check_name("group", name)  # before it becomes a URL path segment
+    if app_name is not None:
+        check_name("app", app_name)
+        check_name("channel", channel)
     change = GroupSet(
         app=app_name, channel=channel, poll_interval_s=poll_interval, auto_update=auto_update
     )

@@ -56,7 +56,7 @@ def run(
 ) -> None:
     """Serve the agent API, the admin API and the TUF repository.
 
-    The first line on stdout is `listening on http://HOST:PORT` once the socket is bound.
+    The first line on stdout is `listening on http://HOST:PORT` once the socket listens.
     """
     import uvicorn
 
@@ -71,6 +71,9 @@ def run(
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listen before saying so: a client that connects on seeing the line must not be refused
+    # while uvicorn is still starting (the backlog holds it until the app is up).
+    sock.listen(2048)
     bound = sock.getsockname()[1]
     config = uvicorn.Config(application, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)

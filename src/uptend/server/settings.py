@@ -1,8 +1,18 @@
-"""Where the server keeps things: one data dir, a database URL, TUF lifetimes."""
+"""Where the server keeps things: one data dir, a database URL, TUF lifetimes.
 
+Two environment variables shorten the timestamp role's life, for tests and for operators who
+want a tighter freeze-attack window; both `server init` and `server run` read them:
+
+- `UPTEND_TIMESTAMP_EXPIRY_S`: lifetime of `timestamp.json` in seconds (default 86400); the
+  server re-signs it once less than half of that is left.
+- `UPTEND_RESIGN_CHECK_S`: seconds between the server's re-signing checks (default 60).
+"""
+
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from uptend.errors import ConfigError
 from uptend.server.storage.db import sqlite_url
 from uptend.server.tuf_repo import Expiry
 
@@ -10,13 +20,39 @@ MAX_UPLOAD_BYTES = 2 << 30  # 2 GiB per release archive
 MAX_UNPACKED_BYTES = 8 << 30
 MAX_FILES = 200_000
 
+TIMESTAMP_EXPIRY_ENV = "UPTEND_TIMESTAMP_EXPIRY_S"
+RESIGN_CHECK_ENV = "UPTEND_RESIGN_CHECK_S"
+
+
+def _env_seconds(name: str, default: float) -> float:
+    text = os.environ.get(name, "")
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 10 * 365 * 86400:  # also refuses nan and inf
+        raise ConfigError(
+            f"{name}={text!r} must be a number of seconds between 0 and ten years",
+            hint=f"unset {name}",
+        )
+    return value
+
+
+def _expiry_from_env() -> Expiry:
+    default = Expiry()
+    return Expiry(
+        timestamp_s=max(1, round(_env_seconds(TIMESTAMP_EXPIRY_ENV, default.timestamp_s)))
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
     database_url: str = ""
-    expiry: Expiry = field(default_factory=Expiry)
-    resign_check_s: float = 60.0
+    expiry: Expiry = field(default_factory=_expiry_from_env)
+    resign_check_s: float = field(default_factory=lambda: _env_seconds(RESIGN_CHECK_ENV, 60.0))
 
     @property
     def db_url(self) -> str:

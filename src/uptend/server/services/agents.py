@@ -2,7 +2,7 @@
 
 import uuid
 
-from uptend.errors import AuthError, NotFoundError
+from uptend.errors import AuthError, ConfigError, NotFoundError
 from uptend.policy.desired import Decision, desired_version, is_outdated
 from uptend.protocol import (
     Agent,
@@ -34,7 +34,7 @@ async def enroll(ctx: Context, request: EnrollRequest, base_url: str) -> EnrollR
     check_name("group", request.group)
     name = request.name.strip()
     if not name or len(name) > 128:
-        raise AuthError("agent name must be 1-128 characters", hint="pass --name")
+        raise ConfigError("agent name must be 1-128 characters", hint="pass --name")
     credential = tokens.new_secret(tokens.AGENT_PREFIX)
     async with ctx.db.transaction() as tx:
         wanted = tokens.digest(request.token)

@@ -3,11 +3,12 @@
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from uptend.agent import files
 from uptend.agent.control import ControlClient
 from uptend.agent.layout import Layout
-from uptend.agent.preconditions import Preconditions
+from uptend.agent.preconditions import REBOOT_REQUIRED, Preconditions
 from uptend.errors import ConfigError, VerificationError
 from uptend.protocol import EnrollRequest, EnrollResponse
 from uptend.protocol.tokens import root_fingerprint_of
@@ -25,12 +26,14 @@ class AgentConfig:
     precondition_commands: list[list[str]] = field(default_factory=list)
     check_reboot: bool = True
     check_disk: bool = True
+    reboot_flag: str = str(REBOOT_REQUIRED)  # the distro's "reboot pending" flag file
 
     def preconditions(self) -> Preconditions:
         return Preconditions(
             reboot=self.check_reboot,
             disk=self.check_disk,
             commands=tuple(tuple(c) for c in self.precondition_commands),
+            reboot_flag=Path(self.reboot_flag),
         )
 
 

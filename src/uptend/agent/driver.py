@@ -34,6 +34,8 @@ from uptend.protocol.targets import ArchiveFormat, TargetCustom, parse_custom, t
 
 log = logging.getLogger("uptend.agent")
 TICK_S = 0.1
+DOWNLOAD_TRIES = 3  # attempts of one download action, each resuming the last
+RESUME_PAUSE_S = 1.0  # times the attempt number
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,13 @@ class AppDriver:
     def _drive(self, plan: machine.Plan, event: machine.Event | None) -> machine.Plan:
         while event is not None:
             plan, action = machine.step(plan, event)
+            if isinstance(action, machine.Report):
+                # The one effect that goes first: the plan that comes with a report is IDLE,
+                # which `resume` never repeats, so a kill between journal and outbox would
+                # lose the outcome. Outbox first: a kill in between repeats the last action
+                # and reports again (at least once), never not at all.
+                self._report(action)
+                action = None
             self.journal.save(plan)  # intent first, effect second
             crashpoint(f"saved:{plan.phase}")
             event = self._perform(action) if action is not None else None
@@ -186,12 +195,21 @@ class AppDriver:
                     reached = True
                     crashpoint("download:mid")
 
-            download_target(
-                signed.info,
-                target_url(self.targets_url, signed.info),
-                partial,
-                progress=progress,
-            )
+            for attempt in range(1, DOWNLOAD_TRIES + 1):
+                try:
+                    download_target(
+                        signed.info,
+                        target_url(self.targets_url, signed.info),
+                        partial,
+                        progress=progress,
+                    )
+                    break
+                except TransientError as e:
+                    # Catalogue C20: resume a cut download with Range from the bytes kept in
+                    # `partial` now; once this action fails, _fetch_failed drops staging.
+                    if attempt == DOWNLOAD_TRIES or self.stop.wait(RESUME_PAUSE_S * attempt):
+                        raise
+                    self._log(version, f"{e.message}; resuming")
             partial.replace(archive_file)
             files.fsync_dir(archive_file.parent)
         except UptendError as e:
@@ -221,13 +239,20 @@ class AppDriver:
             self._log(version, "unpacking")
             with archive_file.open("rb") as f:  # TOCTOU: check again what we unpack
                 signed.info.verify_length_and_hashes(f)
-            archive.unpack(
-                archive_file,
-                signed.custom.format,
-                work,
-                max_bytes=signed.custom.unpacked_size,
-                max_files=signed.custom.files,
-            )
+            try:
+                archive.unpack(
+                    archive_file,
+                    signed.custom.format,
+                    work,
+                    max_bytes=signed.custom.unpacked_size,
+                    max_files=signed.custom.files,
+                )
+            except VerificationError as e:
+                # The bytes were re-hashed just above: the signed release itself breaks an
+                # archive rule or its declared size (catalogue B16, B18). Hold it back like a
+                # broken manifest rather than download and refuse it again at every poll.
+                self._log(version, f"failed: {e.message}")
+                return machine.Failed(e.message, release_at_fault=True)
             crashpoint("unpack:mid")
             read_manifest(work)  # a signed release with a broken manifest is the release's fault
             files.syncfs(work)
@@ -292,13 +317,19 @@ class AppDriver:
 
     def _report(self, report: machine.Report) -> None:
         self._log(report.version, f"{report.outcome} {report.reason}".strip())
+        log_tail = report.log_tail
+        if not log_tail and report.outcome in ("failed", "rolled_back"):
+            # A rollback's report comes one step after the Failed event that had the tail
+            # (the journal keeps the reason, not the log): read the app's output from disk,
+            # which also works when the rollback was resumed after a crash.
+            log_tail = tail(self.layout.app_log(self.app, report.version))
         self.outbox.add(
             Report(
                 app=self.app,
                 version=report.version,
                 outcome=report.outcome,
                 reason=report.reason,
-                log_tail=report.log_tail,
+                log_tail=log_tail,
                 at=datetime.now(UTC),
             )
         )
@@ -316,7 +347,14 @@ class AppDriver:
             key=lambda p: p.stat().st_mtime_ns,
         )
         for old in others[:-1]:  # keep one previous version to go back to
-            files.remove_tree(old)
+            # rmtree is not atomic: a kill in the middle would leave a partial tree in
+            # versions/, which `_unpack` would later take as complete. Move it out with
+            # one rename first; a partial tree in staging is just a leftover.
+            doomed = staging / f"{old.name}.removing"
+            files.remove_tree(doomed)
+            old.rename(doomed)
+            files.fsync_dir(versions)
+            files.remove_tree(doomed)
 
 
 def _os_reason(e: OSError) -> str:

@@ -61,6 +61,7 @@ class Agent:
         self.drivers: dict[str, AppDriver] = {}
         self._rand = random.Random()  # noqa: S311 - jitter, not secrets
         self.checkin_failures = 0
+        self.unwritable = ""  # set each cycle: why updates are held back, if they are
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -81,6 +82,7 @@ class Agent:
                     self._tick()
                     self.stop.wait(min(TICK_S, max(0.0, next_checkin - time.monotonic())))
             finally:
+                self._close_session()
                 self.supervisor.stop_all()
 
     def _tick(self) -> None:
@@ -114,8 +116,9 @@ class Agent:
 
     def cycle(self) -> float:
         """Check in and act on the answer; return seconds until the next check-in."""
-        self._session = None  # python-tuf: one Updater per cycle
-        sent = len(self.outbox.pending)
+        self._close_session()  # python-tuf: one Updater per cycle
+        self.unwritable = self._unwritable()
+        sent = 0 if self.unwritable else len(self.outbox.pending)
         body = CheckIn(
             agent_version=__version__, apps=self.statuses(), reports=self.outbox.pending[:sent]
         )
@@ -135,6 +138,9 @@ class Agent:
         if sent:
             self.outbox.delivered(sent)
         self.directives = directives
+        if self.unwritable:  # catalogue F41: no update without a journal; apps keep running
+            log.warning("%s", self.unwritable)
+            return jittered_s(self.poll_interval(), self._rand.random())
         files.write_atomically(self.layout.directives, directives.model_dump_json().encode())
         for app in directives.retry:
             self.driver(app).allow_retry()
@@ -145,6 +151,17 @@ class Agent:
             self.apply(directive)
         return jittered_s(self.poll_interval(), self._rand.random())
 
+    def _unwritable(self) -> str:
+        """Why updates cannot be recorded durably now (read-only or full state), or ''."""
+        for where in (self.layout.state_dir, self.layout.tuf_dir):
+            probe = where / ".writable"
+            try:
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as e:
+                return f"updates held back: cannot write to {where}: {e.strerror or e}"
+        return ""
+
     def poll_interval(self) -> float:
         return self.directives.poll_interval_s if self.directives else self.config.poll_interval_s
 
@@ -152,12 +169,23 @@ class Agent:
         if self._session is None:
             trusted = self.layout.trusted_root.read_bytes()
             session = TufSession(self.layout.tuf_dir, self.config.metadata_url, trusted)
-            session.refresh()
-            newest = session.trusted_root()
-            if newest != trusted:  # a verified root rotation becomes the next anchor
-                files.write_atomically(self.layout.trusted_root, newest, mode=0o600)
+            try:
+                session.refresh()
+            except BaseException:
+                session.close()
+                raise
+            finally:
+                # a root rotation verified before any later failure is the next anchor
+                newest = session.trusted_root()
+                if newest != trusted:
+                    files.write_atomically(self.layout.trusted_root, newest, mode=0o600)
             self._session = session
         return self._session
+
+    def _close_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def apply(self, directive: AppDirective) -> None:
         """Bring one app to its directed version, unless something holds it back."""
@@ -255,7 +283,7 @@ class Agent:
             elif hold is not None:
                 state, reason = hold.state, hold.reason
             elif self.supervisor.alive(app):
-                state, reason = AppState.RUNNING, ""
+                state, reason = AppState.RUNNING, self.unwritable
             elif version is None:
                 state, reason = AppState.PENDING, ""
             else:

@@ -2,13 +2,16 @@
 
 Apps run in their own session (process group), so a stop reaches their children too, and a
 record in apps/<app>/run.json lets a restarted agent find and stop the processes a killed
-agent left behind, before it starts them again.
+agent left behind, before it starts them again. The record is written before the spawn with
+a run id the app carries in its environment (UPTEND_RUN_ID), so even a kill between fork and
+the pid record leaves no process nobody knows about.
 """
 
 import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -27,6 +30,7 @@ STOP_TIMEOUT_S = 10.0
 RESTART_BASE_S = 1.0
 RESTART_CAP_S = 60.0
 STABLE_AFTER_S = 30.0  # a process that ran this long resets the restart backoff
+RUN_ID_ENV = "UPTEND_RUN_ID"  # marks an app's processes, to find them after a kill -9
 
 
 @dataclass(slots=True)
@@ -69,6 +73,22 @@ def _starttime(pid: int) -> str | None:
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _pids_with_env(entry: str) -> list[int]:
+    """Processes whose initial environment holds `entry` (NAME=value)."""
+    wanted = entry.encode()
+    found: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ.split(b"\0"):
+            found.append(int(proc.name))
+    return found
 
 
 def _kill_group(pid: int, timeout_s: float) -> None:
@@ -115,10 +135,17 @@ class Supervisor:
                 record = json.loads(run.read_text())
             except (OSError, ValueError):
                 continue
-            pid = int(record.get("pid", 0))
+            pid = int(record.get("pid") or 0)
             if pid > 0 and _starttime(pid) == record.get("starttime"):
                 log.info("stopping %s (pid %d) left by a previous agent", app, pid)
                 _kill_group(pid, STOP_TIMEOUT_S)
+            elif run_id := record.get("run_id"):  # killed between spawn and the pid record
+                for found in _pids_with_env(f"{RUN_ID_ENV}={run_id}"):
+                    with contextlib.suppress(ProcessLookupError):
+                        group = os.getpgid(found)
+                        if group != os.getpgrp():
+                            log.info("stopping %s (pid %d) left by a previous agent", app, found)
+                            _kill_group(group, STOP_TIMEOUT_S)
             run.unlink(missing_ok=True)
 
     def start(self, app: str) -> None:
@@ -130,17 +157,23 @@ class Supervisor:
         if version is None:
             return
         previous = self._procs.pop(app, None)
-        proc = _Proc(popen=self._spawn(app, version), version=version, started=time.monotonic())
+        # Recorded before the spawn: an agent killed between fork and the pid record below
+        # must not leave an app nobody knows about (reap_orphans finds it by this id).
+        run_id = secrets.token_hex(8)
+        run = {"run_id": run_id, "version": version}
+        files.write_atomically(self.layout.run_file(app), json.dumps(run).encode())
+        popen = self._spawn(app, version, run_id)
+        proc = _Proc(popen=popen, version=version, started=time.monotonic())
         if previous is not None and previous.version == version:
             proc.restarts = previous.restarts
         self._procs[app] = proc
         if proc.popen is not None:
             pid = proc.popen.pid
-            record = {"pid": pid, "starttime": _starttime(pid), "version": version}
+            record = {"pid": pid, "starttime": _starttime(pid), **run}
             files.write_atomically(self.layout.run_file(app), json.dumps(record).encode())
             log.info("started %s %s (pid %d)", app, version, pid)
 
-    def _spawn(self, app: str, version: str) -> subprocess.Popen[bytes] | None:
+    def _spawn(self, app: str, version: str, run_id: str) -> subprocess.Popen[bytes] | None:
         current = self.layout.current(app)
         self.layout.make_app(app)
         config = self.layout.app_config(app)
@@ -152,6 +185,7 @@ class Supervisor:
             "UPTEND_VERSION": version,
             "UPTEND_STATE_DIR": str(self.layout.app_state(app)),
             "UPTEND_CONFIG_FILE": str(config),
+            RUN_ID_ENV: run_id,
         }
         with self.layout.app_log(app, version).open("ab") as out:
             try:

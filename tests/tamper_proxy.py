@@ -1,0 +1,147 @@
+"""A small HTTP proxy on 127.0.0.1 that forwards to the server and injects scripted faults.
+
+Agents are pointed at it through `metadata_url`/`targets_url` in their agent.json, so the
+check-in still goes straight to the server while the TUF files pass through here. Each
+fault names a substring of the request path and how many requests it hits (TEST-CATALOGUE
+harness: "a small TCP proxy injects reset, stall, drip, truncation and wrong Content-Length"):
+
+- `endless(path)`: 200 with no Content-Length and a body that never ends (catalogue A5);
+- `cut(path, after)`: the upstream status and headers (with the full Content-Length), then
+  only the first `after` bytes of the body, then the connection is closed (catalogue C20).
+
+Every request is logged as (path, Range header, status sent) for assertions.
+"""
+
+import http.client
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+
+@dataclass
+class Fault:
+    path: str  # a substring of the request path
+    kind: str  # "endless" | "cut"
+    times: int  # requests left to hit; < 0: all of them
+    after: int = 0  # for "cut": body bytes sent before the connection is closed
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    path: str
+    range: str | None
+    status: int
+    fault: str  # "" when the request was forwarded untouched
+
+
+class TamperProxy:
+    def __init__(self, upstream: str) -> None:
+        parsed = urllib.parse.urlsplit(upstream)
+        assert parsed.hostname is not None, upstream
+        assert parsed.port is not None, upstream
+        self.upstream = (parsed.hostname, parsed.port)
+        self.faults: list[Fault] = []
+        self.seen: list[Seen] = []
+        self.closing = threading.Event()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> "TamperProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.closing.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def endless(self, path: str, times: int = -1) -> None:
+        with self._lock:
+            self.faults.append(Fault(path, "endless", times))
+
+    def cut(self, path: str, after: int, times: int = 1) -> None:
+        with self._lock:
+            self.faults.append(Fault(path, "cut", times, after))
+
+    def requests_for(self, path: str) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.seen if path in s.path]
+
+    def _take(self, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.path in path and fault.times != 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _log(self, seen: Seen) -> None:
+        with self._lock:
+            self.seen.append(seen)
+
+
+def _handler_for(proxy: TamperProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # one request per connection: a cut is a close
+
+        def do_GET(self) -> None:
+            fault = proxy._take(self.path)
+            rng = self.headers.get("Range")
+            if fault is not None and fault.kind == "endless":
+                proxy._log(Seen(self.path, rng, 200, "endless"))
+                self._endless()
+                return
+            conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+            try:
+                headers = {"Accept-Encoding": "identity"}
+                if rng is not None:
+                    headers["Range"] = rng
+                conn.request("GET", self.path, headers=headers)
+                response = conn.getresponse()
+                body = response.read()
+                proxy._log(Seen(self.path, rng, response.status, fault.kind if fault else ""))
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("connection", "server", "date"):
+                        self.send_header(name, value)
+                self.end_headers()
+                if fault is not None and fault.kind == "cut":
+                    self.wfile.write(body[: fault.after])
+                    self.wfile.flush()
+                    return  # HTTP/1.0: the handler closes the connection now
+                self.wfile.write(body)
+            except OSError:
+                return  # the agent went away
+            finally:
+                conn.close()
+
+        def _endless(self) -> None:
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                chunk = b" " * 65536
+                while not proxy.closing.is_set():
+                    self.wfile.write(chunk)
+            except OSError:
+                return  # the agent stopped reading: what we wanted
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    return Handler
+
+
+__all__ = ["Seen", "TamperProxy"]

@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ class AttemptLog:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.path = directory / f"{app}-{stamp}-{version}.log"
         self.app = app
-        for old in attempt_logs(directory, app)[:-KEEP]:
+        for old in attempt_logs(directory, app)[: -(KEEP - 1)]:  # room for this one
             with contextlib.suppress(OSError):
                 old.unlink()
 
@@ -28,6 +29,14 @@ class AttemptLog:
             f.write(f"{stamp} {message}\n")
 
 
+_NAME = re.compile(r"^(?P<app>.+)-(?P<stamp>\d{8}T\d{6}\.\d{6}Z)-(?P<version>[^/]+)\.log$")
+
+
 def attempt_logs(directory: Path, app: str | None) -> list[Path]:
-    pattern = f"{app}-*.log" if app else "*.log"
-    return sorted(directory.glob(pattern), key=lambda p: p.stat().st_mtime_ns)
+    """Attempt logs of `app` (or all apps), oldest first by the time in their name."""
+    found: list[tuple[str, Path]] = []
+    for path in directory.glob("*.log"):
+        match = _NAME.match(path.name)
+        if match and (app is None or match["app"] == app):
+            found.append((match["stamp"], path))
+    return [path for _, path in sorted(found)]

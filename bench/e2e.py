@@ -73,6 +73,8 @@ def cycle_cpu_ms(root: Path) -> float:
         host = fleet.add_host()
         host.start()
         wait_until(lambda: host.running_version("demo") == "1.0", 60)
+        journal = host.dir / "state" / "demo.journal"
+        wait_until(lambda: journal.exists() and host.journal("demo")["phase"] == "idle", 60)
         host.stop()
         agent = Agent(Layout(host.dir))
         agent.cycle()  # warm up: imports, TLS-free connection pool

@@ -57,7 +57,7 @@ def test_directed_to_the_running_version_does_nothing() -> None:
 def test_unhealthy_new_version_is_rolled_back_and_reported() -> None:
     plan, _ = run(Plan(current="1.0"), Directed("2.0"), Downloaded(), Unpacked(), Switched())
     plan, action = step(plan, Failed("health probe exited 3", release_at_fault=True))
-    assert action == SwitchTo("1.0")
+    assert action == SwitchTo("1.0", verify=True)
     assert plan.phase is Phase.ROLLING_BACK
     plan, action = step(plan, Switched())
     assert plan == Plan(Phase.IDLE, current="1.0", failure="health probe exited 3", bad=("2.0",))
@@ -99,6 +99,19 @@ def test_invalid_manifest_in_a_signed_release_holds_it_back() -> None:
     assert action.outcome == "failed"
 
 
+def test_a_rollback_whose_old_version_fails_too_is_reported_and_keeps_it() -> None:
+    """TEST-CATALOGUE E38: the last good version stays current (never deleted)."""
+    plan, _ = run(Plan(current="1.0"), Directed("2.0"), Downloaded(), Unpacked(), Switched())
+    plan, _ = step(plan, Failed("2.0 crashed"))
+    plan, action = step(plan, Failed("1.0 exited 4", log_tail="1.0 broke"))
+    assert plan.phase is Phase.IDLE
+    assert (plan.current, plan.bad) == ("1.0", ("2.0",))
+    assert isinstance(action, Report)
+    assert action.outcome == "rollback_failed"
+    assert action.reason == "2.0 crashed; then the rollback to 1.0 failed: 1.0 exited 4"
+    assert action.log_tail == "1.0 broke"
+
+
 def test_first_install_that_fails_leaves_no_current() -> None:
     plan, _ = run(Plan(), Directed("1.0"), Downloaded(), Unpacked(), Switched())
     plan, action = step(plan, Failed("exited 3"))
@@ -115,7 +128,7 @@ def test_first_install_that_fails_leaves_no_current() -> None:
         (Phase.DOWNLOADING, Download("2.0")),
         (Phase.UNPACKING, Unpack("2.0")),
         (Phase.SWITCHING, SwitchTo("2.0")),
-        (Phase.ROLLING_BACK, SwitchTo("1.0")),
+        (Phase.ROLLING_BACK, SwitchTo("1.0", verify=True)),
     ],
 )
 def test_resume_repeats_the_interrupted_action(phase: Phase, expected: object) -> None:
@@ -134,7 +147,7 @@ def test_interrupted_probation_runs_again_then_the_loop_breaker_rolls_back() -> 
         assert (plan.attempts, action) == (attempt, Probe("2.0"))
     plan, action = resume(plan)
     assert plan.phase is Phase.ROLLING_BACK
-    assert action == SwitchTo("1.0")
+    assert action == SwitchTo("1.0", verify=True)
     assert "interrupted" in plan.failure
 
 
@@ -145,7 +158,7 @@ def test_interrupted_probation_runs_again_then_the_loop_breaker_rolls_back() -> 
         (Plan(current="1.0"), Switched()),
         (Plan(Phase.DOWNLOADING, "1.0", "2.0"), Directed("3.0")),
         (Plan(Phase.PROBATION, "1.0", "2.0"), Unpacked()),
-        (Plan(Phase.ROLLING_BACK, "1.0", "2.0"), Failed("again")),
+        (Plan(Phase.ROLLING_BACK, "1.0", "2.0"), Healthy()),
     ],
 )
 def test_illegal_events_are_bugs(plan: Plan, event: Event) -> None:

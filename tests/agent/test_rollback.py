@@ -50,7 +50,7 @@ def failed_reports(lane: Lane, host: Host, version: str) -> list[dict[str, Any]]
         r
         for r in reports(lane.fleet, host)
         if (r["app"], r["version"]) == (lane.app, version)
-        and r["outcome"] in ("failed", "rolled_back")
+        and r["outcome"] in ("failed", "rolled_back", "rollback_failed")
     ]
 
 
@@ -180,12 +180,17 @@ probation = 0.3
 
 
 def test_rollback_target_that_fails_too_is_kept_and_restarted(lane: Lane) -> None:
-    """E38 (in part): the last good version is never deleted and is restarted with backoff."""
+    """E38: reported as "rollback failed"; the last good version is never deleted and is
+    restarted with backoff until it recovers."""
     host = lane.up("1.0", manifest=BREAKABLE)
     (host.dir / "apps" / lane.app / "state" / "broken").touch()  # 1.0 now fails to start too
     lane.publish("2.0", mode="crash")
 
     wait_until(lambda: len(failed_reports(lane, host, "2.0")) == 1, what="a failure report")
+    (report,) = failed_reports(lane, host, "2.0")
+    assert report["outcome"] == "rollback_failed"
+    assert "the rollback to 1.0 failed" in report["reason"]
+    assert "1.0 broke" in report["log_tail"]
     wait_until(
         lambda: host.log_text().count(f"{lane.app} 1.0 exited with 4; restart") >= 2,
         what="the watchdog restarting 1.0 with backoff",

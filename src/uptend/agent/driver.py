@@ -147,8 +147,13 @@ class AppDriver:
                 return self._download(v)
             case machine.Unpack(version=v):
                 return self._unpack(v)
-            case machine.SwitchTo(version=v):
-                return self._switch(v)
+            case machine.SwitchTo(version=v, verify=verify):
+                switched = self._switch(v)
+                if verify and v is not None:  # a rollback: the old version must stay up too
+                    verdict = self._probe(v)
+                    if not isinstance(verdict, machine.Healthy):
+                        return verdict  # Failed, or None when shutting down mid-check
+                return switched
             case machine.Probe(version=v):
                 return self._probe(v)
             case machine.Report():

@@ -9,6 +9,8 @@ driver calls `resume` and performs it again.
     IDLE --Directed--> DOWNLOADING --Downloaded--> UNPACKING --Unpacked--> SWITCHING
     SWITCHING --Switched--> PROBATION --Healthy--> IDLE (current = target, reported installed)
     SWITCHING | PROBATION --Failed--> ROLLING_BACK --Switched--> IDLE (target marked bad)
+    ROLLING_BACK --Failed--> IDLE (the last good version failed too: "rollback_failed";
+                              it stays current and the watchdog keeps restarting it)
     DOWNLOADING | UNPACKING --Failed--> IDLE (retried later unless the release is at fault)
 
 Invariant (DESIGN promise 2): `plan.current` always names a complete version in versions/
@@ -98,6 +100,7 @@ class Unpack:
 @dataclass(frozen=True, slots=True)
 class SwitchTo:
     version: str | None  # None: stop the app and remove `current` (nothing good to go back to)
+    verify: bool = False  # a rollback: check the old version stays up before reporting Switched
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,7 @@ class Probe:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    outcome: str  # installed | failed | rolled_back
+    outcome: str  # installed | failed | rolled_back | rollback_failed
     version: str
     reason: str = ""
     log_tail: str = ""
@@ -120,6 +123,10 @@ def _target(plan: Plan) -> str:
     if plan.target is None:
         raise IllegalTransitionError(f"phase {plan.phase} without a target")
     return plan.target
+
+
+def _rollback(plan: Plan) -> SwitchTo:
+    return SwitchTo(plan.current, verify=plan.current is not None)
 
 
 def step(plan: Plan, event: Event) -> tuple[Plan, Action | None]:
@@ -145,7 +152,7 @@ def step(plan: Plan, event: Event) -> tuple[Plan, Action | None]:
             return done, Report("installed", _target(plan))
         case Phase.SWITCHING | Phase.PROBATION, Failed() as f:
             back = replace(plan, phase=Phase.ROLLING_BACK, failure=f.reason)
-            return back, SwitchTo(plan.current)
+            return back, _rollback(plan)
         case Phase.ROLLING_BACK, Switched():
             target = _target(plan)
             outcome = "rolled_back" if plan.current is not None else "failed"
@@ -153,6 +160,11 @@ def step(plan: Plan, event: Event) -> tuple[Plan, Action | None]:
                 Phase.IDLE, current=plan.current, failure=plan.failure, bad=(*plan.bad, target)
             )
             return idle, Report(outcome, target, plan.failure)
+        case Phase.ROLLING_BACK, Failed() as f:
+            target = _target(plan)
+            reason = f"{plan.failure}; then the rollback to {plan.current} failed: {f.reason}"
+            idle = Plan(Phase.IDLE, current=plan.current, failure=reason, bad=(*plan.bad, target))
+            return idle, Report("rollback_failed", target, reason, f.log_tail)
     raise IllegalTransitionError(f"phase {plan.phase} cannot take {event!r}")
 
 
@@ -171,10 +183,10 @@ def resume(plan: Plan) -> tuple[Plan, Action | None]:
             if plan.attempts >= MAX_PROBATION_ATTEMPTS:
                 reason = f"interrupted {plan.attempts} times during probation"
                 back = replace(plan, phase=Phase.ROLLING_BACK, failure=reason)
-                return back, SwitchTo(plan.current)
+                return back, _rollback(plan)
             return replace(plan, attempts=plan.attempts + 1), Probe(_target(plan))
         case Phase.ROLLING_BACK:
-            return plan, SwitchTo(plan.current)
+            return plan, _rollback(plan)
     assert_never(plan.phase)
 
 

@@ -193,6 +193,8 @@ class Agent:
         driver = self.driver(app)
         plan = driver.plan()
         hold = self.holds.get(app)
+        if not machine.is_settled(plan):
+            return  # an update interrupted by shutdown: `run` resumes it first
         if version is None or version == plan.current:
             self.holds.pop(app, None)
             return

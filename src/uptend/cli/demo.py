@@ -176,7 +176,7 @@ def demo(
                 )
                 say("published demo 2.0")
                 took = wait_for(admin, dirs, "2.0", live, "updating to demo 2.0")
-            say(f"[green]all {AGENTS} agents run demo 2.0[/], {took:.1f}s after publishing")
+            say(f"\n[green]all {AGENTS} agents run demo 2.0[/], {took:.1f}s after publishing")
             console.print(view(admin.call("GET", "/api/v1/agents"), dirs, "final state"))
     except UptendError:
         for log in sorted(work.glob("*.log")):

@@ -49,7 +49,7 @@ class Report(_Wire):
 
     app: str
     version: str
-    outcome: str  # installed | failed | rolled_back | deferred | refused
+    outcome: str  # installed | failed | rolled_back | rollback_failed | deferred | refused
     reason: str = ""
     log_tail: str = ""
     at: datetime

@@ -27,7 +27,7 @@ from uptend.server.storage import tokens as token_rows
 from uptend.server.storage.db import Tx
 from uptend.server.storage.tables import AgentAppRow, AgentRow, GroupRow, ReportRow
 
-FAILED_OUTCOMES = {"failed", "rolled_back"}
+FAILED_OUTCOMES = {"failed", "rolled_back", "rollback_failed"}
 
 
 async def enroll(ctx: Context, request: EnrollRequest, base_url: str) -> EnrollResponse:

@@ -54,6 +54,15 @@ def test_every_command_help_has_an_example(path: tuple[str, ...]) -> None:
     assert example.group(1).startswith(f"uptend {path[0]}"), example.group(1)
 
 
+@pytest.mark.parametrize(
+    "path", sorted(p for p in COMMANDS if p not in LEAVES), ids=lambda p: " ".join(p) or "uptend"
+)
+def test_every_command_group_help_has_an_example(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"Example:\s*uptend", result.output), result.output
+
+
 def _public_wire_types(module: Any) -> set[str]:
     return {
         name

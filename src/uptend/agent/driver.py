@@ -92,6 +92,7 @@ class AppDriver:
         self.stop = stop
         self.journal = Journal(layout.journal(app), layout.app_dir(app))
         self.attempt: AttemptLog | None = None
+        self._last_failure: tuple[str, str, str] | None = None
         layout.make_app(app)
 
     def plan(self) -> machine.Plan:
@@ -322,6 +323,12 @@ class AppDriver:
 
     def _report(self, report: machine.Report) -> None:
         self._log(report.version, f"{report.outcome} {report.reason}".strip())
+        key = (report.outcome, report.version, report.reason)
+        if report.outcome == "failed" and key == self._last_failure:
+            # the same transient fault again (retried with backoff): once is enough
+            self.attempt = None
+            return
+        self._last_failure = key if report.outcome == "failed" else None
         log_tail = report.log_tail
         if not log_tail and report.outcome in ("failed", "rolled_back"):
             # A rollback's report comes one step after the Failed event that had the tail

@@ -14,7 +14,10 @@ import typer
 
 from uptend.cli._output import console, print_json
 
-app = typer.Typer(help="The agent: installs, runs and updates apps on this host.")
+app = typer.Typer(
+    help="The agent: installs, runs and updates apps on this host.",
+    epilog="Example: uptend agent run /var/lib/uptend-agent",
+)
 
 DataDir = Annotated[Path, typer.Argument(help="the agent's data directory")]
 

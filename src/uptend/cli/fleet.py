@@ -8,7 +8,10 @@ from rich.table import Table
 from uptend.cli._client import Admin, ServerOpt, TokenOpt
 from uptend.cli._output import console, print_json
 
-app = typer.Typer(help="See the fleet: versions, states, failures.")
+app = typer.Typer(
+    help="See the fleet: versions, states, failures.",
+    epilog="Example: uptend fleet list --outdated",
+)
 
 
 def fleet_table(agents: list[dict[str, Any]]) -> Table:

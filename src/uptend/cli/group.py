@@ -10,7 +10,10 @@ from uptend.cli._output import console, print_json
 from uptend.protocol import GroupSet
 from uptend.protocol.names import check_name
 
-app = typer.Typer(help="Manage groups of agents and their policies.")
+app = typer.Typer(
+    help="Manage groups of agents and their policies.",
+    epilog="Example: uptend group set default --app demo --channel stable",
+)
 
 
 @app.command("set", epilog="Example: uptend group set default --app demo --channel stable")

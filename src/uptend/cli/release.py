@@ -19,7 +19,10 @@ from uptend.protocol.names import check_name
 from uptend.protocol.targets import ArchiveFormat
 from uptend.protocol.versions import parse_version
 
-app = typer.Typer(help="Publish and list releases (each one a signed TUF target).")
+app = typer.Typer(
+    help="Publish and list releases (each one a signed TUF target).",
+    epilog="Example: uptend release publish demo 2.0 ./build",
+)
 
 CHUNK = 1 << 20
 LOCAL_MAX_BYTES = 8 << 30

@@ -9,7 +9,10 @@ import typer
 
 from uptend.cli._output import console, print_json
 
-app = typer.Typer(help="Run the uptend server (control plane + signed release repository).")
+app = typer.Typer(
+    help="Run the uptend server (control plane + signed release repository).",
+    epilog="Example: uptend server init ./srv && uptend server run ./srv",
+)
 
 
 @app.command(epilog="Example: uptend server init /var/lib/uptend --json")

@@ -20,9 +20,9 @@ Catalogue cases A-F covered elsewhere or not here, and why:
 - A4, C21, C22 (more than `length` bytes, Range ignored or 416, slow drip): exercised on
   `download_target` directly in tests/agent/test_fetch.py, where the server can be
   scripted byte by byte; here A4 is the "wrong length" test (Content-Length too big).
-- B17 (the staged file is changed after verification): needs a write between two
-  syscalls of the agent; the driver re-hashes the archive right before unpacking (see
-  `AppDriver._unpack`), which a unit test on the driver can show without racing.
+- B17 (the staged file is changed after verification): tests/agent/test_driver.py changes
+  the staged archive between the download and the unpack; the re-hash before unpacking
+  refuses it.
 - B19 (deb/rpm/command installers): uptend has only the `bundle` install kind.
 - C24 (a man-in-the-middle with a valid TLS certificate): would need a CA the agent
   trusts; the tampering proxy here is the same attacker without TLS, and TUF is what
@@ -30,9 +30,7 @@ Catalogue cases A-F covered elsewhere or not here, and why:
 - D26-D35 (kill -9 and power loss at each step): the crash-point matrix owned by the
   crash-safety tests (tests/agent/test_crash_safety.py).
 - E36-E39 (crash loops, hung probes, failed rollback): health and rollback tests.
-- F40 (ENOSPC): needs a small tmpfs mount (`mount -t tmpfs`), which needs CAP_SYS_ADMIN
-  in the initial namespace; unlike a read-only bind mount (F41 below) the agent's whole
-  data dir would have to live on it, so it belongs with a root-only CI job.
+- F40 (ENOSPC): tests/e2e/test_disk_full.py, on a small tmpfs in a user namespace.
 - F42 (the clock far off): needs `faketime` for the agent process; the expiry logic it
   would exercise is test 5 (freeze), which reaches the same ExpiredMetadataError.
 

@@ -28,7 +28,7 @@ from tests.agent.crash_support import (
 from tests.agent.lanes import Lane, lane, shared_fleet
 from tests.fleet import Host, wait_until
 from uptend.agent.crashpoints import ALL_CRASHPOINTS, ARM_ENV, LOG_ENV
-from uptend.agent.machine import MAX_PROBATION_ATTEMPTS
+from uptend.agent.machine import MAX_ATTEMPTS
 
 __all__ = ["lane", "shared_fleet"]
 
@@ -96,7 +96,7 @@ def test_interrupted_probation_rolls_back_after_the_limit(lane: Lane) -> None:
     host = lane.up("1.0")
     assert host.stop() == 0
     lane.publish("2.0")
-    for attempt in range(1, MAX_PROBATION_ATTEMPTS + 1):
+    for attempt in range(1, MAX_ATTEMPTS + 1):
         host.start(env={ARM_ENV: "probation:mid"})
         agent_died_of_sigkill(host)
         journal = host.journal(lane.app)
@@ -112,7 +112,31 @@ def test_interrupted_probation_rolls_back_after_the_limit(lane: Lane) -> None:
     wait_until(lambda: bool(rolled_back()), what="rolled_back report")
     [report] = rolled_back()
     assert report["version"] == "2.0"
-    assert f"interrupted {MAX_PROBATION_ATTEMPTS} times during probation" in report["reason"]
+    assert f"interrupted {MAX_ATTEMPTS} times during probation" in report["reason"]
+
+
+def test_dying_at_the_same_step_holds_the_release_back(lane: Lane) -> None:
+    """D35: an agent that dies unpacking 2.0 every time stops trying it, and says so."""
+    host = lane.up("1.0")
+    assert host.stop() == 0
+    lane.publish("2.0")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        host.start(env={ARM_ENV: "unpack:mid"})
+        agent_died_of_sigkill(host)
+        journal = host.journal(lane.app)
+        assert (journal["phase"], journal["attempts"]) == ("unpacking", attempt)
+    host.start()
+
+    def failed() -> list[dict[str, Any]]:
+        return [r for r in reports(lane.fleet, host) if r["outcome"] == "failed"]
+
+    wait_until(lambda: bool(failed()), what="failed report")
+    [report] = failed()
+    assert report["version"] == "2.0"
+    assert f"died {MAX_ATTEMPTS} times while unpacking 2.0" in report["reason"]
+    wait_settled(host, lane.app, "1.0")
+    assert host.journal(lane.app)["bad"] == ["2.0"]
+    assert "2.0" not in host.versions(lane.app)
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,13 @@
 """The update state machine, pure: events in, actions out, no fixtures."""
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from uptend.agent.machine import (
-    MAX_PROBATION_ATTEMPTS,
+    MAX_ATTEMPTS,
     Directed,
     Download,
     Downloaded,
@@ -128,12 +130,40 @@ def test_first_install_that_fails_leaves_no_current() -> None:
         (Phase.DOWNLOADING, Download("2.0")),
         (Phase.UNPACKING, Unpack("2.0")),
         (Phase.SWITCHING, SwitchTo("2.0")),
-        (Phase.ROLLING_BACK, SwitchTo("1.0", verify=True)),
     ],
 )
-def test_resume_repeats_the_interrupted_action(phase: Phase, expected: object) -> None:
-    plan = Plan(phase, current="1.0", target="2.0")
-    assert resume(plan) == (plan, expected)
+def test_resume_repeats_the_interrupted_step_and_counts_it(phase: Phase, expected: object) -> None:
+    plan = Plan(phase, current="1.0", target="2.0", attempts=1)
+    assert resume(plan) == (replace(plan, attempts=2), expected)
+
+
+def test_an_interrupted_rollback_is_repeated_for_ever() -> None:
+    plan = Plan(Phase.ROLLING_BACK, current="1.0", target="2.0", attempts=99)
+    assert resume(plan) == (plan, SwitchTo("1.0", verify=True))
+
+
+@pytest.mark.parametrize("phase", [Phase.DOWNLOADING, Phase.UNPACKING])
+def test_dying_at_the_same_fetch_step_holds_the_release_back(phase: Phase) -> None:
+    """TEST-CATALOGUE D35: a state loop marks the release bad for this host and reports it."""
+    plan, _ = step(Plan(current="1.0"), Directed("2.0"))
+    if phase is Phase.UNPACKING:
+        plan, _ = step(plan, Downloaded())
+    assert plan.attempts == 1
+    for attempt in range(2, MAX_ATTEMPTS + 1):
+        plan, _ = resume(plan)
+        assert plan.attempts == attempt
+    plan, action = resume(plan)
+    reason = f"the agent died {MAX_ATTEMPTS} times while {phase} 2.0"
+    assert plan == Plan(Phase.IDLE, current="1.0", failure=reason, bad=("2.0",))
+    assert action == Report("failed", "2.0", reason)
+
+
+def test_dying_while_switching_rolls_back() -> None:
+    plan = Plan(Phase.SWITCHING, current="1.0", target="2.0", attempts=MAX_ATTEMPTS)
+    plan, action = resume(plan)
+    assert plan.phase is Phase.ROLLING_BACK
+    assert plan.failure == f"interrupted {MAX_ATTEMPTS} times during switching"
+    assert action == SwitchTo("1.0", verify=True)
 
 
 def test_resume_when_idle_does_nothing() -> None:
@@ -142,7 +172,7 @@ def test_resume_when_idle_does_nothing() -> None:
 
 def test_interrupted_probation_runs_again_then_the_loop_breaker_rolls_back() -> None:
     plan = Plan(Phase.PROBATION, current="1.0", target="2.0", attempts=1)
-    for attempt in range(2, MAX_PROBATION_ATTEMPTS + 1):
+    for attempt in range(2, MAX_ATTEMPTS + 1):
         plan, action = resume(plan)
         assert (plan.attempts, action) == (attempt, Probe("2.0"))
     plan, action = resume(plan)

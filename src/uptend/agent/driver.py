@@ -106,9 +106,12 @@ class AppDriver:
             self.clean_staging(plan)
             return plan
         self._log(plan.target or "?", f"resuming {plan.phase} after a restart")
+        if isinstance(action, machine.Report):  # the loop breaker gave up: report first
+            self._report(action)
+            action = None
         self.journal.save(plan)
         crashpoint(f"saved:{plan.phase}")
-        return self._drive(plan, self._perform(action))
+        return self._drive(plan, self._perform(action) if action is not None else None)
 
     def update_to(self, signed: Signed) -> machine.Plan:
         self.attempt = AttemptLog(self.layout.update_logs, self.app, signed.custom.version)

@@ -9,6 +9,9 @@ driver calls `resume` and performs it again.
     IDLE --Directed--> DOWNLOADING --Downloaded--> UNPACKING --Unpacked--> SWITCHING
     SWITCHING --Switched--> PROBATION --Healthy--> IDLE (current = target, reported installed)
     SWITCHING | PROBATION --Failed--> ROLLING_BACK --Switched--> IDLE (target marked bad)
+    resume: repeats the interrupted step; after MAX_ATTEMPTS starts of one step the loop
+    breaker gives up (DOWNLOADING/UNPACKING -> IDLE, release held back; SWITCHING/PROBATION
+    -> ROLLING_BACK). A rollback is repeated for ever: the last good version must run.
     ROLLING_BACK --Failed--> IDLE (the last good version failed too: "rollback_failed";
                               it stays current and the watchdog keeps restarting it)
     DOWNLOADING | UNPACKING --Failed--> IDLE (retried later unless the release is at fault)
@@ -22,7 +25,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import assert_never
 
-MAX_PROBATION_ATTEMPTS = 3  # interrupted probations before the loop breaker rolls back
+MAX_ATTEMPTS = 3  # starts of one step, crashes included, before the loop breaker gives up
 
 
 class IllegalTransitionError(Exception):
@@ -45,7 +48,7 @@ class Plan:
     phase: Phase = Phase.IDLE
     current: str | None = None  # last good version; None before the first install
     target: str | None = None
-    attempts: int = 0  # probation starts of `target` (crash-loop breaker)
+    attempts: int = 0  # starts of the current phase: 1 when entered, +1 per resume
     failure: str = ""
     bad: tuple[str, ...] = ()  # versions that failed their health check on this host
 
@@ -135,11 +138,12 @@ def step(plan: Plan, event: Event) -> tuple[Plan, Action | None]:
         case Phase.IDLE, Directed(version=v):
             if v == plan.current or v in plan.bad:
                 return plan, None
-            return replace(plan, phase=Phase.DOWNLOADING, target=v, failure=""), Download(v)
+            fetch = replace(plan, phase=Phase.DOWNLOADING, target=v, failure="", attempts=1)
+            return fetch, Download(v)
         case Phase.DOWNLOADING, Downloaded():
-            return replace(plan, phase=Phase.UNPACKING), Unpack(_target(plan))
+            return replace(plan, phase=Phase.UNPACKING, attempts=1), Unpack(_target(plan))
         case Phase.UNPACKING, Unpacked():
-            return replace(plan, phase=Phase.SWITCHING), SwitchTo(_target(plan))
+            return replace(plan, phase=Phase.SWITCHING, attempts=1), SwitchTo(_target(plan))
         case Phase.DOWNLOADING | Phase.UNPACKING, Failed() as f:
             target = _target(plan)
             bad = (*plan.bad, target) if f.release_at_fault else plan.bad
@@ -173,18 +177,24 @@ def resume(plan: Plan) -> tuple[Plan, Action | None]:
     match plan.phase:
         case Phase.IDLE:
             return plan, None
-        case Phase.DOWNLOADING:
-            return plan, Download(_target(plan))
-        case Phase.UNPACKING:
-            return plan, Unpack(_target(plan))
-        case Phase.SWITCHING:
-            return plan, SwitchTo(_target(plan))
-        case Phase.PROBATION:
-            if plan.attempts >= MAX_PROBATION_ATTEMPTS:
-                reason = f"interrupted {plan.attempts} times during probation"
+        case Phase.DOWNLOADING | Phase.UNPACKING:
+            target = _target(plan)
+            if plan.attempts >= MAX_ATTEMPTS:  # a state loop (catalogue D35): hold it back
+                reason = f"the agent died {plan.attempts} times while {plan.phase} {target}"
+                bad = (*plan.bad, target)
+                return Plan(Phase.IDLE, current=plan.current, failure=reason, bad=bad), Report(
+                    "failed", target, reason
+                )
+            again = Download(target) if plan.phase is Phase.DOWNLOADING else Unpack(target)
+            return replace(plan, attempts=plan.attempts + 1), again
+        case Phase.SWITCHING | Phase.PROBATION:
+            target = _target(plan)
+            if plan.attempts >= MAX_ATTEMPTS:  # crash loop of the new version (D30)
+                reason = f"interrupted {plan.attempts} times during {plan.phase}"
                 back = replace(plan, phase=Phase.ROLLING_BACK, failure=reason)
                 return back, _rollback(plan)
-            return replace(plan, attempts=plan.attempts + 1), Probe(_target(plan))
+            repeat = SwitchTo(target) if plan.phase is Phase.SWITCHING else Probe(target)
+            return replace(plan, attempts=plan.attempts + 1), repeat
         case Phase.ROLLING_BACK:
             return plan, _rollback(plan)
     assert_never(plan.phase)

@@ -27,8 +27,10 @@ Catalogue cases A-F covered elsewhere or not here, and why:
 - C24 (a man-in-the-middle with a valid TLS certificate): would need a CA the agent
   trusts; the tampering proxy here is the same attacker without TLS, and TUF is what
   refuses its files (tests 1, 2, 5-7), not the transport.
-- D26-D35 (kill -9 and power loss at each step): the crash-point matrix owned by the
-  crash-safety tests (tests/agent/test_crash_safety.py).
+- D26-D35 (kill -9 and power loss at each step): the crash-point matrix and the state
+  loop in tests/agent/test_crash_safety.py; power loss (D33) as the durability ordering in
+  tests/agent/test_durability.py, whose docstring says why un-fsynced writes cannot be
+  dropped for real here.
 - E36-E39 (crash loops, hung probes, failed rollback): health and rollback tests.
 - F40 (ENOSPC): tests/e2e/test_disk_full.py, on a small tmpfs in a user namespace.
 - F42 (the clock far off): needs `faketime` for the agent process; the expiry logic it

@@ -376,6 +376,3 @@ def _os_reason(e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         return f"disk full: {e}"
     return f"{e.strerror or e}: {e.filename or ''}".strip(": ")
-
-
-__all__ = ["AppDriver", "Signed", "TransientError", "find_target"]

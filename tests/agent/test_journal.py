@@ -14,7 +14,7 @@ def test_round_trip(tmp_path: Path) -> None:
     plan = Plan(Phase.PROBATION, current="1.0", target="2.0", attempts=2, bad=("1.5",))
     journal.save(plan)
     assert journal.load() == plan
-    assert not list(tmp_path.glob(".*.tmp"))  # the temp file was renamed away
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.journal"]  # temp file renamed away
 
 
 @pytest.mark.parametrize(

@@ -11,27 +11,18 @@ import os
 import shutil
 from pathlib import Path
 
+from uptend.durable import fsync_dir, write_atomically
+
+__all__ = [
+    "fsync_dir",
+    "point_current_at",
+    "read_current",
+    "remove_tree",
+    "syncfs",
+    "write_atomically",
+]
+
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Temp file, flush, fsync, rename, fsync of the directory (python-tuf skips the last two)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        os.fchmod(f.fileno(), mode)
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    fsync_dir(path.parent)
 
 
 def syncfs(path: Path) -> None:

@@ -50,6 +50,7 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization import DeserializationError
 
+from uptend.durable import fsync_dir, write_atomically
 from uptend.errors import ConfigError, ConflictError
 
 ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
@@ -116,7 +117,7 @@ class TufRepo:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync_dir(root.parent)
+        fsync_dir(root.parent)
         return cls.open(root, expiry=expiry)
 
     @classmethod
@@ -197,7 +198,7 @@ class TufRepo:
             dest.parent.mkdir(parents=True, exist_ok=True)
             staged_file.replace(dest)
             for d in (dest.parent, *dest.parent.parents):  # new dirs must be durable too
-                _fsync_dir(d)
+                fsync_dir(d)
                 if d == self.targets_dir:
                     break
             self._publish(state, now, snapshot=True)  # only now can an agent see the target
@@ -263,7 +264,7 @@ class TufRepo:
         md.signed.expires = now + self._expiry.of(role)
         md.sign(self._signers[role])
         name = "timestamp.json" if role == Timestamp.type else f"{md.signed.version}.{role}.json"
-        _write_atomically(self.metadata_dir / name, md.to_bytes())
+        write_atomically(self.metadata_dir / name, md.to_bytes())
 
     def _publish(self, state: _Published, now: datetime, *, snapshot: bool) -> None:
         if snapshot:
@@ -279,7 +280,7 @@ def _build(root: Path, expiry: Expiry, now: datetime) -> None:
     signers = {role: CryptoSigner.generate_ed25519() for role in ROLES}
     (root / "keys").mkdir(mode=0o700)
     for role, signer in signers.items():
-        _write_atomically(root / "keys" / f"{role}.pem", signer.private_bytes, mode=0o600)
+        write_atomically(root / "keys" / f"{role}.pem", signer.private_bytes, mode=0o600)
     (root / "metadata").mkdir()
     (root / "targets").mkdir()
     root_role = Root(expires=now + expiry.of(Root.type), consistent_snapshot=True)
@@ -295,7 +296,7 @@ def _build(root: Path, expiry: Expiry, now: datetime) -> None:
         role = md.signed.type
         md.sign(signers[role])
         name = "timestamp.json" if role == Timestamp.type else f"1.{role}.json"
-        _write_atomically(root / "metadata" / name, md.to_bytes())
+        write_atomically(root / "metadata" / name, md.to_bytes())
 
 
 def _read(path: Path, kind: type[_S], root: Root | None) -> Metadata[_S]:
@@ -323,27 +324,3 @@ def _read(path: Path, kind: type[_S], root: Root | None) -> Metadata[_S]:
             f"TUF metadata {path} is not signed by its {kind.type} key: {e}"
         ) from None
     return md
-
-
-def _write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """After a power cut, `path` holds the old bytes or `data`, never a mix."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

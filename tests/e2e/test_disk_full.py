@@ -7,12 +7,12 @@ resolves paths in the agent's own mount namespace.
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests import userns
 from tests.e2e.test_hostile import APP, PROBATION, app_row, host_on_1_0, reports
 from tests.fleet import UPTEND, Fleet, Host, make_release, wait_until
 
@@ -21,17 +21,7 @@ TMPFS = "1m"
 
 def _can_mount_tmpfs(where: Path) -> bool:
     where.mkdir()
-    script = f'mount -t tmpfs -o size=64k tmpfs "{where}"'
-    try:
-        done = subprocess.run(
-            ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-    except OSError:
-        return False
-    return done.returncode == 0
+    return userns.allows(f'mount -t tmpfs -o size=64k tmpfs "{where}"')
 
 
 def start_on_small_disk(host: Host, copy: Path) -> None:
@@ -73,7 +63,7 @@ def seen_by_agent(host: Host, path: Path) -> Path:
 def test_full_disk_keeps_the_old_version_running(
     fleet: Fleet, tmp_path: Path, check_disk: bool
 ) -> None:
-    if shutil.which("unshare") is None or not _can_mount_tmpfs(tmp_path / "probe"):
+    if not _can_mount_tmpfs(tmp_path / "probe"):
         pytest.skip("needs `unshare --user --mount` to mount a small tmpfs")
     host = host_on_1_0(fleet, check_disk=check_disk)
     assert host.stop() == 0

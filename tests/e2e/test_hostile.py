@@ -46,7 +46,6 @@ import contextlib
 import hashlib
 import io
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -62,6 +61,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Timestamp
 
+from tests import userns
 from tests.fleet import UPTEND, Fleet, Host, make_release, wait_until
 from tests.tamper_proxy import Seen, TamperProxy
 from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
@@ -510,23 +510,13 @@ def test_second_agent_on_the_same_data_dir_exits_and_leaves_tuf_intact(fleet: Fl
 def _can_bind_read_only(tmp: Path) -> bool:
     probe = tmp / "ro-probe"
     probe.mkdir()
-    script = f'mount --bind "{probe}" "{probe}" && mount -o remount,bind,ro "{probe}"'
-    try:
-        done = subprocess.run(
-            ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-    except OSError:
-        return False
-    return done.returncode == 0
+    return userns.allows(f'mount --bind "{probe}" "{probe}" && mount -o remount,bind,ro "{probe}"')
 
 
 def test_read_only_state_dir_holds_back_updates_and_is_reported(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    if shutil.which("unshare") is None or not _can_bind_read_only(tmp_path):
+    if not _can_bind_read_only(tmp_path):
         pytest.skip("needs `unshare --user --mount` to make a read-only bind mount")
     host = host_on_1_0(fleet)
     assert host.stop() == 0
@@ -536,7 +526,7 @@ def test_read_only_state_dir_holds_back_updates_and_is_reported(
     agent = [*UPTEND, "agent", "run", str(host.dir)]
     out = host.log.open("ab")
     host.proc = subprocess.Popen(
-        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", *agent],
+        userns.argv(script, agent),
         stdout=out,
         stderr=out,
         stdin=subprocess.DEVNULL,

@@ -28,8 +28,6 @@ It exits 0 whatever the figures are (a benchmark, not a test); non-zero only on 
 
 import argparse
 import contextlib
-import ctypes
-import ctypes.util
 import functools
 import hashlib
 import http.server
@@ -83,21 +81,9 @@ RSS_TARGET_MB = 80.0
 MB = 1e6
 MIB = 1 << 20
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
 
 def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def syncfs(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
-    finally:
-        os.close(fd)
 
 
 def _disk_counters() -> list[str]:
@@ -528,6 +514,8 @@ class FloorRun:
 
 
 def floor_run(url: str, sha256: str, where: Path) -> FloorRun:
+    from uptend.agent.files import syncfs
+
     shutil.rmtree(where, ignore_errors=True)
     where.mkdir(parents=True)
     tgz, out = where / "bundle.tar.gz", where / "tree"

@@ -137,11 +137,13 @@ class Agent:
         self.checkin_failures = 0
         if sent:
             self.outbox.delivered(sent)
+        changed = directives != self.directives
         self.directives = directives
         if self.unwritable:  # catalogue F41: no update without a journal; apps keep running
             log.warning("%s", self.unwritable)
             return jittered_s(self.poll_interval(), self._rand.random())
-        files.write_atomically(self.layout.directives, directives.model_dump_json().encode())
+        if changed:  # the idle check-in path writes nothing when nothing changed
+            files.write_atomically(self.layout.directives, directives.model_dump_json().encode())
         for app in directives.retry:
             self.driver(app).allow_retry()
             self.holds.pop(app, None)

@@ -10,7 +10,7 @@ from uptend.errors import ConfigError
 from uptend.protocol import Agent, Group, GroupSet, Release
 from uptend.protocol.targets import ArchiveFormat
 from uptend.server.api.deps import Admin, Ctx
-from uptend.server.services import agents, groups, releases
+from uptend.server.services import fleet, groups, releases
 from uptend.server.settings import MAX_UPLOAD_BYTES
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -69,13 +69,13 @@ async def list_groups(ctx: Ctx, _: Admin) -> list[Group]:
 @router.get("/agents")
 async def list_agents(ctx: Ctx, _: Admin, outdated: bool = False) -> list[Agent]:
     """The fleet: per agent and app, installed, desired and newest version, and state."""
-    return await agents.fleet(ctx, outdated=outdated)
+    return await fleet.fleet(ctx, outdated=outdated)
 
 
 @router.get("/agents/{key}")
 async def show_agent(ctx: Ctx, _: Admin, key: str) -> dict[str, Any]:
     """One agent (by id or name) with its latest update reports."""
-    agent, reports = await agents.show(ctx, key)
+    agent, reports = await fleet.show(ctx, key)
     return {
         "agent": agent.model_dump(mode="json"),
         "reports": [
@@ -95,4 +95,4 @@ async def show_agent(ctx: Ctx, _: Admin, key: str) -> dict[str, Any]:
 @router.post("/agents/{key}/apps/{app}/retry", status_code=204)
 async def retry(ctx: Ctx, actor: Admin, key: str, app: str) -> None:
     """Let the agent try again a version that failed its health check there."""
-    await agents.retry(ctx, actor, key, app)
+    await fleet.retry(ctx, actor, key, app)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header, Request
 
 from uptend.protocol import CheckIn, Directives, EnrollRequest, EnrollResponse
 from uptend.server.api.deps import Ctx
-from uptend.server.services import agents
+from uptend.server.services import checkin as service
 
 router = APIRouter(prefix="/api/v1", tags=["agent"])
 
@@ -14,7 +14,7 @@ router = APIRouter(prefix="/api/v1", tags=["agent"])
 @router.post("/enroll")
 async def enroll(ctx: Ctx, body: EnrollRequest, request: Request) -> EnrollResponse:
     """Trade an enrollment token for an agent credential and the TUF root."""
-    return await agents.enroll(ctx, body, str(request.base_url))
+    return await service.enroll(ctx, body, str(request.base_url))
 
 
 @router.post("/checkin")
@@ -22,4 +22,4 @@ async def checkin(
     ctx: Ctx, body: CheckIn, authorization: Annotated[str | None, Header()] = None
 ) -> Directives:
     """Report this agent's state; receive the version each app should run."""
-    return await agents.checkin(ctx, authorization, body)
+    return await service.checkin(ctx, authorization, body)

@@ -4,7 +4,7 @@ from uptend.errors import ConfigError
 from uptend.protocol import Group, GroupApp, GroupSet
 from uptend.protocol.names import check_name
 from uptend.server.services.context import Context, utcnow
-from uptend.server.storage import audit
+from uptend.server.storage import audit, generation
 from uptend.server.storage import groups as rows
 from uptend.server.storage.db import Tx
 from uptend.server.storage.tables import GroupRow
@@ -38,6 +38,7 @@ async def set_group(ctx: Context, actor: str, name: str, change: GroupSet) -> Gr
             row.auto_update = change.auto_update
         if change.app is not None:
             await rows.set_app(tx, name, change.app, change.channel)
+        await generation.bump(tx)
         audit.record(tx, utcnow(), actor, "group.set", f"{name}: {change.model_dump_json()}")
         return (await _to_wire(tx, [row]))[0]
 

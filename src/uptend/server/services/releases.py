@@ -13,7 +13,7 @@ from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
 from uptend.protocol.versions import parse_version
 from uptend.server.services.context import Context, utcnow
 from uptend.server.settings import MAX_FILES, MAX_UNPACKED_BYTES
-from uptend.server.storage import audit
+from uptend.server.storage import audit, generation
 from uptend.server.storage import releases as rows
 from uptend.server.storage.tables import ReleaseRow
 
@@ -71,6 +71,8 @@ async def publish(
                 ctx.repo.add_target, name, upload, custom.model_dump(mode="json")
             )
             row.sha256 = target.hashes["sha256"]
+            await rows.advance_head(tx, row)
+            await generation.bump(tx)
             audit.record(tx, now, actor, "release.publish", f"{app} {version} on {channel}")
     finally:
         upload.unlink(missing_ok=True)

@@ -6,8 +6,9 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from uptend.errors import ConflictError
+from uptend.protocol.versions import parse_version
 from uptend.server.storage.db import Tx
-from uptend.server.storage.tables import ReleaseRow
+from uptend.server.storage.tables import ChannelHeadRow, ReleaseRow
 
 
 async def add(tx: Tx, row: ReleaseRow) -> None:
@@ -47,3 +48,25 @@ async def versions_by_channel(
     for app, channel, version in await tx.execute(stmt):
         out[(app, channel)].append(version)
     return out
+
+
+async def heads(tx: Tx, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], ChannelHeadRow]:
+    """The newest release of each (app, channel) pair that has one, in one query."""
+    wanted = list(set(pairs))
+    if not wanted:
+        return {}
+    stmt = select(ChannelHeadRow).where(
+        tuple_(ChannelHeadRow.app, ChannelHeadRow.channel).in_(wanted)
+    )
+    return {(h.app, h.channel): h for h in await tx.scalars(stmt)}
+
+
+async def advance_head(tx: Tx, row: ReleaseRow) -> None:
+    """Make `row` its channel's head if it is newer than the head (PEP 440 order)."""
+    head = await tx.get(ChannelHeadRow, (row.app, row.channel))
+    if head is None:
+        tx.add(
+            ChannelHeadRow(app=row.app, channel=row.channel, version=row.version, target=row.target)
+        )
+    elif parse_version(row.version) > parse_version(head.version):
+        head.version, head.target = row.version, row.target

@@ -58,6 +58,28 @@ class ReleaseRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class ChannelHeadRow(Base):
+    """The newest release of each (app, channel), kept at publish: no check-in scans releases."""
+
+    __tablename__ = "channel_heads"
+    app: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+
+
+class GenerationRow(Base):
+    """One counter, bumped in the transaction of every change to what agents should run.
+
+    Each server process caches what it derived from the database under the generation it read;
+    a replica sharing the database sees a change with one primary-key read.
+    """
+
+    __tablename__ = "generation"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    value: Mapped[int] = mapped_column(Integer)
+
+
 class GroupRow(Base):
     __tablename__ = "groups"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)

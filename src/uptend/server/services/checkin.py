@@ -1,12 +1,10 @@
-"""Agents: enrollment, check-in (state in, directives out), and the fleet view."""
+"""The agent's side: enrollment, then check-ins (state in, directives out)."""
 
 import uuid
 
 from uptend.errors import AuthError, ConfigError, NotFoundError
-from uptend.policy.desired import Decision, desired_version, is_outdated
+from uptend.policy.desired import Decision, desired_version
 from uptend.protocol import (
-    Agent,
-    AgentApp,
     AppDirective,
     AppState,
     CheckIn,
@@ -15,7 +13,6 @@ from uptend.protocol import (
     EnrollResponse,
 )
 from uptend.protocol.names import check_name
-from uptend.protocol.versions import newest
 from uptend.server import tokens
 from uptend.server.services.auth import require_agent
 from uptend.server.services.context import Context, utcnow
@@ -70,14 +67,14 @@ async def enroll(ctx: Context, request: EnrollRequest, base_url: str) -> EnrollR
     )
 
 
-async def _plan(tx: Tx, group: GroupRow) -> dict[str, tuple[str, list[str]]]:
+async def plan_of(tx: Tx, group: GroupRow) -> dict[str, tuple[str, list[str]]]:
     """Assigned app -> (channel, versions on that channel) for one group."""
     assigned = (await group_rows.apps_of(tx, [group.name]))[group.name]
     versions = await release_rows.versions_by_channel(tx, [(a.app, a.channel) for a in assigned])
     return {a.app: (a.channel, versions[(a.app, a.channel)]) for a in assigned}
 
 
-def _decide(
+def decide(
     group: GroupRow, app: str, channel: str, versions: list[str], installed: str | None
 ) -> Decision:
     return desired_version(
@@ -130,9 +127,9 @@ async def checkin(ctx: Context, authorization: str | None, body: CheckIn) -> Dir
                 row.log_tail = report.log_tail
         directives: list[AppDirective] = []
         retry: list[str] = []
-        for app, (channel, versions) in (await _plan(tx, group)).items():
+        for app, (channel, versions) in (await plan_of(tx, group)).items():
             row = existing.get(app)
-            decision = _decide(group, app, channel, versions, row.installed if row else None)
+            decision = decide(group, app, channel, versions, row.installed if row else None)
             directives.append(
                 AppDirective(app=app, version=decision.version, reason=decision.reason)
             )
@@ -140,86 +137,3 @@ async def checkin(ctx: Context, authorization: str | None, body: CheckIn) -> Dir
                 retry.append(app)
                 row.retry = False
     return Directives(poll_interval_s=group.poll_interval_s, apps=directives, retry=retry)
-
-
-async def _view(tx: Tx, agents: list[AgentRow]) -> list[Agent]:
-    groups = {g.name: g for g in await group_rows.listing(tx)}
-    plans = {name: await _plan(tx, g) for name, g in groups.items()}
-    states = await rows.apps_of(tx, [a.id for a in agents])
-    out: list[Agent] = []
-    for agent in agents:
-        group = groups[agent.group]
-        reported = states[agent.id]
-        apps: list[AgentApp] = []
-        for app in sorted(set(plans[agent.group]) | set(reported)):
-            row = reported.get(app)
-            installed = row.installed if row else None
-            state = AppState(row.state) if row else AppState.PENDING
-            channel, versions = plans[agent.group].get(app, ("", []))
-            if channel:
-                decision = _decide(group, app, channel, versions, installed)
-                latest = newest(versions)
-            else:
-                decision = Decision(installed, f"{app} is no longer assigned to {group.name}")
-                latest = installed
-            reason = row.reason if row is not None and row.reason else decision.reason
-            apps.append(
-                AgentApp(
-                    app=app,
-                    installed=installed,
-                    desired=decision.version,
-                    newest=latest,
-                    state=state,
-                    reason=reason,
-                    log_tail=row.log_tail if row else "",
-                )
-            )
-        outdated = any(
-            is_outdated(a.installed, a.newest) or a.state is AppState.FAILED for a in apps
-        )
-        out.append(
-            Agent(
-                id=agent.id,
-                name=agent.name,
-                group=agent.group,
-                last_seen=agent.last_seen,
-                agent_version=agent.agent_version,
-                outdated=outdated,
-                apps=apps,
-            )
-        )
-    return out
-
-
-async def fleet(ctx: Context, *, outdated: bool) -> list[Agent]:
-    async with ctx.db.transaction() as tx:
-        view = await _view(tx, await rows.listing(tx))
-    return [a for a in view if a.outdated] if outdated else view
-
-
-async def _find(tx: Tx, key: str) -> AgentRow:
-    agent = await rows.by_id_or_name(tx, key)
-    if agent is None:
-        raise NotFoundError(
-            f"agent {key!r} does not exist", hint="list the agents with `uptend fleet list`"
-        )
-    return agent
-
-
-async def show(ctx: Context, key: str) -> tuple[Agent, list[ReportRow]]:
-    async with ctx.db.transaction() as tx:
-        agent = await _find(tx, key)
-        return (await _view(tx, [agent]))[0], await rows.reports_of(tx, agent.id, 20)
-
-
-async def retry(ctx: Context, actor: str, key: str, app: str) -> None:
-    async with ctx.db.transaction() as tx:
-        agent = await _find(tx, key)
-        row = await rows.app_row(tx, agent.id, app)
-        if row is None:
-            raise NotFoundError(
-                f"agent {agent.name} has not reported app {app}",
-                hint=f"see its apps with `uptend fleet show {agent.name}`",
-            )
-        row.retry = True
-        audit.record(tx, utcnow(), actor, "fleet.retry", f"{agent.name} {app}")

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 import uptend.protocol
-from uptend.cli import app
+from uptend.cli import app, load_command
 from uptend.protocol import admin_api, agent_api
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -27,7 +27,8 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def _walk(command: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
     yield path, command
     for name, sub in getattr(command, "commands", {}).items():  # a group: its subcommands
-        yield from _walk(sub, (*path, name))
+        # the root holds placeholders until a group runs: load the real one
+        yield from _walk(load_command(name) if not path else sub, (*path, name))
 
 
 COMMANDS = dict(_walk(typer.main.get_command(app), ()))

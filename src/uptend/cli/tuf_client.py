@@ -42,6 +42,7 @@ ANCHOR_NAME = ".bootstrap-root"
 _T = TypeVar("_T")
 
 app = typer.Typer(
+    add_completion=False,  # the root command owns shell completion (it has none)
     help="A TUF client for the tuf-conformance suite, built on the agent's fetch path.",
     no_args_is_help=True,
     epilog="Example: uptend tuf-client --metadata-dir /tmp/md init root.json",

@@ -15,10 +15,10 @@ Catalogue cases A-F covered elsewhere or not here, and why:
 - A2, A7, A9, A10, A11, A12, A13, A14 (duplicate signatures, mix-and-match, key and root
   rotation, an attacker's root.json, a damaged local cache, malformed metadata, invalid
   `custom`): they need metadata no real server ever serves, so they run against
-  python-tuf's RepositorySimulator (tests/reposim.py) in tests/agent/test_fetch.py and
+  python-tuf's RepositorySimulator (tests/reposim.py) in tests/agent/test_tuf_session.py and
   through the tuf-conformance suite (`uptend tuf-client`), on the same `TufSession`.
 - A4, C21, C22 (more than `length` bytes, Range ignored or 416, slow drip): exercised on
-  `download_target` directly in tests/agent/test_fetch.py, where the server can be
+  `download_target` directly in tests/agent/test_download.py, where the server can be
   scripted byte by byte; here A4 is the "wrong length" test (Content-Length too big).
 - B17 (the staged file is changed after verification): tests/agent/test_driver.py changes
   the staged archive between the download and the unpack; the re-hash before unpacking

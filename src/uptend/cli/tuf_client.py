@@ -24,16 +24,10 @@ from urllib import parse
 
 import typer
 
-from uptend.agent.fetch import (
-    TargetFile,
-    TufSession,
-    check_trusted_root,
-    download_target,
-    is_verified_copy,
-    target_url,
-)
+from uptend.agent.download import download_target, is_verified_copy, target_url
 from uptend.agent.files import fsync_dir, write_atomically
 from uptend.agent.lock import DataDirLock
+from uptend.agent.tuf_session import TargetFile, TufSession, check_trusted_root
 from uptend.cli import _output
 from uptend.errors import ConfigError, UptendError
 

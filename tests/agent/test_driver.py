@@ -1,4 +1,4 @@
-"""The driver against real files: what it unpacks is what was verified (TEST-CATALOGUE B17)."""
+"""The driver against real files: what it unpacks is what was verified (docs/faults.md B17)."""
 
 import threading
 from pathlib import Path

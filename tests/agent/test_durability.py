@@ -1,4 +1,4 @@
-"""Power loss (TEST-CATALOGUE D33): the journal never names a file that is not yet durable.
+"""Power loss (docs/faults.md D33): the journal never names a file that is not yet durable.
 
 A real power cut drops every write that was not fsynced. Dropping them for real needs a
 filesystem that can forget (LazyFS over FUSE, or dm-flakey): neither installs from this

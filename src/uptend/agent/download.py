@@ -7,9 +7,9 @@ written beyond the signed length, and is then checked with
 `TargetFile.verify_length_and_hashes`. The file is not renamed into place: the caller does
 that, after this returns.
 
-Errors are translated here, once (STYLE 2.4): over-long or substituted bytes become
-`VerificationError` (and the staging file is deleted); network trouble, HTTP errors,
-timeouts and the deadline become `TransientError` (and the bytes so far are kept).
+Errors are translated here, once (docs/architecture.md, Errors): over-long or substituted
+bytes become `VerificationError` (and the staging file is deleted); network trouble, HTTP
+errors, timeouts and the deadline become `TransientError` (and the bytes so far are kept).
 """
 
 import os

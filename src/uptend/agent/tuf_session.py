@@ -17,9 +17,9 @@ chain before use. After a refresh, `TufSession.trusted_root()` returns the newes
 chain verified, so the caller can atomically replace its anchor (kept in a file *not* named
 `*.json`): root rotations are then honoured even if `metadata_dir` is wiped or rewritten.
 
-Errors are translated here, once (STYLE 2.4): tuf `RepositoryError` (signature, version,
-expiry, hash) and over-long metadata become `VerificationError`; network trouble
-(`DownloadError`, urllib3 errors, timeouts, the deadline) becomes `TransientError`.
+Errors are translated here, once (docs/architecture.md, Errors): tuf `RepositoryError`
+(signature, version, expiry, hash) and over-long metadata become `VerificationError`; network
+trouble (`DownloadError`, urllib3 errors, timeouts, the deadline) becomes `TransientError`.
 This module does not choose which target to install, parse `custom`, or unpack anything.
 """
 

@@ -278,12 +278,13 @@ def child(agent_dir: Path) -> dict[str, Any]:
 
     from uptend import archive
     from uptend.agent import config as agent_config
-    from uptend.agent import fetch, files, machine
+    from uptend.agent import download, files, machine
+    from uptend.agent.download import target_url
     from uptend.agent.driver import AppDriver, find_target
-    from uptend.agent.fetch import TufSession, target_url
     from uptend.agent.layout import Layout
     from uptend.agent.outbox import Outbox
     from uptend.agent.supervisor import Supervisor
+    from uptend.agent.tuf_session import TufSession
 
     # The real agent process also holds the runner and its control client (httpx): import
     # them so the RSS measured here carries the same import footprint.
@@ -312,7 +313,7 @@ def child(agent_dir: Path) -> dict[str, Any]:
             return event
 
     # Sub-steps of the update path, timed where the driver calls them.
-    fetch._fetch_into = timed(spans, "fetch", fetch._fetch_into)
+    download._fetch_into = timed(spans, "fetch", download._fetch_into)
     archive.unpack = timed(spans, "unpack archive", archive.unpack)
     files.syncfs = timed(spans, "syncfs", files.syncfs)
     files.fsync_dir = timed(spans, "fsync_dir", files.fsync_dir)

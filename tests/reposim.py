@@ -2,8 +2,8 @@
 
 python-tuf's RepositorySimulator is a FetcherInterface; this one sits behind a real
 `ThreadingHTTPServer` on port 0, because the agent's fetch path (urllib3, timeouts, Range
-resume, length caps) is part of what the tests attack (STYLE 2.6). Tests mutate the
-repository between client runs and turn on network faults:
+resume, length caps) is part of what the tests attack (docs/faults.md, "How the tests make
+faults"). Tests mutate the repository between client runs and turn on network faults:
 
     with RepoSim() as sim:
         sim.add_target("demo/1.0/demo-1.0.tar.gz", b"...")

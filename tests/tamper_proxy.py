@@ -2,12 +2,12 @@
 
 Agents are pointed at it through `metadata_url`/`targets_url` in their agent.json, so the
 check-in still goes straight to the server while the TUF files pass through here. Each
-fault names a substring of the request path and how many requests it hits (TEST-CATALOGUE
-harness: "a small TCP proxy injects reset, stall, drip, truncation and wrong Content-Length"):
+fault names a substring of the request path and how many requests it hits (docs/faults.md,
+"How the tests make faults"):
 
-- `endless(path)`: 200 with no Content-Length and a body that never ends (catalogue A5);
+- `endless(path)`: 200 with no Content-Length and a body that never ends (docs/faults.md A5);
 - `cut(path, after)`: the upstream status and headers (with the full Content-Length), then
-  only the first `after` bytes of the body, then the connection is closed (catalogue C20).
+  only the first `after` bytes of the body, then the connection is closed (docs/faults.md C20).
 
 Every request is logged as (path, Range header, status sent) for assertions.
 """

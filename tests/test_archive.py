@@ -1,4 +1,4 @@
-"""uptend.archive against real hostile archives built in tmp_path (TEST-CATALOGUE B16, B18).
+"""uptend.archive against real hostile archives built in tmp_path (docs/faults.md B16, B18).
 
 Every refused unpack must leave no `dest` and nothing new anywhere under tmp_path.
 """

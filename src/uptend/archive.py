@@ -2,7 +2,7 @@
 
 Why: a release archive comes from an operator (server, at publish time) or over the network
 (agent, at install time), and tarfile/zipfile will happily write wherever an entry says
-(TEST-CATALOGUE B16, B18). One walker serves both sides: the server runs it dry (`inspect`)
+(docs/faults.md B16, B18). One walker serves both sides: the server runs it dry (`inspect`)
 and the agent for real (`unpack`), so the server never signs an archive the agent would refuse.
 The rules, for every entry:
 

@@ -1,4 +1,4 @@
-"""Kill -9 at every step of an update: the host always runs a whole version (catalogue D).
+"""Kill -9 at every step of an update: the host always runs a whole version (docs/faults.md D).
 
 Every case runs real `uptend agent run` processes against a real server. The agent kills
 itself with SIGKILL at a named crash point (no finally, no atexit, no flush), or the test

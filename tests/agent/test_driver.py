@@ -1,4 +1,4 @@
-"""The driver against real files: what it unpacks is what was verified (TEST-CATALOGUE B17)."""
+"""The driver against real files: what it unpacks is what was verified (docs/faults.md B17)."""
 
 import threading
 from pathlib import Path
@@ -9,11 +9,11 @@ from tuf.api.metadata import TargetFile
 from uptend import archive
 from uptend.agent import machine
 from uptend.agent.driver import AppDriver, Signed
-from uptend.agent.fetch import TufSession
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.outbox import Outbox
 from uptend.agent.supervisor import Supervisor
+from uptend.agent.tuf_session import TufSession
 from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
 
 

@@ -1,4 +1,4 @@
-"""Power loss (TEST-CATALOGUE D33): the journal never names a file that is not yet durable.
+"""Power loss (docs/faults.md D33): the journal never names a file that is not yet durable.
 
 A real power cut drops every write that was not fsynced. Dropping them for real needs a
 filesystem that can forget (LazyFS over FUSE, or dm-flakey): neither installs from this
@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 
 from tests.fleet import Fleet, wait_until
+from uptend.agent import download, files
 from uptend.agent import driver as driver_module
-from uptend.agent import fetch, files
 from uptend.agent.driver import AppDriver, find_target
-from uptend.agent.fetch import TufSession
 from uptend.agent.layout import Layout
 from uptend.agent.outbox import Outbox
 from uptend.agent.supervisor import Supervisor
+from uptend.agent.tuf_session import TufSession
 
 Event = tuple[str, str]
 
@@ -38,7 +38,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Event]:
     events: list[Event] = []
     real_write, real_fsync_dir = files.write_atomically, files.fsync_dir
     real_syncfs, real_point = files.syncfs, files.point_current_at
-    real_download = fetch.download_target
+    real_download = download.download_target
 
     def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         real_write(path, data, mode=mode)

@@ -102,7 +102,7 @@ def test_invalid_manifest_in_a_signed_release_holds_it_back() -> None:
 
 
 def test_a_rollback_whose_old_version_fails_too_is_reported_and_keeps_it() -> None:
-    """TEST-CATALOGUE E38: the last good version stays current (never deleted)."""
+    """docs/faults.md E38: the last good version stays current (never deleted)."""
     plan, _ = run(Plan(current="1.0"), Directed("2.0"), Downloaded(), Unpacked(), Switched())
     plan, _ = step(plan, Failed("2.0 crashed"))
     plan, action = step(plan, Failed("1.0 exited 4", log_tail="1.0 broke"))
@@ -144,7 +144,7 @@ def test_an_interrupted_rollback_is_repeated_for_ever() -> None:
 
 @pytest.mark.parametrize("phase", [Phase.DOWNLOADING, Phase.UNPACKING])
 def test_dying_at_the_same_fetch_step_holds_the_release_back(phase: Phase) -> None:
-    """TEST-CATALOGUE D35: a state loop marks the release bad for this host and reports it."""
+    """docs/faults.md D35: a state loop marks the release bad for this host and reports it."""
     plan, _ = step(Plan(current="1.0"), Directed("2.0"))
     if phase is Phase.UNPACKING:
         plan, _ = step(plan, Downloaded())

@@ -1,6 +1,6 @@
 """A new version that fails its health check is rolled back, reported, and not retried in a loop.
 
-Catalogue E36-E39, through real processes: the server, the agent, the app and its probes.
+docs/faults.md E36-E39, through real processes: the server, the agent, the app and its probes.
 """
 
 import contextlib

@@ -1,9 +1,9 @@
 """`uptend tuf-client`, the tuf-conformance client contract, against a real repository on 127.0.0.1.
 
-The contract (TEST-CATALOGUE; tuf-conformance CLIENT-CLI.md): exit 0 on full success and 1
+The contract (docs/faults.md; tuf-conformance CLIENT-CLI.md): exit 0 on full success and 1
 otherwise; init makes no request; non-versioned metadata names in D; download refreshes,
 goes in order, stops at the first failure, caches by hash, keeps one file name per target.
-The full public suite is run separately (see the catalogue); these tests pin the contract.
+The full public suite is run separately (see docs/faults.md); these tests pin the contract.
 """
 
 import os

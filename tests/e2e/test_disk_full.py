@@ -1,4 +1,4 @@
-"""A full disk (TEST-CATALOGUE F40): deferred when foreseen, cleaned up when it strikes.
+"""A full disk (docs/faults.md F40): deferred when foreseen, cleaned up when it strikes.
 
 The agent runs inside `unshare --user --mount` with a 1 MiB tmpfs over `apps/demo`, so even
 root hits a real ENOSPC. What the agent sees is read through /proc/<pid>/root, which

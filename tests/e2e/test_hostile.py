@@ -10,31 +10,9 @@ manifests, targets signed by a foreign key, a release row without a target) are 
 way a compromised server would: signing directly with `TufRepo` in this process and
 writing the `releases` row straight into the server's SQLite database.
 
-Catalogue cases A-F covered elsewhere or not here, and why:
-
-- A2, A7, A9, A10, A11, A12, A13, A14 (duplicate signatures, mix-and-match, key and root
-  rotation, an attacker's root.json, a damaged local cache, malformed metadata, invalid
-  `custom`): they need metadata no real server ever serves, so they run against
-  python-tuf's RepositorySimulator (tests/reposim.py) in tests/agent/test_fetch.py and
-  through the tuf-conformance suite (`uptend tuf-client`), on the same `TufSession`.
-- A4, C21, C22 (more than `length` bytes, Range ignored or 416, slow drip): exercised on
-  `download_target` directly in tests/agent/test_fetch.py, where the server can be
-  scripted byte by byte; here A4 is the "wrong length" test (Content-Length too big).
-- B17 (the staged file is changed after verification): tests/agent/test_driver.py changes
-  the staged archive between the download and the unpack; the re-hash before unpacking
-  refuses it.
-- B19 (deb/rpm/command installers): uptend has only the `bundle` install kind.
-- C24 (a man-in-the-middle with a valid TLS certificate): would need a CA the agent
-  trusts; the tampering proxy here is the same attacker without TLS, and TUF is what
-  refuses its files (tests 1, 2, 5-7), not the transport.
-- D26-D35 (kill -9 and power loss at each step): the crash-point matrix and the state
-  loop in tests/agent/test_crash_safety.py; power loss (D33) as the durability ordering in
-  tests/agent/test_durability.py, whose docstring says why un-fsynced writes cannot be
-  dropped for real here.
-- E36-E39 (crash loops, hung probes, failed rollback): health and rollback tests.
-- F40 (ENOSPC): tests/e2e/test_disk_full.py, on a small tmpfs in a user namespace.
-- F42 (the clock far off): needs `faketime` for the agent process; the expiry logic it
-  would exercise is test 5 (freeze), which reaches the same ExpiredMetadataError.
+Which cases of docs/faults.md run here, which run elsewhere (attacks that need metadata no
+real server serves run against tests/reposim.py in tests/agent/test_tuf_session.py and
+tests/agent/test_download.py) and which cannot run at all, and why: docs/faults.md.
 
 F41 (the state dir read-only) runs here although tests run as root, which writes through
 file modes: the agent is started inside `unshare --user --mount` with a read-only bind

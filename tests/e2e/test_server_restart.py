@@ -1,8 +1,8 @@
 """The server goes away in the middle of a rollout and comes back on the same port.
 
-DESIGN promise 2: unreachable metadata never stops an agent or its apps, it only holds back
-new installs. The agents keep their apps running on what they have, retry with backoff, and
-finish the rollout once the server is back.
+Promise 2 (docs/architecture.md): unreachable metadata never stops an agent or its apps, it
+only holds back new installs. The agents keep their apps running on what they have, retry
+with backoff, and finish the rollout once the server is back.
 """
 
 from tests.agent.crash_support import (

@@ -1,9 +1,9 @@
 """The running server re-signs timestamp.json before it expires, with no admin action.
 
-DESIGN promise 2: expired metadata must never stop agents. The server is started with a
-2-second timestamp lifetime and a 0.1-second re-signing check (the `UPTEND_TIMESTAMP_EXPIRY_S`
-and `UPTEND_RESIGN_CHECK_S` hooks of `uptend.server.settings`, read by `server init` and
-`server run` alike); agents see each new timestamp over HTTP.
+Promise 2 (docs/architecture.md): expired metadata must never stop agents. The server is
+started with a 2-second timestamp lifetime and a 0.1-second re-signing check (the
+`UPTEND_TIMESTAMP_EXPIRY_S` and `UPTEND_RESIGN_CHECK_S` hooks of `uptend.server.settings`,
+read by `server init` and `server run` alike); agents see each new timestamp over HTTP.
 """
 
 from collections.abc import Iterator

@@ -22,12 +22,13 @@ from uptend import archive
 from uptend.agent import files, machine
 from uptend.agent.attempts import AttemptLog
 from uptend.agent.crashpoints import crashpoint
-from uptend.agent.fetch import TufSession, download_target, target_url
+from uptend.agent.download import download_target, target_url
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.outbox import Outbox
 from uptend.agent.probes import run_probes
 from uptend.agent.supervisor import Supervisor, read_manifest, tail
+from uptend.agent.tuf_session import TufSession
 from uptend.errors import ConfigError, TransientError, UptendError, VerificationError
 from uptend.protocol import Report
 from uptend.protocol.targets import ArchiveFormat, TargetCustom, parse_custom, target_path

@@ -1,6 +1,6 @@
 """Durable file operations: after a power cut, the old state or the new one, never a mix.
 
-Every durable write of the agent goes through here (TEST-CATALOGUE D33), so the rule
+Every durable write of the agent goes through here (docs/faults.md D33), so the rule
 "journal only refers to durable files" is checked in one place.
 """
 
@@ -49,7 +49,7 @@ def point_current_at(app_dir: Path, version: str | None) -> None:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(Path("versions") / version)
         tmp.replace(link)
-    fsync_dir(app_dir)  # DESIGN promise 2: the switch itself is durable
+    fsync_dir(app_dir)  # docs/architecture.md promise 2: the switch itself is durable
 
 
 def read_current(app_dir: Path) -> str | None:

@@ -3,7 +3,7 @@
 Why: python-tuf's ngclient is single-instance per metadata directory. Two updaters that
 persist `timestamp.json` and `root_history/` into the same directory at the same time can
 leave it inconsistent (python-tuf#2836), and two drivers would race on one journal. The
-second process must stop before it touches anything (TEST-CATALOGUE F43).
+second process must stop before it touches anything (docs/faults.md F43).
 
 The lock is advisory and tied to the open file description, so the kernel drops it when the
 process dies, even on kill -9: there is no stale lock to clean up after a crash. The holder's

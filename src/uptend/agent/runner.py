@@ -20,13 +20,13 @@ from uptend.agent import config as agent_config
 from uptend.agent import files, machine
 from uptend.agent.control import ControlClient
 from uptend.agent.driver import AppDriver, Signed, find_target
-from uptend.agent.fetch import TufSession
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.lock import DataDirLock
 from uptend.agent.outbox import Outbox
 from uptend.agent.preconditions import unmet
 from uptend.agent.supervisor import Supervisor
+from uptend.agent.tuf_session import TufSession
 from uptend.errors import AuthError, TransientError, UptendError, VerificationError
 from uptend.policy.backoff import jittered_s, retry_delay_s
 from uptend.protocol import AppDirective, AppState, AppStatus, CheckIn, Directives, Report

@@ -1,13 +1,71 @@
-"""The `uptend` command: one Typer root; each command group lives in its own module."""
+"""The `uptend` command: one Typer root; each command group lives in its own module.
 
+Groups load lazily (click's "Lazily Loading Subcommands"): `uptend --help` imports no group,
+and `uptend agent ...` imports only `uptend.cli.agent`, not the server's FastAPI and
+SQLAlchemy or the agent's TUF stack. The root lists each group by the one-line summary in
+`GROUPS`; tests/test_cli_startup.py checks that each summary is its module's own help.
+"""
+
+import importlib
 import sys
+from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from uptend.cli import _output
+from uptend.errors import UptendError
+
+if TYPE_CHECKING:  # typer vendors click and does not re-export its types
+    from typer import _click as click
+
+# command name -> (module whose `app` holds it, its one-line summary for `uptend --help`)
+GROUPS: dict[str, tuple[str, str]] = {
+    "demo": (
+        "uptend.cli.demo",
+        "Start a server and 3 agents, publish v1 then v2 of a sample app, watch them move.",
+    ),
+    "server": (
+        "uptend.cli.server",
+        "Run the uptend server (control plane + signed release repository).",
+    ),
+    "release": ("uptend.cli.release", "Publish and list releases (each one a signed TUF target)."),
+    "group": ("uptend.cli.group", "Manage groups of agents and their policies."),
+    "fleet": ("uptend.cli.fleet", "See the fleet: versions, states, failures."),
+    "agent": ("uptend.cli.agent", "The agent: installs, runs and updates apps on this host."),
+    "tuf-client": (
+        "uptend.cli.tuf_client",
+        "A TUF client for the tuf-conformance suite, built on the agent's fetch path.",
+    ),
+}
+
+
+def load_command(name: str) -> "click.Command":
+    """Import the module of command `name` and return its click command."""
+    command = typer.main.get_command(importlib.import_module(GROUPS[name][0]).app)
+    command.name = name
+    return command
+
+
+class _LazyGroup(TyperGroup):
+    """Holds a light placeholder per group (enough for help and typo hints) until one runs."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for name, (_module, summary) in GROUPS.items():
+            self.add_command(TyperCommand(name, help=summary))
+
+    def resolve_command(
+        self, ctx: "click.Context", args: list[str]
+    ) -> tuple[str | None, "click.Command | None", list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name in GROUPS:
+            command = load_command(name)
+        return name, command, rest
+
 
 app = typer.Typer(
     name="uptend",
+    cls=_LazyGroup,
     help="Keep the agents on a fleet of servers up to date: signed, unbrickable, on your terms.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -16,25 +74,18 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    from uptend.cli import agent, demo, fleet, group, release, server, tuf_client
-
-    app.add_typer(server.app, name="server")
-    app.add_typer(release.app, name="release")
-    app.add_typer(group.app, name="group")
-    app.add_typer(fleet.app, name="fleet")
-    app.add_typer(agent.app, name="agent")
-    app.add_typer(tuf_client.app, name="tuf-client")
-    app.command("demo", epilog="Example: uptend demo --ci")(demo.demo)
-
-
-_register()
+@app.callback()
+def _root() -> None:
+    # A Typer with no command of its own needs a callback to become a group.
+    pass
 
 
 def main() -> None:
     """Console entry point: expected errors become one line, a hint and an exit code."""
     try:
         app()
-    except _output.UptendError as e:
+    except UptendError as e:
+        from uptend.cli import _output
+
         _output.fail(e)
         sys.exit(e.exit_code)

@@ -15,6 +15,7 @@ import typer
 from uptend.cli._output import console, print_json
 
 app = typer.Typer(
+    add_completion=False,  # the root command owns shell completion (it has none)
     help="The agent: installs, runs and updates apps on this host.",
     epilog="Example: uptend agent run /var/lib/uptend-agent",
 )

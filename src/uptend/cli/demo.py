@@ -24,7 +24,7 @@ from uptend.cli._output import console
 from uptend.cli.release import upload_release
 from uptend.errors import TransientError, UptendError
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)  # the root command owns shell completion
 
 SAMPLE = Path(__file__).resolve().parent.parent / "demo_app"
 AGENTS = 3

@@ -9,6 +9,7 @@ from uptend.cli._client import Admin, ServerOpt, TokenOpt
 from uptend.cli._output import console, print_json
 
 app = typer.Typer(
+    add_completion=False,  # the root command owns shell completion (it has none)
     help="See the fleet: versions, states, failures.",
     epilog="Example: uptend fleet list --outdated",
 )

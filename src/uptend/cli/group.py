@@ -11,6 +11,7 @@ from uptend.protocol import GroupSet
 from uptend.protocol.names import check_name
 
 app = typer.Typer(
+    add_completion=False,  # the root command owns shell completion (it has none)
     help="Manage groups of agents and their policies.",
     epilog="Example: uptend group set default --app demo --channel stable",
 )

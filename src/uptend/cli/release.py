@@ -20,6 +20,7 @@ from uptend.protocol.targets import ArchiveFormat
 from uptend.protocol.versions import parse_version
 
 app = typer.Typer(
+    add_completion=False,  # the root command owns shell completion (it has none)
     help="Publish and list releases (each one a signed TUF target).",
     epilog="Example: uptend release publish demo 2.0 ./build",
 )

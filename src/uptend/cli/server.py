@@ -10,6 +10,7 @@ import typer
 from uptend.cli._output import console, print_json
 
 app = typer.Typer(
+    add_completion=False,  # the root command owns shell completion (it has none)
     help="Run the uptend server (control plane + signed release repository).",
     epilog="Example: uptend server init ./srv && uptend server run ./srv",
 )

@@ -1,13 +1,13 @@
 """`uptend tuf-client`: the tuf-conformance client CLI, on the agent's own fetch path.
 
 Why it exists: the public tuf-conformance suite (theupdateframework/tuf-conformance) drives
-any TUF client through this command line (its CLIENT-CLI.md; TEST-CATALOGUE "The
+any TUF client through this command line (its CLIENT-CLI.md; docs/faults.md, "The
 tuf-conformance client contract"). Running the suite against `uptend tuf-client` tests the
 code the fleet runs: `TufSession`, `download_target` and `DataDirLock`, not a demo client.
 
 The contract, kept exactly: exit 0 on full success and 1 on any failure; `init` makes no
 request and stores the root in `D/.bootstrap-root` (not `*.json`, so it is never mistaken
-for cached metadata, catalogue A11); `refresh` and `download` leave ngclient's non-versioned
+for cached metadata, docs/faults.md A11); `refresh` and `download` leave ngclient's non-versioned
 names (`root.json`, `timestamp.json`, ...) in D; `download` refreshes first, handles the
 targets in order with one session, stops at the first failure, skips an artifact already in
 O with matching hashes, and writes each artifact atomically under one file name per target
@@ -24,16 +24,10 @@ from urllib import parse
 
 import typer
 
-from uptend.agent.fetch import (
-    TargetFile,
-    TufSession,
-    check_trusted_root,
-    download_target,
-    is_verified_copy,
-    target_url,
-)
+from uptend.agent.download import download_target, is_verified_copy, target_url
 from uptend.agent.files import fsync_dir, write_atomically
 from uptend.agent.lock import DataDirLock
+from uptend.agent.tuf_session import TargetFile, TufSession, check_trusted_root
 from uptend.cli import _output
 from uptend.errors import ConfigError, UptendError
 
@@ -42,6 +36,7 @@ ANCHOR_NAME = ".bootstrap-root"
 _T = TypeVar("_T")
 
 app = typer.Typer(
+    add_completion=False,  # the root command owns shell completion (it has none)
     help="A TUF client for the tuf-conformance suite, built on the agent's fetch path.",
     no_args_is_help=True,
     epilog="Example: uptend tuf-client --metadata-dir /tmp/md init root.json",
@@ -153,7 +148,7 @@ def download(ctx: typer.Context) -> None:
 def _refresh(session: TufSession, metadata_dir: Path, anchor: bytes) -> None:
     """Refresh, then store the newest verified root as the next anchor, even on failure.
 
-    Roots verified before a later step failed stay verified (catalogue A10); keeping them
+    Roots verified before a later step failed stay verified (docs/faults.md A10); keeping them
     means a rotation is honoured next time even if `metadata_dir/root_history` is lost.
     """
     try:

@@ -1,7 +1,7 @@
 """The TUF target naming scheme and its signed `custom` metadata.
 
 Targets are named `<app>/<version>/<file>`. python-tuf signs `custom` but does not validate
-it, so the agent parses it strictly here before trusting any field (TEST-CATALOGUE A14).
+it, so the agent parses it strictly here before trusting any field (docs/faults.md A14).
 """
 
 from enum import StrEnum

@@ -21,7 +21,7 @@ log = logging.getLogger("uptend.server")
 
 
 async def _keep_signed(ctx: Context) -> None:
-    """DESIGN promise 2: expired metadata must never stop agents, so re-sign in time."""
+    """docs/architecture.md promise 2: expired metadata must never stop agents: re-sign in time."""
     while True:
         try:
             async with ctx.publish_lock:

@@ -1,9 +1,10 @@
 """The server's signed release repository: TUF metadata and targets as plain files.
 
-DESIGN promise 1 (nothing unsigned ever runs) rests here: agents install only what the targets
-metadata written by this module vouches for. Everything is a static file any HTTP server or CDN
-can serve: `metadata/` (N.root.json, N.targets.json, N.snapshot.json, timestamp.json: consistent
-snapshots) and `targets/<dir>/<sha256>.<file>` (the hash-prefixed names ngclient downloads).
+Promise 1 of docs/architecture.md (nothing unsigned ever runs) rests here: agents install only
+what the targets metadata written by this module vouches for. Everything is a static file any
+HTTP server or CDN can serve: `metadata/` (N.root.json, N.targets.json, N.snapshot.json,
+timestamp.json: consistent snapshots) and `targets/<dir>/<sha256>.<file>` (the hash-prefixed
+names ngclient downloads).
 Private keys sit in `keys/<role>.pem` (0600, dir 0700): the embedded default keeps all online.
 
 Invariants:
@@ -209,7 +210,8 @@ class TufRepo:
 
         A new targets or snapshot version implies new versions of the roles below it. Targets is
         re-signed too: with every key online, a year without a release must not leave agents
-        with expired targets metadata (DESIGN promise 2: expiry holds back installs fleet-wide).
+        with expired targets metadata (docs/architecture.md promise 2: expiry holds back
+        installs fleet-wide).
 
         Args:
             now: An aware datetime; new expiries count from it.

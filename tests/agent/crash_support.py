@@ -83,15 +83,28 @@ def parent_pid(pid: int) -> int | None:
         return None
 
 
+def supervised_by(host: Host, app: str, pid: int) -> bool:
+    """`pid` is the app process of `host`'s running agent: its child, or one it adopted from
+    a killed agent (then run.json names both: an agent writes its own pid there on adoption)."""
+    if host.proc is None:
+        return False
+    if parent_pid(pid) == host.proc.pid:
+        return True
+    try:
+        record = json.loads((host.dir / "apps" / app / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(record.get("pid") == pid and record.get("agent") == host.proc.pid)
+
+
 def settled_on(host: Host, app: str, version: str) -> bool:
     """The host runs `version` of `app` in exactly one process, supervised by its running
-    agent (not an orphan a killed agent left behind), and has nothing in flight."""
+    agent (its child, or adopted: not an orphan nobody watches), and has nothing in flight."""
     pid = live_pid(host, app)
     return (
         pid is not None
         and host.running_version(app) == version
-        and host.proc is not None
-        and parent_pid(pid) == host.proc.pid
+        and supervised_by(host, app, pid)
         and phase(host, app) == "idle"
         and not host.staging(app)
         and app_pids(host, app) == [pid]

@@ -443,3 +443,17 @@ def test_a_pid_nobody_has_opens_nothing() -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()
     assert procs.Adopted.open(proc.pid, None) is None
+
+
+def test_stop_group_kills_an_app_that_ignores_sigterm() -> None:
+    proc = subprocess.Popen(["sh", "-c", 'trap "" TERM; exec sleep 600'], start_new_session=True)
+    wait_until(lambda: b"sleep" in Path(f"/proc/{proc.pid}/cmdline").read_bytes(), what="exec")
+    handle = procs.Adopted.open(proc.pid, _start_time(proc.pid))
+    assert handle is not None
+    try:
+        procs.stop_group(handle, timeout_s=0.2)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        handle.close()
+        proc.kill()
+        proc.wait()

@@ -210,9 +210,11 @@ class Supervisor:
             self.stop_all()
             return
         for app, proc in self._procs.items():
-            if proc.process is not None and proc.exit_code() is None:
+            if proc.process is None:
+                continue
+            if proc.exit_code() is None:
                 log.info("leaving %s %s running (pid %d)", app, proc.version, proc.process.pid)
-                proc.process.close()
+            proc.process.close()
         self._procs.clear()
 
     def alive(self, app: str) -> bool:

@@ -97,6 +97,20 @@ def supervised_by(host: Host, app: str, pid: int) -> bool:
     return bool(record.get("pid") == pid and record.get("agent") == host.proc.pid)
 
 
+def running(pid: int) -> bool:
+    """A live process has `pid` (a zombie nobody reaped is not running)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def start_time(pid: int) -> str:
+    """Field 22 of /proc/<pid>/stat: when it started, in clock ticks since boot."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
 def settled_on(host: Host, app: str, version: str) -> bool:
     """The host runs `version` of `app` in exactly one process, supervised by its running
     agent (its child, or adopted: not an orphan nobody watches), and has nothing in flight."""

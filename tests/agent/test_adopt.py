@@ -1,7 +1,8 @@
 """Apps outlive the agent: a new agent adopts the very processes the old one left, nothing else.
 
 The end-to-end cases run real `uptend agent run` processes against a real server and kill
-them with real signals; the identity check is tested on real processes read from /proc.
+them with real signals; the supervisor cases run real processes in this one (test_procs.py
+tests the identity check itself).
 """
 
 import json
@@ -21,30 +22,19 @@ from tests.agent.crash_support import (
     kill_app_processes,
     live_pid,
     parent_pid,
+    running,
     settled_on,
+    start_time,
     wait_settled,
 )
 from tests.agent.lanes import Lane, lane, shared_fleet
 from tests.fleet import Host, wait_until
 from uptend.agent import files, procs
 from uptend.agent.layout import Layout
-from uptend.agent.procs import Facts, Record, Verdict, judge
+from uptend.agent.procs import Record
 from uptend.agent.supervisor import Supervisor
 
 __all__ = ["lane", "shared_fleet"]
-
-
-def _running(pid: int) -> bool:
-    """A live process has `pid` (a zombie nobody reaped is not running)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def _start_time(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
 
 
 def _record(host: Host, app: str) -> dict[str, object]:
@@ -94,7 +84,7 @@ def test_kill_9_agent_then_restart_adopts_both_apps_and_supervises_them(
     host.kill()  # SIGKILL: no finally, nothing stops the apps
     for app, pid in pids.items():
         assert pid is not None
-        assert _running(pid), f"{app} died with its agent"
+        assert running(pid), f"{app} died with its agent"
 
     host.start()
     for app in (a, b):
@@ -122,8 +112,8 @@ def test_kill_9_agent_then_restart_adopts_both_apps_and_supervises_them(
     assert host.stop() == 0
     for app in (a, b):
         assert app_pids(host, app) == []
-    assert not _running(new)
-    assert not _running(pids[b] or 0)
+    assert not running(new)
+    assert not running(pids[b] or 0)
 
 
 @pytest.mark.parametrize("how", ["flag", "agent.json"])
@@ -162,7 +152,7 @@ def test_a_pid_that_names_another_process_is_left_alone(
     host = lane.up("1.0")
     assert host.stop() == 0
     assert app_pids(host, lane.app) == []
-    start = _start_time(bystander.pid)
+    start = start_time(bystander.pid)
     version_dir = str(host.dir / "apps" / lane.app / "versions" / "1.0")
     record = {
         "run_id": "feedc0de00000000",
@@ -178,7 +168,7 @@ def test_a_pid_that_names_another_process_is_left_alone(
     wait_settled(host, lane.app, "1.0")  # started afresh, as the agent's child
     assert live_pid(host, lane.app) != bystander.pid
     assert bystander.poll() is None, "the unrelated process was killed"
-    assert _running(bystander.pid)
+    assert running(bystander.pid)
     assert "is another process now; left alone" in host.log_text()
 
 
@@ -209,7 +199,7 @@ def layout(tmp_path: Path) -> Iterator[Layout]:
     yield layout
     for run in layout.apps_dir.glob("*/run.json"):  # whatever a test left running
         record = Record.load(run)
-        if record is not None and record.pid is not None and _running(record.pid):
+        if record is not None and record.pid is not None and running(record.pid):
             os.killpg(record.pid, signal.SIGKILL)
 
 
@@ -233,10 +223,10 @@ def test_an_app_runs_detached_from_the_agent(layout: Layout) -> None:
             str(layout.version_dir("app", "1.0")),
             os.getpid(),
         )
-        assert record.starttime == _start_time(pid)
+        assert record.starttime == start_time(pid)
     finally:
         supervisor.stop_all()
-    assert not _running(pid)
+    assert not running(pid)
     assert not layout.run_file("app").exists()
 
 
@@ -248,7 +238,7 @@ def test_a_new_supervisor_adopts_and_stops_the_same_process(layout: Layout) -> N
     assert record is not None
     assert record.pid is not None
     first.shut_down(keep_apps=True)
-    assert _running(record.pid)
+    assert running(record.pid)
 
     second = Supervisor(layout)
     second.adopt()
@@ -256,10 +246,10 @@ def test_a_new_supervisor_adopts_and_stops_the_same_process(layout: Layout) -> N
     assert second.running_version("app") == "1.0"
     second.tick(["app"])  # running: nothing to start
     assert Record.load(layout.run_file("app")) == record  # same agent process here
-    assert _running(record.pid)
+    assert running(record.pid)
 
     second.stop("app")
-    assert not _running(record.pid)
+    assert not running(record.pid)
     assert not second.alive("app")
     assert not layout.run_file("app").exists()
 
@@ -276,7 +266,7 @@ def test_an_adopted_app_on_a_version_no_longer_current_is_stopped(layout: Layout
 
     second = Supervisor(layout)
     second.adopt()
-    assert not _running(record.pid)
+    assert not running(record.pid)
     assert not layout.run_file("app").exists()
     second.tick(["app"])
     assert second.running_version("app") == "2.0"
@@ -319,141 +309,3 @@ def test_a_record_without_a_pid_reaps_the_run_by_its_id(layout: Layout) -> None:
     finally:
         orphan.kill()
         orphan.wait()
-
-
-# -- the identity check ----------------------------------------------------------------------
-
-RECORD = Record(
-    run_id="r1", version="1.0", version_dir="/d/apps/a/versions/1.0", agent=9, pid=4242,
-    starttime="777",
-)  # fmt: skip
-SAME = Facts(starttime="777", run_id="r1", version="1.0")
-
-
-@pytest.mark.parametrize(
-    ("facts", "current_dir", "verdict"),
-    [
-        pytest.param(SAME, RECORD.version_dir, Verdict.ADOPT, id="same process, current"),
-        pytest.param(None, RECORD.version_dir, Verdict.GONE, id="gone"),
-        pytest.param(Facts("778", "r1", "1.0"), RECORD.version_dir, Verdict.FOREIGN, id="reused"),
-        pytest.param(Facts("777", None, None), RECORD.version_dir, Verdict.FOREIGN, id="no run id"),
-        pytest.param(
-            Facts("777", "r2", "1.0"), RECORD.version_dir, Verdict.FOREIGN, id="other run"
-        ),
-        pytest.param(SAME, "/d/apps/a/versions/2.0", Verdict.REAP, id="not current"),
-        pytest.param(SAME, None, Verdict.REAP, id="no current"),
-        pytest.param(
-            Facts("777", "r1", "2.0"), RECORD.version_dir, Verdict.REAP, id="env says 2.0"
-        ),
-    ],
-)
-def test_judge(facts: Facts | None, current_dir: str | None, verdict: Verdict) -> None:
-    assert judge(RECORD, facts, current_dir) is verdict
-
-
-def test_judge_never_adopts_a_record_of_an_older_agent() -> None:
-    old = Record(run_id="r1", version="1.0", pid=4242, starttime="777")  # no version_dir
-    assert judge(old, SAME, RECORD.version_dir) is Verdict.REAP
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        b"",
-        b"{not json",
-        b"[]",
-        b'{"version": "1.0"}',
-        b'{"run_id": "", "version": "1.0"}',
-        b'{"run_id": 7, "version": "1.0"}',
-        b'{"run_id": "r", "version": "1.0", "pid": -1}',
-        b'{"run_id": "r", "version": "1.0", "pid": "12"}',
-        b'{"run_id": "r", "version": "1.0", "surprise": 1}',
-    ],
-)
-def test_a_damaged_record_names_no_process(tmp_path: Path, content: bytes) -> None:
-    path = tmp_path / "run.json"
-    path.write_bytes(content)
-    assert Record.load(path) is None
-
-
-def test_a_record_round_trips(tmp_path: Path) -> None:
-    path = tmp_path / "run.json"
-    assert Record.load(path) is None
-    path.write_bytes(RECORD.to_json())
-    assert Record.load(path) == RECORD
-
-
-def test_facts_read_the_process_itself() -> None:
-    env = {**os.environ, procs.RUN_ID_ENV: "r9", procs.VERSION_ENV: "3.1"}
-    proc = subprocess.Popen(["sleep", "600"], env=env)
-    try:
-        expected = Facts(_start_time(proc.pid), "r9", "3.1")
-        # Popen returns once exec began; the new environ is readable a moment later
-        wait_until(lambda: procs.facts(proc.pid) == expected, timeout_s=10, what="facts")
-        assert procs.starttime(proc.pid) == _start_time(proc.pid)
-        assert procs.facts(os.getpid()) == Facts(_start_time(os.getpid()), None, None)
-    finally:
-        proc.kill()
-    wait_until(lambda: not _running(proc.pid), what="zombie")
-    assert procs.facts(proc.pid) is None  # exited, not yet reaped: not running
-    proc.wait()
-    assert procs.facts(proc.pid) is None
-    assert procs.starttime(proc.pid) is None
-
-
-@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "pid and start time"])
-def test_an_adopted_handle_sees_the_exit(pidfd: bool) -> None:
-    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
-    start = _start_time(proc.pid)
-    handle = procs.Adopted.open(proc.pid, start) if pidfd else procs.Adopted(proc.pid, start)
-    assert handle is not None
-    try:
-        assert handle.pid == proc.pid
-        assert handle.poll() is None
-        assert handle.wait(0.05) is False
-        proc.kill()
-        assert handle.wait(10) is True  # seen at exit, before anyone reaps it
-        assert handle.poll() == procs.UNKNOWN_EXIT
-    finally:
-        handle.close()
-        proc.kill()
-        proc.wait()
-
-
-def test_stop_group_stops_an_adopted_process_and_its_children() -> None:
-    proc = subprocess.Popen(
-        ["sh", "-c", "sleep 600 & echo $!; wait"], stdout=subprocess.PIPE, start_new_session=True
-    )
-    assert proc.stdout is not None
-    child = int(proc.stdout.readline())
-    handle = procs.Adopted.open(proc.pid, _start_time(proc.pid))
-    assert handle is not None
-    try:
-        procs.stop_group(handle, timeout_s=10)
-        assert handle.poll() == procs.UNKNOWN_EXIT
-        wait_until(lambda: not _running(child), timeout_s=10, what="the app's child stopped")
-    finally:
-        handle.close()
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-
-
-def test_a_pid_nobody_has_opens_nothing() -> None:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    assert procs.Adopted.open(proc.pid, None) is None
-
-
-def test_stop_group_kills_an_app_that_ignores_sigterm() -> None:
-    proc = subprocess.Popen(["sh", "-c", 'trap "" TERM; exec sleep 600'], start_new_session=True)
-    wait_until(lambda: b"sleep" in Path(f"/proc/{proc.pid}/cmdline").read_bytes(), what="exec")
-    handle = procs.Adopted.open(proc.pid, _start_time(proc.pid))
-    assert handle is not None
-    try:
-        procs.stop_group(handle, timeout_s=0.2)
-        assert proc.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        handle.close()
-        proc.kill()
-        proc.wait()

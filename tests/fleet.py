@@ -92,10 +92,12 @@ class Host:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = fleet.root / f"{name}.log"
 
-    def start(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> subprocess.Popen[bytes]:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [*UPTEND, "agent", "run", str(self.dir)],
+            [*UPTEND, "agent", "run", str(self.dir), *(args or [])],
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,

@@ -83,15 +83,42 @@ def parent_pid(pid: int) -> int | None:
         return None
 
 
+def supervised_by(host: Host, app: str, pid: int) -> bool:
+    """`pid` is the app process of `host`'s running agent: its child, or one it adopted from
+    a killed agent (then run.json names both: an agent writes its own pid there on adoption)."""
+    if host.proc is None:
+        return False
+    if parent_pid(pid) == host.proc.pid:
+        return True
+    try:
+        record = json.loads((host.dir / "apps" / app / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(record.get("pid") == pid and record.get("agent") == host.proc.pid)
+
+
+def running(pid: int) -> bool:
+    """A live process has `pid` (a zombie nobody reaped is not running)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def start_time(pid: int) -> str:
+    """Field 22 of /proc/<pid>/stat: when it started, in clock ticks since boot."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
 def settled_on(host: Host, app: str, version: str) -> bool:
     """The host runs `version` of `app` in exactly one process, supervised by its running
-    agent (not an orphan a killed agent left behind), and has nothing in flight."""
+    agent (its child, or adopted: not an orphan nobody watches), and has nothing in flight."""
     pid = live_pid(host, app)
     return (
         pid is not None
         and host.running_version(app) == version
-        and host.proc is not None
-        and parent_pid(pid) == host.proc.pid
+        and supervised_by(host, app, pid)
         and phase(host, app) == "idle"
         and not host.staging(app)
         and app_pids(host, app) == [pid]

@@ -27,6 +27,7 @@ class AgentConfig:
     check_reboot: bool = True
     check_disk: bool = True
     reboot_flag: str = str(REBOOT_REQUIRED)  # the distro's "reboot pending" flag file
+    keep_apps_on_exit: bool = False  # SIGTERM leaves the apps running, for the next agent
 
     def preconditions(self) -> Preconditions:
         return Preconditions(

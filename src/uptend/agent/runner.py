@@ -68,7 +68,7 @@ class Agent:
     def run(self, *, once: bool = False) -> None:
         self.layout.make()
         with DataDirLock(self.layout.root):
-            self.supervisor.reap_orphans()
+            self.supervisor.adopt()
             for app in self.layout.apps():
                 self.driver(app).resume()
             self._tick()
@@ -83,7 +83,7 @@ class Agent:
                     self.stop.wait(min(TICK_S, max(0.0, next_checkin - time.monotonic())))
             finally:
                 self._close_session()
-                self.supervisor.stop_all()
+                self.supervisor.shut_down(keep_apps=self.config.keep_apps_on_exit)
 
     def _tick(self) -> None:
         self.supervisor.tick(self._apps())

@@ -1,25 +1,26 @@
 """Keeps each app's process running: start from `current/`, restart with backoff, stop cleanly.
 
-Apps run in their own session (process group), so a stop reaches their children too, and a
-record in apps/<app>/run.json lets a restarted agent find and stop the processes a killed
-agent left behind, before it starts them again. The record is written before the spawn with
-a run id the app carries in its environment (UPTEND_RUN_ID), so even a kill between fork and
-the pid record leaves no process nobody knows about.
+Apps run in their own session (process group), with stdin from /dev/null and their output
+appended to their log file, so nothing ties them to the agent: a SIGKILL, a crash or a
+terminal's SIGHUP to the agent leaves them running. A record in apps/<app>/run.json (see
+`procs`) lets the next agent adopt each app that is still the very process it names, on the
+current version, and stop what is stale, instead of restarting every app. The record is
+written before the spawn with a run id the app carries in its environment (UPTEND_RUN_ID),
+so even a kill between fork and the pid record leaves no process nobody knows about.
 """
 
-import contextlib
-import json
+import dataclasses
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from uptend.agent import files
+from uptend.agent import files, procs
 from uptend.agent.layout import Layout
+from uptend.agent.procs import RUN_ID_ENV, Record, Verdict
 from uptend.errors import ConfigError
 from uptend.policy.backoff import retry_delay_s
 from uptend.protocol.manifest import MANIFEST_NAME, Manifest, parse_manifest
@@ -30,19 +31,18 @@ STOP_TIMEOUT_S = 10.0
 RESTART_BASE_S = 1.0
 RESTART_CAP_S = 60.0
 STABLE_AFTER_S = 30.0  # a process that ran this long resets the restart backoff
-RUN_ID_ENV = "UPTEND_RUN_ID"  # marks an app's processes, to find them after a kill -9
 
 
 @dataclass(slots=True)
 class _Proc:
-    popen: subprocess.Popen[bytes] | None  # None: the command could not be started
+    process: procs.Process | None  # None: the command could not be started
     version: str
     started: float
     restarts: int = 0
     restart_at: float | None = None
 
     def exit_code(self) -> int | None:
-        return 127 if self.popen is None else self.popen.poll()
+        return 127 if self.process is None else self.process.poll()
 
 
 def read_manifest(version_dir: Path) -> Manifest:
@@ -67,59 +67,6 @@ def tail(path: Path, lines: int = 50) -> str:
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
-def _starttime(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _pids_with_env(entry: str) -> list[int]:
-    """Processes whose initial environment holds `entry` (NAME=value)."""
-    wanted = entry.encode()
-    found: list[int] = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes()
-        except OSError:
-            continue
-        if wanted in environ.split(b"\0"):
-            found.append(int(proc.name))
-    return found
-
-
-def _kill_group(pid: int, timeout_s: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _stop_child(popen: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the app's group, SIGKILL it after STOP_TIMEOUT_S; reap; kill stragglers."""
-    if popen.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, signal.SIGTERM)
-        try:
-            popen.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(popen.pid, signal.SIGKILL)
-            popen.wait()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(popen.pid, signal.SIGKILL)  # children the app left in its group
-
-
 class Supervisor:
     def __init__(self, layout: Layout, env: dict[str, str] | None = None) -> None:
         self.layout = layout
@@ -127,26 +74,53 @@ class Supervisor:
         self._procs: dict[str, _Proc] = {}
         self._held: set[str] = set()  # apps not to restart (stopped for a switch)
 
-    def reap_orphans(self) -> None:
-        """Stop app processes that a killed agent left behind (their run.json says so)."""
+    def adopt(self) -> None:
+        """Take over the apps a previous agent left running; stop what it left stale.
+
+        Only apps whose recorded process is gone are left for `tick` to start again.
+        """
         for app in self.layout.apps():
             run = self.layout.run_file(app)
-            try:
-                record = json.loads(run.read_text())
-            except (OSError, ValueError):
+            record = Record.load(run)
+            if record is None:
+                pass
+            elif record.pid is None:  # killed between the record and the spawn
+                self._reap_run(app, record.run_id)
+            elif self._adopt(app, record, record.pid):
                 continue
-            pid = int(record.get("pid") or 0)
-            if pid > 0 and _starttime(pid) == record.get("starttime"):
-                log.info("stopping %s (pid %d) left by a previous agent", app, pid)
-                _kill_group(pid, STOP_TIMEOUT_S)
-            elif run_id := record.get("run_id"):  # killed between spawn and the pid record
-                for found in _pids_with_env(f"{RUN_ID_ENV}={run_id}"):
-                    with contextlib.suppress(ProcessLookupError):
-                        group = os.getpgid(found)
-                        if group != os.getpgrp():
-                            log.info("stopping %s (pid %d) left by a previous agent", app, found)
-                            _kill_group(group, STOP_TIMEOUT_S)
             run.unlink(missing_ok=True)
+
+    def _adopt(self, app: str, record: Record, pid: int) -> bool:
+        """Supervise the recorded process if it is still the app (`procs.judge`).
+
+        Ours but stale: stop it. Another process with that pid: leave it alone.
+        """
+        process = procs.Adopted.open(pid, record.starttime)
+        if process is None:
+            return False
+        verdict = procs.judge(record, procs.facts(pid), self._current_dir(app))
+        if verdict is Verdict.ADOPT:
+            self._procs[app] = _Proc(process, record.version, time.monotonic())
+            adopted = dataclasses.replace(record, agent=os.getpid())
+            files.write_atomically(self.layout.run_file(app), adopted.to_json())
+            log.info("adopted %s %s (pid %d)", app, record.version, pid)
+            return True
+        if verdict is Verdict.REAP:
+            log.info("stopping %s %s (pid %d): not the current version", app, record.version, pid)
+            procs.stop_group(process, STOP_TIMEOUT_S)
+        elif verdict is Verdict.FOREIGN:
+            log.warning("%s: pid %d is another process now; left alone", app, pid)
+        process.close()
+        return False
+
+    def _reap_run(self, app: str, run_id: str) -> None:
+        """Stop the processes of a run whose pid was never recorded (found by its run id)."""
+        for pid in procs.stop_run(run_id, STOP_TIMEOUT_S):
+            log.info("stopped %s (pid %d) left by a previous agent", app, pid)
+
+    def _current_dir(self, app: str) -> str | None:
+        version = files.read_current(self.layout.app_dir(app))
+        return None if version is None else str(self.layout.version_dir(app, version))
 
     def start(self, app: str) -> None:
         """Start `app` from `current/`; no-op if it runs or has no current version."""
@@ -157,23 +131,35 @@ class Supervisor:
         if version is None:
             return
         previous = self._procs.pop(app, None)
+        if previous is not None and previous.process is not None:
+            previous.process.close()
         # Recorded before the spawn: an agent killed between fork and the pid record below
-        # must not leave an app nobody knows about (reap_orphans finds it by this id).
-        run_id = secrets.token_hex(8)
-        run = {"run_id": run_id, "version": version}
-        files.write_atomically(self.layout.run_file(app), json.dumps(run).encode())
-        popen = self._spawn(app, version, run_id)
-        proc = _Proc(popen=popen, version=version, started=time.monotonic())
+        # must not leave an app nobody knows about (`adopt` finds it by this id).
+        record = Record(
+            run_id=secrets.token_hex(8),
+            version=version,
+            version_dir=str(self.layout.version_dir(app, version)),
+            agent=os.getpid(),
+        )
+        files.write_atomically(self.layout.run_file(app), record.to_json())
+        popen = self._spawn(app, version, record.run_id)
+        proc = _Proc(
+            process=None if popen is None else procs.Child(popen),
+            version=version,
+            started=time.monotonic(),
+        )
         if previous is not None and previous.version == version:
             proc.restarts = previous.restarts
         self._procs[app] = proc
-        if proc.popen is not None:
-            pid = proc.popen.pid
-            record = {"pid": pid, "starttime": _starttime(pid), **run}
-            files.write_atomically(self.layout.run_file(app), json.dumps(record).encode())
-            log.info("started %s %s (pid %d)", app, version, pid)
+        if popen is not None:
+            spawned = dataclasses.replace(
+                record, pid=popen.pid, starttime=procs.starttime(popen.pid)
+            )
+            files.write_atomically(self.layout.run_file(app), spawned.to_json())
+            log.info("started %s %s (pid %d)", app, version, popen.pid)
 
     def _spawn(self, app: str, version: str, run_id: str) -> subprocess.Popen[bytes] | None:
+        """Start the app detached from the agent: own session, output into its log file."""
         current = self.layout.current(app)
         self.layout.make_app(app)
         config = self.layout.app_config(app)
@@ -182,7 +168,7 @@ class Supervisor:
         env = {
             **self.env,
             "UPTEND_APP": app,
-            "UPTEND_VERSION": version,
+            procs.VERSION_ENV: version,
             "UPTEND_STATE_DIR": str(self.layout.app_state(app)),
             "UPTEND_CONFIG_FILE": str(config),
             RUN_ID_ENV: run_id,
@@ -209,13 +195,27 @@ class Supervisor:
         if hold:
             self._held.add(app)
         proc = self._procs.pop(app, None)
-        if proc is not None and proc.popen is not None:
-            _stop_child(proc.popen)
+        if proc is not None and proc.process is not None:
+            procs.stop_group(proc.process, STOP_TIMEOUT_S)
+            proc.process.close()
         self.layout.run_file(app).unlink(missing_ok=True)
 
     def stop_all(self) -> None:
         for app in list(self._procs):
             self.stop(app)
+
+    def shut_down(self, *, keep_apps: bool) -> None:
+        """At agent exit: stop every app, or (keep_apps) leave them for the next agent to adopt."""
+        if not keep_apps:
+            self.stop_all()
+            return
+        for app, proc in self._procs.items():
+            if proc.process is None:
+                continue
+            if proc.exit_code() is None:
+                log.info("leaving %s %s running (pid %d)", app, proc.version, proc.process.pid)
+            proc.process.close()
+        self._procs.clear()
 
     def alive(self, app: str) -> bool:
         proc = self._procs.get(app)

@@ -60,12 +60,25 @@ def _setup_logging(data_dir: Path) -> None:
         root.addHandler(handler)
 
 
-@app.command(epilog="Example: uptend agent run /var/lib/uptend-agent")
+@app.command(epilog="Example: uptend agent run /var/lib/uptend-agent --keep-apps-on-exit")
 def run(
     data_dir: DataDir,
     once: Annotated[bool, typer.Option(help="one check-in and its updates, then exit")] = False,
+    keep_apps_on_exit: Annotated[
+        bool,
+        typer.Option(
+            "--keep-apps-on-exit",
+            help="on SIGTERM or Ctrl-C leave the apps running, for the next agent to adopt "
+            '(also `"keep_apps_on_exit": true` in agent.json)',
+        ),
+    ] = False,
 ) -> None:
-    """Run the agent in the foreground; SIGTERM or Ctrl-C stops it and its apps cleanly."""
+    """Run the agent in the foreground; SIGTERM or Ctrl-C stops it and its apps cleanly.
+
+    Apps outlive an agent that dies (kill -9, crash): the next one adopts those still running.
+    """
+    from dataclasses import replace
+
     from uptend.agent.layout import Layout
     from uptend.agent.runner import Agent
 
@@ -77,7 +90,10 @@ def run(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    Agent(Layout(data_dir), stop).run(once=once)
+    agent = Agent(Layout(data_dir), stop)
+    if keep_apps_on_exit:
+        agent.config = replace(agent.config, keep_apps_on_exit=True)
+    agent.run(once=once)
 
 
 @app.command(epilog="Example: uptend agent status /var/lib/uptend-agent --json")

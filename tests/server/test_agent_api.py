@@ -100,7 +100,7 @@ def running(app: str, version: str) -> dict[str, Any]:
 def agents(fleet: Fleet, *, outdated: bool = False) -> dict[str, dict[str, Any]]:
     """The fleet view from the admin API, by agent name."""
     with admin_client(fleet) as http:
-        params = {"outdated": str(outdated).lower(), "limit": 1000}
+        params: dict[str, str | int] = {"outdated": str(outdated).lower(), "limit": 1000}
         response = http.get("/api/v1/agents", params=params)
     assert response.status_code == 200, response.text
     by_name: dict[str, dict[str, Any]] = {a["name"]: a for a in response.json()["agents"]}

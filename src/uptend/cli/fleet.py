@@ -1,9 +1,12 @@
 """`uptend fleet`: who runs what, who is out of date and why.
 
 Everything an agent said (names, versions, reasons, log tails) is hostile text: cells are
-rich `Text`, never markup, so `[/]` in an agent's name prints as itself.
+rich `Text`, never markup, so `[/]` in an agent's name prints as itself, and control
+characters (a terminal escape in a reason) print as hex escapes.
 """
 
+import re
+from urllib.parse import quote
 from typing import Annotated, Any
 
 import typer
@@ -29,8 +32,16 @@ COLOUR: dict[str, str] = {
 }
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def literal(value: Any, style: str = "") -> Text:
+    """Agent-supplied text as it is: no markup, control characters shown escaped."""
+    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)), style=style)
+
+
 def _cell(value: Any, style: str = "") -> Text:
-    return Text("-" if value is None or value == "" else str(value), style=style)
+    return literal("-" if value is None or value == "" else value, style)
 
 
 def _state(state: str) -> Text:
@@ -58,7 +69,7 @@ def fleet_table(agents: list[dict[str, Any]]) -> Table:
                 _cell(a["installed"]),
                 _cell(a["desired"]),
                 _state(a["state"]),
-                Text(f"{reason['code']}: {reason['message']}"),
+                literal(f"{reason['code']}: {reason['message']}"),
             )
     return table
 
@@ -96,7 +107,7 @@ def list_agents(
     shown = len(page["agents"])
     console.print(f"{shown} of {page['total']} agents", highlight=False)
     if page["next_cursor"]:
-        console.print(Text(f"next page: --cursor {page['next_cursor']}"))
+        console.print(literal(f"next page: --cursor {page['next_cursor']}"))
 
 
 @app.command(epilog="Example: uptend fleet summary --json")
@@ -113,8 +124,8 @@ def summary(server: ServerOpt = "", token: TokenOpt = "", json_out: JsonOpt = Fa
             _cell(a["app"]),
             _cell(a["agents"]),
             _cell(f"{a['on_desired']} ({a['share_on_desired']:.0%})"),
-            Text(", ".join(f"{v}: {n}" for v, n in a["versions"].items())),
-            Text(", ".join(f"{c}: {n}" for c, n in a["reasons"].items())),
+            literal(", ".join(f"{v}: {n}" for v, n in a["versions"].items())),
+            literal(", ".join(f"{c}: {n}" for c, n in a["reasons"].items())),
         )
     console.print(table)
 
@@ -127,16 +138,17 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """Show one agent: its apps, their state, and its latest update reports with log tails."""
-    data = Admin(server, token).call("GET", f"/api/v1/agents/{agent}")
+    data = Admin(server, token).call("GET", f"/api/v1/agents/{quote(agent, safe='')}")
     if json_out:
         print_json(data)
         return
     console.print(fleet_table([data["agent"]]))
     for r in data["reports"]:
         line = f"{r['at'][:19]}  {r['app']} {r['version']}: {r['outcome']} {r['reason']}"
-        console.print(line, markup=False, highlight=False)
+        console.print(literal(line), highlight=False)
         if r["log_tail"]:
-            console.print(r["log_tail"], style="dim", markup=False, highlight=False)
+            for tail_line in r["log_tail"].splitlines():
+                console.print(literal(tail_line, "dim"), highlight=False)
 
 
 @app.command(epilog="Example: uptend fleet retry web-01 demo")
@@ -148,4 +160,4 @@ def retry(
 ) -> None:
     """Let AGENT try again a version of APP that failed its health check there."""
     Admin(server, token).call("POST", f"/api/v1/agents/{agent}/apps/{app_name}/retry")
-    console.print(Text(f"{agent} will retry {app_name} at its next check-in"))
+    console.print(literal(f"{agent} will retry {app_name} at its next check-in"))

@@ -92,7 +92,7 @@ async def fleet_summary(ctx: Ctx, _: Admin) -> FleetSummary:
     return await fleet.summary(ctx)
 
 
-@router.get("/agents/{key}")
+@router.get("/agents/{key:path}")  # a name may hold a "/"
 async def show_agent(ctx: Ctx, _: Admin, key: str) -> AgentDetail:
     """One agent (by id or name) with its latest update reports."""
     return await fleet.show(ctx, key)

@@ -6,8 +6,8 @@ characters (a terminal escape in a reason) print as hex escapes.
 """
 
 import re
-from urllib.parse import quote
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table

@@ -264,8 +264,15 @@ class Fleet:
         return host
 
     def agents(self) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = self.json("fleet", "list")
-        return data
+        """Every agent as `uptend fleet list --json` shows it, over all pages."""
+        out: list[dict[str, Any]] = []
+        cursor: list[str] = []
+        while True:
+            page = self.json("fleet", "list", "--limit", "1000", *cursor)
+            out += page["agents"]
+            if page["next_cursor"] is None:
+                return out
+            cursor = ["--cursor", page["next_cursor"]]
 
     def agent_app(self, host: Host, app: str) -> dict[str, Any]:
         for agent in self.agents():

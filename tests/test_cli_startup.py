@@ -37,7 +37,7 @@ NEEDS = {
     "server": set(),
     "release": {"httpx", "uptend.protocol", "uptend.archive"},
     "group": {"httpx", "uptend.protocol"},
-    "fleet": {"httpx"},
+    "fleet": {"httpx", "uptend.protocol"},  # reason codes and states are its options
     "agent": set(),
     "tuf-client": {"tuf", "urllib3", "cryptography", "uptend.agent"},
 }

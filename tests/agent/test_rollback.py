@@ -91,7 +91,7 @@ def test_failed_version_is_rolled_back_reported_and_retried_only_when_told(
     row = agent_app(lane, host)  # what the operator sees
     assert row["state"] == "failed"
     assert row["installed"] == "1.0"
-    assert reason in row["reason"]
+    assert reason in row["reason"]["message"]
     shown = lane.fleet.json("fleet", "show", host.name)
     [report] = [r for r in shown["reports"] if r["outcome"] == "rolled_back"]
     assert report["version"] == "2.0"

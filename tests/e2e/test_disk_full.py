@@ -76,7 +76,7 @@ def test_full_disk_keeps_the_old_version_running(
 
     if check_disk:
         wait_until(lambda: app_row(fleet, host)["state"] == "deferred", what="deferred")
-        assert "not enough disk space" in app_row(fleet, host)["reason"]
+        assert "not enough disk space" in app_row(fleet, host)["reason"]["message"]
         assert reports(fleet, host, "2.0", "failed") == []
     else:
         wait_until(lambda: reports(fleet, host, "2.0", "failed") != [], what="a failure")

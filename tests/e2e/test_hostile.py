@@ -129,12 +129,13 @@ def assert_refused(fleet: Fleet, host: Host, version: str, outcome: str, says: s
 
     wait_until(reported, what=f"a {outcome!r} report of {version} saying {says!r}")
     wait_until(
-        lambda: says in app_row(fleet, host)["reason"], what=f"fleet list reason saying {says!r}"
+        lambda: says in app_row(fleet, host)["reason"]["message"],
+        what=f"fleet list reason saying {says!r}",
     )
     # ... and the operator's CLI shows the same
     cli = fleet.json("fleet", "show", host.name)
     assert any(says in r["reason"] and r["outcome"] == outcome for r in cli["reports"])
-    assert any(says in a["reason"] for a in cli["agent"]["apps"])
+    assert any(says in a["reason"]["message"] for a in cli["agent"]["apps"])
     assert host.running_version(APP) == "1.0"
     assert host.current(APP) == "1.0"
     assert host.versions(APP) == ["1.0"]
@@ -423,7 +424,7 @@ def test_unmet_precondition_defers_then_update_proceeds(
     fleet.publish(APP, "2.0", probation=PROBATION)
     assert_refused(fleet, host, "2.0", "deferred", says)
     assert app_row(fleet, host)["state"] == "deferred"
-    assert app_row(fleet, host)["reason"].startswith("deferred: ")
+    assert app_row(fleet, host)["reason"]["message"].startswith("deferred: ")
     wait_checkins(fleet, host, 2)
     assert len(reports(fleet, host, "2.0", "deferred")) == 1  # said once, not at every poll
     flag.unlink()
@@ -511,7 +512,7 @@ def test_read_only_state_dir_holds_back_updates_and_is_reported(
     )
     out.close()
     says = "Read-only file system"
-    wait_until(lambda: says in app_row(fleet, host)["reason"], what="reason reported")
+    wait_until(lambda: says in app_row(fleet, host)["reason"]["message"], what="reason reported")
     wait_checkins(fleet, host, 2)
     assert host.proc.poll() is None
     assert host.running_version(APP) == "1.0"

@@ -39,7 +39,7 @@ def test_v1_to_v2_runs_the_new_code_on_every_host(any_db_fleet: Fleet) -> None:
         )
 
     wait_until(all_reported, what="server sees v2 everywhere")
-    assert fleet.json("fleet", "list", "--outdated") == []
+    assert fleet.json("fleet", "list", "--outdated")["agents"] == []
     for host in hosts:
         assert host.stop() == 0
         assert host.running_version("demo") is None  # SIGTERM stopped the app too

@@ -1,9 +1,21 @@
-"""Which version an agent should run, and the jittered delays: pure, no fixtures."""
+"""Which version an agent should run, why, and the jittered delays: pure, no fixtures."""
+
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from uptend.policy.backoff import jittered_s, retry_delay_s
-from uptend.policy.desired import Decision, desired_version, is_outdated
+from uptend.policy.desired import (
+    LAST_SEEN_MAX_LAG_S,
+    AppFacts,
+    Decision,
+    desired_version,
+    explain,
+    is_outdated,
+    offline_after_s,
+)
+from uptend.protocol import AppState, ReasonCode
 
 
 def decide(releases: list[str], installed: str | None, *, auto: bool = True) -> Decision:
@@ -61,3 +73,64 @@ def test_jitter_spreads_polls_by_ten_percent() -> None:
     assert jittered_s(60.0, 0.0) == pytest.approx(54.0)
     assert jittered_s(60.0, 0.5) == pytest.approx(60.0)
     assert jittered_s(60.0, 1.0) == pytest.approx(66.0)
+
+
+def facts(**overrides: Any) -> AppFacts:
+    base: dict[str, Any] = {
+        "app": "demo",
+        "group": "web",
+        "auto_update": True,
+        "assigned": True,
+        "channel": "stable",
+        "head": "2.0",
+        "installed": "1.0",
+        "state": AppState.RUNNING,
+        "target": None,
+        "said": "",
+        "log_tail": "",
+        "last_seen": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "enrolled_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "offline_after_s": 190.0,
+    }
+    return AppFacts(**{**base, **overrides})
+
+
+def test_offline_allows_three_polls_and_the_last_seen_flush_bound() -> None:
+    assert LAST_SEEN_MAX_LAG_S == 10.0
+    assert offline_after_s(60.0) == 190.0
+
+
+@pytest.mark.parametrize("code", list(ReasonCode))
+def test_every_code_is_explained_with_its_details(code: ReasonCode) -> None:
+    reason = explain(code, facts(said="", log_tail="boom"))
+    assert reason.code is code
+    assert reason.message
+    dumped = reason.model_dump(mode="json")
+    assert dumped["code"] == code.value
+    assert set(dumped) >= {"code", "message"}
+
+
+def test_the_agents_words_are_the_message_where_its_state_decides() -> None:
+    said = "deferred: a reboot is pending"
+    deferred = explain(ReasonCode.DEFERRED_PRECONDITION, facts(said=said))
+    assert (deferred.message, deferred.precondition) == (said, "a reboot is pending")  # type: ignore[union-attr]
+    failed = explain(ReasonCode.FAILED, facts(said="2.0 was rolled back", log_tail="fatal"))
+    assert failed.model_dump() == {
+        "code": ReasonCode.FAILED,
+        "message": "2.0 was rolled back",
+        "error": "2.0 was rolled back",
+        "log_tail": "fatal",
+        "target": None,
+    }
+    held = explain(ReasonCode.AUTO_UPDATE_OFF, facts(auto_update=False, said="ignored"))
+    assert held.message == "automatic updates are off for group web (2.0 is available)"
+    offline = explain(ReasonCode.OFFLINE, facts())
+    assert offline.message == "offline since 2026-01-02 03:04:05 UTC"
+
+
+def test_desired_follows_the_policy() -> None:
+    assert facts().desired() == "2.0"
+    assert facts(auto_update=False).desired() == "1.0"  # held
+    assert facts(auto_update=False, installed=None).desired() == "2.0"  # install once
+    assert facts(head=None).desired() == "1.0"  # nothing published: keep what runs
+    assert facts(assigned=False, channel="", head=None).desired() == "1.0"

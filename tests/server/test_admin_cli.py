@@ -48,6 +48,13 @@ def server(
         yield fleet
 
 
+def wide(fleet: Fleet, *args: str) -> str:
+    """The stdout of a CLI command on a terminal wide enough that rich wraps no cell."""
+    env = {**fleet.env(), "COLUMNS": "400"}
+    done = subprocess.run([*UPTEND, *args], capture_output=True, text=True, env=env, check=True)
+    return done.stdout
+
+
 def uptend(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*UPTEND, *args], capture_output=True, text=True, check=False)
 
@@ -467,8 +474,10 @@ def test_fleet_list_show_and_retry(server: Fleet) -> None:
     failed = {**running("ops-app", "1.0"), "state": "failed", "reason": "2.0 was rolled back"}
     assert check_in(server, behind, [failed], reports=[report]).status_code == 200
 
-    agents = {a["name"]: a for a in server.json("fleet", "list") if a["group"] == "ops"}
-    assert sorted(agents) == ["ops-behind", "ops-current", "ops-silent"]
+    page = server.json("fleet", "list", "--group", "ops")
+    assert (page["total"], page["next_cursor"], page["last_seen_max_lag_s"]) == (3, None, 10.0)
+    agents = {a["name"]: a for a in page["agents"]}
+    assert list(agents) == ["ops-behind", "ops-current", "ops-silent"]  # name order
     for agent in agents.values():
         assert set(agent) == {
             "id", "name", "group", "last_seen", "agent_version", "outdated", "apps",
@@ -484,23 +493,34 @@ def test_fleet_list_show_and_retry(server: Fleet) -> None:
         "2.0",
         "running",
     )
+    assert ok["reason"] == {
+        "code": "up_to_date", "message": "newest on channel stable", "version": "2.0",
+        "channel": "stable",
+    }  # fmt: skip
     assert agents["ops-current"]["outdated"] is False
     assert agents["ops-current"]["agent_version"] == "0.1.0"
     [bad] = agents["ops-behind"]["apps"]
-    assert (bad["installed"], bad["state"], bad["reason"]) == (
-        "1.0",
-        "failed",
-        "2.0 was rolled back",
-    )
+    assert (bad["installed"], bad["state"]) == ("1.0", "failed")
+    assert bad["reason"] == {
+        "code": "failed",
+        "message": "2.0 was rolled back",
+        "error": "2.0 was rolled back",
+        "log_tail": "fatal: this build cannot start",
+        "target": None,
+    }
     assert bad["log_tail"] == "fatal: this build cannot start"
     assert agents["ops-behind"]["outdated"] is True
     [never] = agents["ops-silent"]["apps"]
     assert (never["installed"], never["desired"], never["state"]) == (None, "2.0", "pending")
     assert agents["ops-silent"]["last_seen"] is None
+    assert never["reason"]["code"] == "never_checked_in"
 
-    outdated = {a["name"] for a in server.json("fleet", "list", "--outdated")}
-    assert {"ops-behind", "ops-silent"} <= outdated
-    assert "ops-current" not in outdated
+    outdated = server.json("fleet", "list", "--outdated", "--group", "ops")
+    assert [a["name"] for a in outdated["agents"]] == ["ops-behind", "ops-silent"]
+    assert outdated["total"] == 2
+    table = wide(server, "fleet", "list", "--group", "ops")
+    assert "failed: 2.0 was rolled back" in table
+    assert "3 of 3 agents" in table
 
     shown = server.json("fleet", "show", "ops-behind")
     assert shown["agent"] == agents["ops-behind"]

@@ -100,9 +100,10 @@ def running(app: str, version: str) -> dict[str, Any]:
 def agents(fleet: Fleet, *, outdated: bool = False) -> dict[str, dict[str, Any]]:
     """The fleet view from the admin API, by agent name."""
     with admin_client(fleet) as http:
-        response = http.get("/api/v1/agents", params={"outdated": str(outdated).lower()})
+        params: dict[str, str | int] = {"outdated": str(outdated).lower(), "limit": 1000}
+        response = http.get("/api/v1/agents", params=params)
     assert response.status_code == 200, response.text
-    by_name: dict[str, dict[str, Any]] = {a["name"]: a for a in response.json()}
+    by_name: dict[str, dict[str, Any]] = {a["name"]: a for a in response.json()["agents"]}
     return by_name
 
 
@@ -238,10 +239,11 @@ def test_auto_update_off_keeps_the_installed_version_and_says_why(server: Fleet)
     assert "manual-1" in outdated
     listed = app_of(outdated["manual-1"], "manual-app")
     assert (listed["installed"], listed["desired"], listed["newest"]) == ("1.0", "1.0", "2.0")
-    assert "automatic updates are off" in listed["reason"]
-    assert "2.0 is available" in listed["reason"]
-    cli = server.json("fleet", "list", "--outdated")
-    assert "manual-1" in {a["name"] for a in cli}
+    assert listed["reason"]["code"] == "auto_update_off"
+    assert "automatic updates are off" in listed["reason"]["message"]
+    assert "2.0 is available" in listed["reason"]["message"]
+    cli = server.json("fleet", "list", "--outdated", "--limit", "1000")
+    assert "manual-1" in {a["name"] for a in cli["agents"]}
 
     with admin_client(server) as http:
         http.put("/api/v1/groups/manual", json={"auto_update": True}).raise_for_status()

@@ -5,13 +5,13 @@ idle agent counts on 50,000 hosts. Server error bodies map back to the same Upte
 classes the server raised; network trouble is a TransientError.
 """
 
-import json
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import urllib3
 from pydantic import BaseModel, ValidationError
 
-from uptend.errors import BY_NAME, AuthError, TransientError, UptendError
+from uptend.errors import TransientError
+from uptend.protocol import error_from_body
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -41,20 +41,8 @@ class ControlClient:
                 hint="the agent keeps its apps running and retries with backoff",
             ) from None
         if response.status >= 400:
-            raise _error_from(response.status, response.data)
+            raise error_from_body(response.status, response.data)
         try:
             return answer.model_validate_json(response.data)
         except ValidationError as e:
             raise TransientError(f"the server sent an unexpected answer to {path}: {e}") from None
-
-
-def _error_from(status: int, data: bytes) -> UptendError:
-    try:
-        body: Any = json.loads(data)
-        cls = BY_NAME.get(str(body.get("error")), UptendError)
-        return cls(str(body["message"]), hint=str(body.get("hint", "")))
-    except (ValueError, KeyError, AttributeError, TypeError):
-        pass
-    if status in (401, 403):
-        return AuthError(f"the server refused the credential ({status})")
-    return TransientError(f"the server answered {status}")

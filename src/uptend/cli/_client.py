@@ -1,20 +1,13 @@
 """The admin CLI's HTTP client (httpx): errors from the server come back as UptendErrors."""
 
-import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import httpx
 import typer
 
-from uptend.errors import (
-    BY_NAME,
-    AuthError,
-    ConfigError,
-    NotFoundError,
-    TransientError,
-    UptendError,
-)
+from uptend.errors import ConfigError, TransientError, UptendError
+from uptend.protocol import error_from_body
 
 ServerOpt = Annotated[
     str,
@@ -64,23 +57,10 @@ class Admin:
 
 
 def error_from(response: httpx.Response) -> UptendError:
-    try:
-        body = response.json()
-        cls = BY_NAME.get(str(body.get("error")), UptendError)
-        return cls(str(body["message"]), hint=str(body.get("hint", "")))
-    except (ValueError, KeyError, AttributeError):
-        pass
-    if response.status_code == 422:
-        try:
-            detail = json.dumps(response.json().get("detail"))
-        except ValueError:
-            detail = response.text[:200]
-        return ConfigError(f"the server refused the request: {detail}")
-    if response.status_code in (401, 403):
-        return AuthError("the server refused the token", hint="check --token / UPTEND_TOKEN")
-    if response.status_code == 404:
-        return NotFoundError(
-            f"the server has no {response.request.url.path}",
-            hint="check --server / UPTEND_SERVER, and the names in the command",
-        )
-    return TransientError(f"the server answered {response.status_code}: {response.text[:200]}")
+    return error_from_body(
+        response.status_code,
+        response.content,
+        path=response.request.url.path,
+        credential="token",
+        hint="check --server / UPTEND_SERVER and --token / UPTEND_TOKEN",
+    )

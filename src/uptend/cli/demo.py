@@ -88,7 +88,7 @@ def view(agents: list[dict[str, Any]], dirs: dict[str, Path], note: str) -> Tabl
 
 
 def on_version(admin: Admin, dirs: dict[str, Path], version: str) -> tuple[bool, list[Any]]:
-    agents = admin.call("GET", "/api/v1/agents")
+    agents = admin.call("GET", "/api/v1/agents", params={"limit": 1000})["agents"]
     done = len(agents) == len(dirs) and all(
         any(
             x["app"] == "demo" and x["installed"] == version and x["state"] == "running"
@@ -177,7 +177,7 @@ def demo(
                 say("published demo 2.0")
                 took = wait_for(admin, dirs, "2.0", live, "updating to demo 2.0")
             say(f"\n[green]all {AGENTS} agents run demo 2.0[/], {took:.1f}s after publishing")
-            console.print(view(admin.call("GET", "/api/v1/agents"), dirs, "final state"))
+            console.print(view(on_version(admin, dirs, "2.0")[1], dirs, "final state"))
     except UptendError:
         for log in sorted(work.glob("*.log")):
             sys.stderr.write(f"--- {log.name}\n{log.read_text()[-3000:]}\n")

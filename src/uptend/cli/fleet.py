@@ -1,12 +1,22 @@
-"""`uptend fleet`: who runs what, who is out of date and why."""
+"""`uptend fleet`: who runs what, who is out of date and why.
 
+Everything an agent said (names, versions, reasons, log tails) is hostile text: cells are
+rich `Text`, never markup, so `[/]` in an agent's name prints as itself, and control
+characters (a terminal escape in a reason) print as hex escapes.
+"""
+
+import re
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from uptend.cli._client import Admin, ServerOpt, TokenOpt
 from uptend.cli._output import console, print_json
+from uptend.policy.desired import LAST_SEEN_MAX_LAG_S
+from uptend.protocol import AppState, ReasonCode
 
 app = typer.Typer(
     add_completion=False,  # the root command owns shell completion (it has none)
@@ -14,48 +24,111 @@ app = typer.Typer(
     epilog="Example: uptend fleet list --outdated",
 )
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+COLOUR: dict[str, str] = {
+    AppState.RUNNING: "green",
+    AppState.FAILED: "red",
+    AppState.DEFERRED: "yellow",
+    AppState.UPDATING: "cyan",
+}
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def literal(value: Any, style: str = "") -> Text:
+    """Agent-supplied text as it is: no markup, control characters shown escaped."""
+    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)), style=style)
+
+
+def _cell(value: Any, style: str = "") -> Text:
+    return literal("-" if value is None or value == "" else value, style)
+
+
+def _state(state: str) -> Text:
+    return _cell(state, COLOUR.get(state, ""))
+
 
 def fleet_table(agents: list[dict[str, Any]]) -> Table:
-    table = Table("agent", "group", "last seen", "app", "installed", "desired", "state", "reason")
+    last_seen = f"last seen (≤{LAST_SEEN_MAX_LAG_S:g}s late)"
+    table = Table("agent", "group", last_seen, "app", "installed", "desired", "state", "reason")
     for agent in agents:
         apps = agent["apps"] or [None]
         for i, a in enumerate(apps):
-            first = i == 0
+            head = [
+                _cell(agent["name"]),
+                _cell(agent["group"]),
+                _cell((agent["last_seen"] or "never")[:19].replace("T", " ")),
+            ]
+            if a is None:
+                table.add_row(*head, _cell(None), Text(), Text(), Text(), Text())
+                continue
+            reason = a["reason"]
             table.add_row(
-                agent["name"] if first else "",
-                agent["group"] if first else "",
-                (agent["last_seen"] or "never")[:19] if first else "",
-                a["app"] if a else "-",
-                (a["installed"] or "-") if a else "",
-                (a["desired"] or "-") if a else "",
-                _state(a["state"]) if a else "",
-                a["reason"] if a else "",
+                *(head if i == 0 else [Text(), Text(), Text()]),
+                _cell(a["app"]),
+                _cell(a["installed"]),
+                _cell(a["desired"]),
+                _state(a["state"]),
+                literal(f"{reason['code']}: {reason['message']}"),
             )
     return table
 
 
-def _state(state: str) -> str:
-    colour = {"running": "green", "failed": "red", "deferred": "yellow", "updating": "cyan"}
-    return f"[{colour.get(state, 'white')}]{state}[/]"
-
-
-@app.command("list", epilog="Example: uptend fleet list --outdated --json")
+@app.command("list", epilog="Example: uptend fleet list --outdated --reason failed --json")
 def list_agents(
     outdated: Annotated[
         bool, typer.Option("--outdated", help="only agents not on the newest release")
     ] = False,
+    reason: Annotated[
+        ReasonCode | None, typer.Option("--reason", help="only agents with an app for this reason")
+    ] = None,
+    group: Annotated[str | None, typer.Option("--group", help="only agents in this group")] = None,
+    app_name: Annotated[
+        str | None, typer.Option("--app", help="only this app (agents assigned or running it)")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="agents per page (at most 1000)")] = 100,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="the next_cursor a previous page printed")
+    ] = None,
     server: ServerOpt = "",
     token: TokenOpt = "",
-    json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
-    """List agents with, per app, the installed and desired version and the state."""
-    agents = Admin(server, token).call(
-        "GET", "/api/v1/agents", params={"outdated": str(outdated).lower()}
-    )
+    """List agents in name order with, per app, installed and desired version, state and why."""
+    params: dict[str, str | int] = {"outdated": str(outdated).lower(), "limit": limit}
+    for key, value in (("reason", reason), ("group", group), ("app", app_name), ("cursor", cursor)):
+        if value is not None:
+            params[key] = str(value)
+    page = Admin(server, token).call("GET", "/api/v1/agents", params=params)
     if json_out:
-        print_json(agents)
-    else:
-        console.print(fleet_table(agents))
+        print_json(page)
+        return
+    console.print(fleet_table(page["agents"]))
+    shown = len(page["agents"])
+    console.print(f"{shown} of {page['total']} agents", highlight=False)
+    if page["next_cursor"]:
+        console.print(literal(f"next page: --cursor {page['next_cursor']}"))
+
+
+@app.command(epilog="Example: uptend fleet summary --json")
+def summary(server: ServerOpt = "", token: TokenOpt = "", json_out: JsonOpt = False) -> None:
+    """Per app: the versions installed, the share on the desired version, agents per reason."""
+    data = Admin(server, token).call("GET", "/api/v1/fleet/summary")
+    if json_out:
+        print_json(data)
+        return
+    console.print(f"{data['agents']} agents, {data['outdated']} outdated", highlight=False)
+    table = Table("app", "agents", "on desired", "versions", "reasons")
+    for a in data["apps"]:
+        table.add_row(
+            _cell(a["app"]),
+            _cell(a["agents"]),
+            _cell(f"{a['on_desired']} ({a['share_on_desired']:.0%})"),
+            literal(", ".join(f"{v}: {n}" for v, n in a["versions"].items())),
+            literal(", ".join(f"{c}: {n}" for c, n in a["reasons"].items())),
+        )
+    console.print(table)
 
 
 @app.command(epilog="Example: uptend fleet show web-01 --json")
@@ -63,18 +136,20 @@ def show(
     agent: Annotated[str, typer.Argument(help="agent name or id")],
     server: ServerOpt = "",
     token: TokenOpt = "",
-    json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Show one agent: its apps, their state, and its latest update reports with log tails."""
-    data = Admin(server, token).call("GET", f"/api/v1/agents/{agent}")
+    data = Admin(server, token).call("GET", f"/api/v1/agents/{quote(agent, safe='')}")
     if json_out:
         print_json(data)
         return
     console.print(fleet_table([data["agent"]]))
     for r in data["reports"]:
-        console.print(f"{r['at'][:19]}  {r['app']} {r['version']}: {r['outcome']} {r['reason']}")
+        line = f"{r['at'][:19]}  {r['app']} {r['version']}: {r['outcome']} {r['reason']}"
+        console.print(literal(line), highlight=False)
         if r["log_tail"]:
-            console.print(r["log_tail"], style="dim", markup=False, highlight=False)
+            for tail_line in r["log_tail"].splitlines():
+                console.print(literal(tail_line, "dim"), highlight=False)
 
 
 @app.command(epilog="Example: uptend fleet retry web-01 demo")
@@ -86,4 +161,4 @@ def retry(
 ) -> None:
     """Let AGENT try again a version of APP that failed its health check there."""
     Admin(server, token).call("POST", f"/api/v1/agents/{agent}/apps/{app_name}/retry")
-    console.print(f"{agent} will retry {app_name} at its next check-in")
+    console.print(literal(f"{agent} will retry {app_name} at its next check-in"))

@@ -1,13 +1,40 @@
-"""Which version of an app an agent should run: counts and settings in, a decision out.
+"""Which version of an app an agent should run, and why it runs what it runs.
 
 Pure: no database, no clock. The server feeds it what it read and sends the result as a
-directive; `fleet list` shows the same reason, so the operator sees why a host is where it is.
+directive; the fleet view explains each app with the same words and a typed reason.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+from uptend.protocol import (
+    AppState,
+    AutoUpdateOff,
+    DeferredPrecondition,
+    Failed,
+    NeverCheckedIn,
+    NoRelease,
+    NotAssigned,
+    Offline,
+    Reason,
+    ReasonCode,
+    UpdatePending,
+    Updating,
+    UpToDate,
+)
 from uptend.protocol.versions import newest
+
+LAST_SEEN_MAX_LAG_S = 10.0
+"""The server writes last-seen in batches: a recorded last_seen is at most this late."""
+
+OFFLINE_AFTER_POLLS = 3
+"""Polls an agent may miss (jitter, a slow update, a restart) before it counts as offline."""
+
+
+def offline_after_s(poll_interval_s: float) -> float:
+    """Silence longer than this, by the server's last-seen, makes an agent offline."""
+    return OFFLINE_AFTER_POLLS * poll_interval_s + LAST_SEEN_MAX_LAG_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +58,7 @@ def desired_version(
         app: the app's name.
         channel: the channel the agent's group follows for this app.
         group: the agent's group (named in reasons).
-        releases: every version published on that channel.
+        releases: the versions published on that channel (its head alone is enough).
         installed: the version the agent runs now, if any.
         auto_update: the group's switch; off means "install once, then stay".
     """
@@ -41,13 +68,87 @@ def desired_version(
     if installed is not None and not auto_update:
         if installed == latest:
             return Decision(installed, f"newest on channel {channel}")
-        return Decision(
-            installed,
-            f"automatic updates are off for group {group} ({latest} is available)",
-        )
+        return Decision(installed, _held(group, latest))
     return Decision(latest, f"newest on channel {channel}")
+
+
+def _held(group: str, latest: str) -> str:
+    return f"automatic updates are off for group {group} ({latest} is available)"
 
 
 def is_outdated(installed: str | None, newest_available: str | None) -> bool:
     """An agent is outdated for an app when it does not run the newest release it could."""
     return newest_available is not None and installed != newest_available
+
+
+@dataclass(frozen=True, slots=True)
+class AppFacts:
+    """What the server knows of one app on one agent: its group's plan and the agent's word."""
+
+    app: str
+    group: str
+    auto_update: bool
+    assigned: bool
+    channel: str  # "" when the app is no longer assigned
+    head: str | None  # the newest release on that channel
+    installed: str | None
+    state: AppState
+    target: str | None
+    said: str  # the agent's own reason (hostile text: printed literally)
+    log_tail: str
+    last_seen: datetime | None
+    enrolled_at: datetime
+    offline_after_s: float
+
+    def desired(self) -> str | None:
+        if not self.assigned:
+            return self.installed
+        return desired_version(
+            app=self.app,
+            channel=self.channel,
+            group=self.group,
+            releases=[self.head] if self.head else [],
+            installed=self.installed,
+            auto_update=self.auto_update,
+        ).version
+
+
+def explain(code: ReasonCode, f: AppFacts) -> Reason:
+    """The typed reason for `code` (decided by the fleet query) with its message and details.
+
+    Where the code comes from the agent's own state, its words are the message, as it said them.
+    """
+    said = f.said
+    match code:
+        case ReasonCode.UP_TO_DATE:
+            assert f.head is not None
+            msg = said or f"newest on channel {f.channel}"
+            return UpToDate(message=msg, version=f.head, channel=f.channel)
+        case ReasonCode.NO_RELEASE:
+            msg = f"no release of {f.app} on channel {f.channel} yet"
+            return NoRelease(message=msg, channel=f.channel)
+        case ReasonCode.NOT_ASSIGNED:
+            msg = f"{f.app} is no longer assigned to {f.group}"
+            return NotAssigned(message=msg, group=f.group)
+        case ReasonCode.NEVER_CHECKED_IN:
+            msg = "the agent has not checked in since it enrolled"
+            return NeverCheckedIn(message=msg, enrolled_at=f.enrolled_at)
+        case ReasonCode.OFFLINE:
+            assert f.last_seen is not None
+            msg = f"offline since {f.last_seen:%Y-%m-%d %H:%M:%S} UTC"
+            return Offline(message=msg, since=f.last_seen, after_s=f.offline_after_s)
+        case ReasonCode.FAILED:
+            error = said or "the last update failed"
+            return Failed(message=error, error=error, log_tail=f.log_tail, target=f.target)
+        case ReasonCode.AUTO_UPDATE_OFF:
+            assert f.head is not None
+            return AutoUpdateOff(message=_held(f.group, f.head), group=f.group, available=f.head)
+        case ReasonCode.UPDATING:
+            return Updating(message=said or "updating", phase=said, target=f.target)
+        case ReasonCode.DEFERRED_PRECONDITION:
+            which = said.removeprefix("deferred: ") or "a precondition is not met"
+            return DeferredPrecondition(message=said or which, precondition=which)
+        case ReasonCode.UPDATE_PENDING:
+            assert f.head is not None
+            msg = said or f"{f.head} is published: the agent installs it at its next check-in"
+            return UpdatePending(message=msg, desired=f.head)

@@ -1,6 +1,18 @@
 """The wire contract shared by server and agent: pydantic models and pure parsers only."""
 
-from uptend.protocol.admin_api import Agent, AgentApp, ErrorBody, Group, GroupApp, GroupSet, Release
+from uptend.protocol.admin_api import (
+    Agent,
+    AgentApp,
+    AgentDetail,
+    AgentPage,
+    AppSummary,
+    FleetSummary,
+    Group,
+    GroupApp,
+    GroupSet,
+    Release,
+    ReportView,
+)
 from uptend.protocol.agent_api import (
     AppDirective,
     AppState,
@@ -11,21 +23,56 @@ from uptend.protocol.agent_api import (
     EnrollResponse,
     Report,
 )
+from uptend.protocol.errors import ErrorBody, error_from_body
+from uptend.protocol.reasons import (
+    AutoUpdateOff,
+    DeferredPrecondition,
+    Failed,
+    NeverCheckedIn,
+    NoRelease,
+    NotAssigned,
+    Offline,
+    Outcome,
+    Reason,
+    ReasonCode,
+    UpdatePending,
+    Updating,
+    UpToDate,
+)
 
 __all__ = [
     "Agent",
     "AgentApp",
+    "AgentDetail",
+    "AgentPage",
     "AppDirective",
     "AppState",
     "AppStatus",
+    "AppSummary",
+    "AutoUpdateOff",
     "CheckIn",
+    "DeferredPrecondition",
     "Directives",
     "EnrollRequest",
     "EnrollResponse",
     "ErrorBody",
+    "Failed",
+    "FleetSummary",
     "Group",
     "GroupApp",
     "GroupSet",
+    "NeverCheckedIn",
+    "NoRelease",
+    "NotAssigned",
+    "Offline",
+    "Outcome",
+    "Reason",
+    "ReasonCode",
     "Release",
     "Report",
+    "ReportView",
+    "UpToDate",
+    "UpdatePending",
+    "Updating",
+    "error_from_body",
 ]

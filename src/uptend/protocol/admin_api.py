@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from uptend.protocol.agent_api import AppState
+from uptend.protocol.reasons import Reason
 
 
 class _Wire(BaseModel):
@@ -46,7 +47,7 @@ class AgentApp(_Wire):
     desired: str | None
     newest: str | None = None
     state: AppState
-    reason: str = ""
+    reason: Reason
     log_tail: str = ""
 
 
@@ -60,7 +61,41 @@ class Agent(_Wire):
     apps: list[AgentApp] = []
 
 
-class ErrorBody(_Wire):
-    error: str
-    message: str
-    hint: str = ""
+class AgentPage(_Wire):
+    """One page of `GET /api/v1/agents`: pass `next_cursor` back to get the next one."""
+
+    agents: list[Agent]
+    total: int  # agents matching the filters, over all pages
+    next_cursor: str | None
+    last_seen_max_lag_s: float  # last_seen is written in batches, up to this late
+
+
+class ReportView(_Wire):
+    app: str
+    version: str
+    outcome: str  # an Outcome, unless an agent sent a word this server does not know
+    reason: str
+    log_tail: str
+    at: datetime
+
+
+class AgentDetail(_Wire):
+    agent: Agent
+    reports: list[ReportView]
+
+
+class AppSummary(_Wire):
+    """One app across the fleet: versions installed, share on the desired one, codes."""
+
+    app: str
+    agents: int
+    versions: dict[str, int]  # installed version ("none": nothing installed) -> agents
+    on_desired: int
+    share_on_desired: float  # on_desired / agents
+    reasons: dict[str, int]  # reason code -> agents
+
+
+class FleetSummary(_Wire):
+    agents: int
+    outdated: int
+    apps: list[AppSummary]

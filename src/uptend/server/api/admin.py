@@ -1,13 +1,13 @@
 """The admin API: releases, groups, the fleet. Every route needs the admin token."""
 
 import secrets
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Query, Request
 
 from uptend.errors import ConfigError
-from uptend.protocol import Agent, Group, GroupSet, Release
+from uptend.protocol import AgentDetail, AgentPage, FleetSummary, Group, GroupSet, Release
 from uptend.protocol.targets import ArchiveFormat
 from uptend.server.api.deps import Admin, Ctx
 from uptend.server.services import fleet, groups, releases
@@ -67,29 +67,35 @@ async def list_groups(ctx: Ctx, _: Admin) -> list[Group]:
 
 
 @router.get("/agents")
-async def list_agents(ctx: Ctx, _: Admin, outdated: bool = False) -> list[Agent]:
-    """The fleet: per agent and app, installed, desired and newest version, and state."""
-    return await fleet.fleet(ctx, outdated=outdated)
+async def list_agents(
+    ctx: Ctx,
+    _: Admin,
+    outdated: bool = False,
+    reason: str | None = None,
+    group: str | None = None,
+    app: str | None = None,
+    limit: int = fleet.DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> AgentPage:
+    """One page of the fleet in name order, filtered and counted in the database.
+
+    Each app says why it is where it is (a typed reason); pass `next_cursor` back as `cursor`.
+    """
+    return await fleet.page(
+        ctx, outdated=outdated, reason=reason, group=group, app=app, limit=limit, cursor=cursor
+    )
 
 
-@router.get("/agents/{key}")
-async def show_agent(ctx: Ctx, _: Admin, key: str) -> dict[str, Any]:
+@router.get("/fleet/summary")
+async def fleet_summary(ctx: Ctx, _: Admin) -> FleetSummary:
+    """Per app: the version distribution, the share on the desired version, agents per reason."""
+    return await fleet.summary(ctx)
+
+
+@router.get("/agents/{key:path}")  # a name may hold a "/"
+async def show_agent(ctx: Ctx, _: Admin, key: str) -> AgentDetail:
     """One agent (by id or name) with its latest update reports."""
-    agent, reports = await fleet.show(ctx, key)
-    return {
-        "agent": agent.model_dump(mode="json"),
-        "reports": [
-            {
-                "app": r.app,
-                "version": r.version,
-                "outcome": r.outcome,
-                "reason": r.reason,
-                "log_tail": r.log_tail,
-                "at": r.at.isoformat(),
-            }
-            for r in reports
-        ],
-    }
+    return await fleet.show(ctx, key)
 
 
 @router.post("/agents/{key}/apps/{app}/retry", status_code=204)

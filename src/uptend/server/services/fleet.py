@@ -1,53 +1,122 @@
-"""The operator's view of the fleet: who runs what and why; retry a failed version."""
+"""The operator's view of the fleet: who runs what and why; retry a failed version.
 
-from uptend.errors import NotFoundError
-from uptend.policy.desired import Decision, is_outdated
-from uptend.protocol import Agent, AgentApp, AppState
-from uptend.protocol.versions import newest
-from uptend.server.services.checkin import decide, plan_of
+Filtering, paging and counting happen in the database (`storage.fleet`); this module turns
+a page of rows into wire models, with each app's typed reason worded by `policy.desired`.
+"""
+
+import base64
+import binascii
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from uptend.errors import ConfigError, NotFoundError
+from uptend.policy.desired import (
+    LAST_SEEN_MAX_LAG_S,
+    AppFacts,
+    desired_version,
+    explain,
+    offline_after_s,
+)
+from uptend.protocol import (
+    Agent,
+    AgentApp,
+    AgentDetail,
+    AgentPage,
+    AppSummary,
+    FleetSummary,
+    ReasonCode,
+    ReportView,
+)
+from uptend.protocol.reasons import FINE_CODES
 from uptend.server.services.context import Context, utcnow
 from uptend.server.storage import agents as rows
 from uptend.server.storage import audit, generation
-from uptend.server.storage import groups as group_rows
+from uptend.server.storage import fleet as queries
 from uptend.server.storage.db import Tx
-from uptend.server.storage.tables import AgentRow, ReportRow
+from uptend.server.storage.tables import AgentRow
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
 
 
-async def _view(tx: Tx, agents: list[AgentRow]) -> list[Agent]:
-    groups = {g.name: g for g in await group_rows.listing(tx)}
-    plans = {name: await plan_of(tx, g) for name, g in groups.items()}
-    states = await rows.apps_of(tx, [a.id for a in agents])
+def _cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": name}).encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        after = data["after"]
+        if isinstance(after, str):
+            return after
+    except (ValueError, binascii.Error, KeyError, TypeError):
+        pass
+    raise ConfigError(
+        f"the cursor {cursor[:40]!r} is not valid",
+        hint="pass the next_cursor of the previous page unchanged, or no --cursor to start over",
+    )
+
+
+def _reason_code(reason: str | None) -> ReasonCode | None:
+    if reason is None:
+        return None
+    try:
+        return ReasonCode(reason)
+    except ValueError:
+        codes = " ".join(c.value for c in ReasonCode)
+        raise ConfigError(f"unknown reason code {reason!r}", hint=f"use one of: {codes}") from None
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ConfigError(
+            f"limit must be between 1 and {MAX_LIMIT}, not {limit}",
+            hint="page through a larger fleet with the next_cursor each page returns",
+        )
+
+
+def _cutoffs(policies: dict[str, tuple[float, bool]], now: datetime) -> dict[str, datetime]:
+    return {g: now - timedelta(seconds=offline_after_s(p)) for g, (p, _) in policies.items()}
+
+
+async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime) -> list[Agent]:
+    policies = await queries.policies(tx)
+    cutoffs = _cutoffs(policies, now)
+    pairs = await queries.pairs_of(tx, [a.id for a in agents], app, cutoffs)
     out: list[Agent] = []
     for agent in agents:
-        group = groups[agent.group]
-        reported = states[agent.id]
         apps: list[AgentApp] = []
-        for app in sorted(set(plans[agent.group]) | set(reported)):
-            row = reported.get(app)
-            installed = row.installed if row else None
-            state = AppState(row.state) if row else AppState.PENDING
-            channel, versions = plans[agent.group].get(app, ("", []))
-            if channel:
-                decision = decide(group, app, channel, versions, installed)
-                latest = newest(versions)
-            else:
-                decision = Decision(installed, f"{app} is no longer assigned to {group.name}")
-                latest = installed
-            reason = row.reason if row is not None and row.reason else decision.reason
+        for p in pairs[agent.id]:
+            facts = AppFacts(
+                app=p.app,
+                group=agent.group,
+                auto_update=policies[agent.group][1],
+                assigned=p.assigned,
+                channel=p.channel,
+                head=p.head,
+                installed=p.installed,
+                state=p.state,
+                target=p.target,
+                said=p.said,
+                log_tail=p.log_tail,
+                last_seen=agent.last_seen,
+                enrolled_at=agent.enrolled_at,
+                offline_after_s=offline_after_s(policies[agent.group][0]),
+            )
             apps.append(
                 AgentApp(
-                    app=app,
-                    installed=installed,
-                    desired=decision.version,
-                    newest=latest,
-                    state=state,
-                    reason=reason,
-                    log_tail=row.log_tail if row else "",
+                    app=p.app,
+                    installed=p.installed,
+                    desired=facts.desired(),
+                    newest=p.head if p.assigned else p.installed,
+                    state=p.state,
+                    reason=explain(p.code, facts),
+                    log_tail=p.log_tail,
                 )
             )
-        outdated = any(
-            is_outdated(a.installed, a.newest) or a.state is AppState.FAILED for a in apps
-        )
         out.append(
             Agent(
                 id=agent.id,
@@ -55,17 +124,78 @@ async def _view(tx: Tx, agents: list[AgentRow]) -> list[Agent]:
                 group=agent.group,
                 last_seen=agent.last_seen,
                 agent_version=agent.agent_version,
-                outdated=outdated,
+                outdated=any(a.reason.code not in FINE_CODES for a in apps),
                 apps=apps,
             )
         )
     return out
 
 
-async def fleet(ctx: Context, *, outdated: bool) -> list[Agent]:
+async def page(
+    ctx: Context,
+    *,
+    outdated: bool = False,
+    reason: str | None = None,
+    group: str | None = None,
+    app: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> AgentPage:
+    """One page of the fleet in name order, filtered in the database."""
+    _check_limit(limit)
+    after = _after(cursor)
+    filters = queries.Filters(group=group, app=app, code=_reason_code(reason), outdated=outdated)
+    now = utcnow()
     async with ctx.db.transaction() as tx:
-        view = await _view(tx, await rows.listing(tx))
-    return [a for a in view if a.outdated] if outdated else view
+        cutoffs = _cutoffs(await queries.policies(tx), now)
+        found, total = await queries.page(tx, filters, cutoffs, after, limit)
+        views = await _views(tx, found[:limit], app, now)
+    return AgentPage(
+        agents=views,
+        total=total,
+        next_cursor=_cursor(found[limit - 1].name) if len(found) > limit else None,
+        last_seen_max_lag_s=LAST_SEEN_MAX_LAG_S,
+    )
+
+
+async def summary(ctx: Context) -> FleetSummary:
+    """Per app: versions installed, the share on the desired version, agents per reason."""
+    async with ctx.db.transaction() as tx:
+        cutoffs = _cutoffs(await queries.policies(tx), utcnow())
+        tallies, agents, outdated = await queries.tallies(tx, cutoffs)
+    count: dict[str, int] = defaultdict(int)
+    on_desired: dict[str, int] = defaultdict(int)
+    versions: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    reasons: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for t in tallies:
+        count[t.app] += t.agents
+        versions[t.app][t.installed or "none"] += t.agents
+        reasons[t.app][t.code.value] += t.agents
+        desired = desired_version(
+            app=t.app,
+            channel=t.channel,
+            group="",
+            releases=[t.head] if t.head else [],
+            installed=t.installed,
+            auto_update=t.auto_update,
+        ).version
+        if t.assigned and t.installed is not None and t.installed == desired:
+            on_desired[t.app] += t.agents
+    return FleetSummary(
+        agents=agents,
+        outdated=outdated,
+        apps=[
+            AppSummary(
+                app=app,
+                agents=n,
+                versions=dict(sorted(versions[app].items())),
+                on_desired=on_desired[app],
+                share_on_desired=round(on_desired[app] / n, 4),
+                reasons=dict(sorted(reasons[app].items())),
+            )
+            for app, n in sorted(count.items())
+        ],
+    )
 
 
 async def _find(tx: Tx, key: str) -> AgentRow:
@@ -77,10 +207,26 @@ async def _find(tx: Tx, key: str) -> AgentRow:
     return agent
 
 
-async def show(ctx: Context, key: str) -> tuple[Agent, list[ReportRow]]:
+async def show(ctx: Context, key: str) -> AgentDetail:
+    now = utcnow()
     async with ctx.db.transaction() as tx:
         agent = await _find(tx, key)
-        return (await _view(tx, [agent]))[0], await rows.reports_of(tx, agent.id, 20)
+        [view] = await _views(tx, [agent], None, now)
+        reports = await rows.reports_of(tx, agent.id, 20)
+    return AgentDetail(
+        agent=view,
+        reports=[
+            ReportView(
+                app=r.app,
+                version=r.version,
+                outcome=r.outcome,
+                reason=r.reason,
+                log_tail=r.log_tail,
+                at=r.at,
+            )
+            for r in reports
+        ],
+    )
 
 
 async def retry(ctx: Context, actor: str, key: str, app: str) -> None:

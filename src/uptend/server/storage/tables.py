@@ -89,6 +89,7 @@ class GroupRow(Base):
 
 class GroupAppRow(Base):
     __tablename__ = "group_apps"
+    __table_args__ = (Index("ix_group_apps_app", "app"),)  # fleet list --app
     group: Mapped[str] = mapped_column(
         String(64), ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True
     )
@@ -107,7 +108,10 @@ class TokenRow(Base):
 
 class AgentRow(Base):
     __tablename__ = "agents"
-    __table_args__ = (Index("ix_agents_group", "group"), Index("ix_agents_last_seen", "last_seen"))
+    __table_args__ = (
+        Index("ix_agents_group_name", "group", "name"),  # fleet list --group, in page order
+        Index("ix_agents_last_seen", "last_seen"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     group: Mapped[str] = mapped_column(String(64), ForeignKey("groups.name"))
@@ -119,6 +123,7 @@ class AgentRow(Base):
 
 class AgentAppRow(Base):
     __tablename__ = "agent_apps"
+    __table_args__ = (Index("ix_agent_apps_app_state", "app", "state"),)  # --app, by state
     agent_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
     )

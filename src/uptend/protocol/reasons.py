@@ -1,0 +1,120 @@
+"""Why a host is (not) on the newest release: one typed reason per app, and update outcomes.
+
+The same objects go to the API, the CLI and the dashboard: a `code` to filter and count on,
+a `message` for people, and the details that code carries (a discriminated union on `code`).
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Outcome(StrEnum):
+    """The outcome of one update attempt, as an agent reports it."""
+
+    INSTALLED = "installed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+    REFUSED = "refused"  # verification refused the release: never installed
+    DEFERRED = "deferred"  # an unmet precondition: not a failure
+
+
+FAILED_OUTCOMES = frozenset({Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED})
+
+
+class ReasonCode(StrEnum):
+    """One answer to "why is this host not on the newest release?", in order of precedence."""
+
+    UP_TO_DATE = "up_to_date"
+    NO_RELEASE = "no_release"
+    NOT_ASSIGNED = "not_assigned"
+    NEVER_CHECKED_IN = "never_checked_in"
+    OFFLINE = "offline"
+    FAILED = "failed"
+    AUTO_UPDATE_OFF = "auto_update_off"
+    UPDATING = "updating"
+    DEFERRED_PRECONDITION = "deferred_precondition"
+    UPDATE_PENDING = "update_pending"
+
+
+FINE_CODES = frozenset({ReasonCode.UP_TO_DATE, ReasonCode.NO_RELEASE, ReasonCode.NOT_ASSIGNED})
+"""The codes of an app that needs nothing; any other code makes its agent outdated."""
+
+
+class _Reason(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    message: str
+
+
+class UpToDate(_Reason):
+    code: Literal[ReasonCode.UP_TO_DATE] = ReasonCode.UP_TO_DATE
+    version: str
+    channel: str
+
+
+class NoRelease(_Reason):
+    code: Literal[ReasonCode.NO_RELEASE] = ReasonCode.NO_RELEASE
+    channel: str
+
+
+class NotAssigned(_Reason):
+    code: Literal[ReasonCode.NOT_ASSIGNED] = ReasonCode.NOT_ASSIGNED
+    group: str
+
+
+class NeverCheckedIn(_Reason):
+    code: Literal[ReasonCode.NEVER_CHECKED_IN] = ReasonCode.NEVER_CHECKED_IN
+    enrolled_at: datetime
+
+
+class Offline(_Reason):
+    code: Literal[ReasonCode.OFFLINE] = ReasonCode.OFFLINE
+    since: datetime  # the last check-in the server recorded (written up to its flush bound late)
+    after_s: float  # silent this long counts as offline for its group
+
+
+class Failed(_Reason):
+    code: Literal[ReasonCode.FAILED] = ReasonCode.FAILED
+    error: str  # the agent's words
+    log_tail: str
+    target: str | None  # the version that failed, if the agent still says which
+
+
+class AutoUpdateOff(_Reason):
+    code: Literal[ReasonCode.AUTO_UPDATE_OFF] = ReasonCode.AUTO_UPDATE_OFF
+    group: str
+    available: str
+
+
+class Updating(_Reason):
+    code: Literal[ReasonCode.UPDATING] = ReasonCode.UPDATING
+    phase: str  # the agent's words, e.g. "download 2.0"
+    target: str | None
+
+
+class DeferredPrecondition(_Reason):
+    code: Literal[ReasonCode.DEFERRED_PRECONDITION] = ReasonCode.DEFERRED_PRECONDITION
+    precondition: str  # which one is unmet, in the agent's words
+
+
+class UpdatePending(_Reason):
+    code: Literal[ReasonCode.UPDATE_PENDING] = ReasonCode.UPDATE_PENDING
+    desired: str
+
+
+Reason = Annotated[
+    UpToDate
+    | NoRelease
+    | NotAssigned
+    | NeverCheckedIn
+    | Offline
+    | Failed
+    | AutoUpdateOff
+    | Updating
+    | DeferredPrecondition
+    | UpdatePending,
+    Field(discriminator="code"),
+]

@@ -1,0 +1,276 @@
+"""The fleet view's queries: one row per (agent, app), its reason code derived in SQL.
+
+An agent's apps are those its group is assigned (joined with the channel head and what the
+agent reported) plus those it reports but is no longer assigned. The reason code of each is a
+CASE over those columns, so filtering, paging and counting by reason all happen in the
+database. The CASE is the one place that decides the code; `policy.desired.explain` only
+words it. Precedence (first match wins):
+
+    up_to_date / no_release / not_assigned   fine, unless the app's state is failed
+    never_checked_in                         no last-seen yet
+    offline                                  last-seen older than the group's cutoff
+    failed                                   the agent says the last update failed
+    auto_update_off                          the group holds what is installed
+    updating / deferred_precondition         the agent is at it, or waits for a precondition
+    update_pending                           anything else: it installs at its next check-in
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import aliased
+
+from uptend.protocol import AppState, ReasonCode
+from uptend.protocol.reasons import FINE_CODES
+from uptend.server.storage.db import Tx
+from uptend.server.storage.tables import (
+    AgentAppRow,
+    AgentRow,
+    ChannelHeadRow,
+    GroupAppRow,
+    GroupRow,
+    UTCDateTime,
+)
+
+Cutoffs = Mapping[str, datetime]  # group -> agents last seen before this are offline
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    group: str | None = None
+    app: str | None = None  # also narrows the apps shown to this one
+    code: ReasonCode | None = None
+    outdated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """One app on one agent, as the view query returns it."""
+
+    agent_id: str
+    app: str
+    assigned: bool
+    channel: str
+    head: str | None
+    installed: str | None
+    state: AppState
+    target: str | None
+    said: str
+    log_tail: str
+    code: ReasonCode
+
+
+def _code(agent: Any, *, assigned: bool, cutoffs: Cutoffs) -> ColumnElement[str]:
+    """The reason code of one (agent, app) row; `assigned` picks the half of the union."""
+    head, installed = ChannelHeadRow.version, AgentAppRow.installed
+    st = func.coalesce(AgentAppRow.state, AppState.PENDING.value)
+    not_failed = st != AppState.FAILED.value
+    whens: list[tuple[ColumnElement[bool], ReasonCode]] = []
+    if assigned:
+        whens += [
+            (and_(head.is_not(None), installed == head, not_failed), ReasonCode.UP_TO_DATE),
+            (and_(head.is_(None), not_failed), ReasonCode.NO_RELEASE),
+        ]
+    else:
+        whens.append((not_failed, ReasonCode.NOT_ASSIGNED))
+    whens.append((agent.last_seen.is_(None), ReasonCode.NEVER_CHECKED_IN))
+    if cutoffs:
+        cutoff = case({g: literal(c, UTCDateTime()) for g, c in cutoffs.items()}, value=agent.group)
+        whens.append((agent.last_seen < cutoff, ReasonCode.OFFLINE))
+    whens.append((st == AppState.FAILED.value, ReasonCode.FAILED))
+    if assigned:
+        held = and_(GroupRow.auto_update == false(), installed.is_not(None))
+        whens.append((held, ReasonCode.AUTO_UPDATE_OFF))
+    whens += [
+        (st == AppState.UPDATING.value, ReasonCode.UPDATING),
+        (st == AppState.DEFERRED.value, ReasonCode.DEFERRED_PRECONDITION),
+    ]
+    return case(*[(w, c.value) for w, c in whens], else_=ReasonCode.UPDATE_PENDING.value)
+
+
+def _pairs(
+    cutoffs: Cutoffs, *, group: str | None, app: str | None, agent_ids: Sequence[str] | None
+) -> Any:
+    """Both halves of the (agent, app) rows, narrowed before the union, as a subquery."""
+    agent = aliased(AgentRow, name="fa")
+    common = (
+        AgentAppRow.installed,
+        AgentAppRow.state,
+        AgentAppRow.target,
+        func.coalesce(AgentAppRow.reason, "").label("said"),
+        func.coalesce(AgentAppRow.log_tail, "").label("log_tail"),
+        GroupRow.auto_update.label("auto_update"),
+    )
+    assigned = (
+        select(
+            agent.id.label("agent_id"),
+            GroupAppRow.app.label("app"),
+            literal(True).label("assigned"),
+            GroupAppRow.channel.label("channel"),
+            ChannelHeadRow.version.label("head"),
+            *common,
+            _code(agent, assigned=True, cutoffs=cutoffs).label("code"),
+        )
+        .select_from(agent)
+        .join(GroupRow, GroupRow.name == agent.group)
+        .join(GroupAppRow, GroupAppRow.group == agent.group)
+        .outerjoin(
+            AgentAppRow, and_(AgentAppRow.agent_id == agent.id, AgentAppRow.app == GroupAppRow.app)
+        )
+        .outerjoin(
+            ChannelHeadRow,
+            and_(
+                ChannelHeadRow.app == GroupAppRow.app, ChannelHeadRow.channel == GroupAppRow.channel
+            ),
+        )
+    )
+    reported = (
+        select(
+            agent.id,
+            AgentAppRow.app,
+            literal(False),
+            cast(literal(""), String),
+            cast(null(), String),
+            *common,
+            _code(agent, assigned=False, cutoffs=cutoffs),
+        )
+        .select_from(AgentAppRow)
+        .join(agent, agent.id == AgentAppRow.agent_id)
+        .join(GroupRow, GroupRow.name == agent.group)
+        .outerjoin(
+            GroupAppRow, and_(GroupAppRow.group == agent.group, GroupAppRow.app == AgentAppRow.app)
+        )
+        .where(GroupAppRow.app.is_(None))
+    )
+    if group is not None:
+        assigned, reported = (
+            assigned.where(agent.group == group),
+            reported.where(agent.group == group),
+        )
+    if app is not None:
+        assigned = assigned.where(GroupAppRow.app == app)
+        reported = reported.where(AgentAppRow.app == app)
+    if agent_ids is not None:
+        assigned = assigned.where(agent.id.in_(agent_ids))
+        reported = reported.where(agent.id.in_(agent_ids))
+    return union_all(assigned, reported).subquery("pairs")
+
+
+def _matching(filters: Filters, cutoffs: Cutoffs) -> list[ColumnElement[bool]]:
+    """WHERE clauses on AgentRow for the filters."""
+    out: list[ColumnElement[bool]] = []
+    if filters.group is not None:
+        out.append(AgentRow.group == filters.group)
+    if filters.app is None and filters.code is None and not filters.outdated:
+        return out
+    pairs = _pairs(cutoffs, group=filters.group, app=filters.app, agent_ids=None)
+    having = select(pairs.c.agent_id)
+    if filters.code is not None:
+        having = having.where(pairs.c.code == filters.code.value)
+    if filters.outdated:
+        having = having.where(pairs.c.code.not_in([c.value for c in FINE_CODES]))
+    out.append(AgentRow.id.in_(having))
+    return out
+
+
+async def page(
+    tx: Tx, filters: Filters, cutoffs: Cutoffs, after: str | None, limit: int
+) -> tuple[list[AgentRow], int]:
+    """Up to `limit` + 1 agents after name `after` (keyset: stable under inserts), and the total."""
+    where = _matching(filters, cutoffs)
+    total = await tx.scalar(select(func.count()).select_from(AgentRow).where(*where))
+    stmt = select(AgentRow).where(*where)
+    if after is not None:
+        stmt = stmt.where(AgentRow.name > after)
+    agents = list(await tx.scalars(stmt.order_by(AgentRow.name).limit(limit + 1)))
+    return agents, int(total or 0)
+
+
+async def pairs_of(
+    tx: Tx, agent_ids: Sequence[str], app: str | None, cutoffs: Cutoffs
+) -> dict[str, list[Pair]]:
+    """The apps of these agents (only `app`, if given), by agent id, in app order."""
+    out: dict[str, list[Pair]] = {a: [] for a in agent_ids}
+    if not agent_ids:
+        return out
+    p = _pairs(cutoffs, group=None, app=app, agent_ids=agent_ids)
+    stmt = select(
+        p.c.agent_id, p.c.app, p.c.assigned, p.c.channel, p.c.head, p.c.installed, p.c.state,
+        p.c.target, p.c.said, p.c.log_tail, p.c.code,
+    ).order_by(p.c.agent_id, p.c.app)  # fmt: skip
+    for r in await tx.execute(stmt):
+        out[r.agent_id].append(
+            Pair(
+                agent_id=r.agent_id,
+                app=r.app,
+                assigned=bool(r.assigned),
+                channel=r.channel or "",
+                head=r.head,
+                installed=r.installed,
+                state=AppState(r.state or AppState.PENDING.value),
+                target=r.target,
+                said=r.said,
+                log_tail=r.log_tail,
+                code=ReasonCode(r.code),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Agents that share one (app, channel, head, installed, auto_update, assigned, code)."""
+
+    app: str
+    channel: str
+    head: str | None
+    installed: str | None
+    auto_update: bool
+    assigned: bool
+    code: ReasonCode
+    agents: int
+
+
+async def tallies(tx: Tx, cutoffs: Cutoffs) -> tuple[list[Tally], int, int]:
+    """The fleet in aggregate: tallies per app, the number of agents and of outdated ones."""
+    p = _pairs(cutoffs, group=None, app=None, agent_ids=None)
+    keys = (p.c.app, p.c.channel, p.c.head, p.c.installed, p.c.auto_update, p.c.assigned, p.c.code)
+    rows = await tx.execute(select(*keys, func.count()).group_by(*keys))
+    out = [
+        Tally(
+            app=r[0],
+            channel=r[1] or "",
+            head=r[2],
+            installed=r[3],
+            auto_update=bool(r[4]),
+            assigned=bool(r[5]),
+            code=ReasonCode(r[6]),
+            agents=int(r[7]),
+        )
+        for r in rows
+    ]
+    agents = await tx.scalar(select(func.count()).select_from(AgentRow))
+    outdated_where = _matching(Filters(outdated=True), cutoffs)
+    outdated = await tx.scalar(select(func.count()).select_from(AgentRow).where(*outdated_where))
+    return out, int(agents or 0), int(outdated or 0)
+
+
+async def policies(tx: Tx) -> dict[str, tuple[float, bool]]:
+    """Group -> (poll interval, auto-update): the inputs of each group's offline cutoff."""
+    stmt = select(GroupRow.name, GroupRow.poll_interval_s, GroupRow.auto_update)
+    return {name: (poll, bool(auto)) for name, poll, auto in await tx.execute(stmt)}

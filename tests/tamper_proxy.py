@@ -7,13 +7,16 @@ fault names a substring of the request path and how many requests it hits (docs/
 
 - `endless(path)`: 200 with no Content-Length and a body that never ends (docs/faults.md A5);
 - `cut(path, after)`: the upstream status and headers (with the full Content-Length), then
-  only the first `after` bytes of the body, then the connection is closed (docs/faults.md C20).
+  only the first `after` bytes of the body, then the connection is closed (docs/faults.md C20);
+- `slow(path, bytes_per_s)`: the whole body, throttled (a large download that takes a while).
 
-Every request is logged as (path, Range header, status sent) for assertions.
+Every request is logged as (path, Range header, status sent) for assertions, and the body
+bytes each one really sent as (path, Range header, bytes) in `served`.
 """
 
 import http.client
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,9 +26,10 @@ from types import TracebackType
 @dataclass
 class Fault:
     path: str  # a substring of the request path
-    kind: str  # "endless" | "cut"
+    kind: str  # "endless" | "cut" | "slow"
     times: int  # requests left to hit; < 0: all of them
     after: int = 0  # for "cut": body bytes sent before the connection is closed
+    rate: int = 0  # for "slow": body bytes per second
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,7 @@ class TamperProxy:
         self.upstream = (parsed.hostname, parsed.port)
         self.faults: list[Fault] = []
         self.seen: list[Seen] = []
+        self.served: list[tuple[str, str | None, int]] = []
         self.closing = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -74,6 +79,19 @@ class TamperProxy:
     def cut(self, path: str, after: int, times: int = 1) -> None:
         with self._lock:
             self.faults.append(Fault(path, "cut", times, after))
+
+    def slow(self, path: str, bytes_per_s: int, times: int = -1) -> None:
+        with self._lock:
+            self.faults.append(Fault(path, "slow", times, rate=bytes_per_s))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def served_for(self, path: str) -> list[tuple[str | None, int]]:
+        """(Range header, body bytes sent) of each request for `path`, so far."""
+        with self._lock:
+            return [(rng, n) for p, rng, n in self.served if path in p]
 
     def requests_for(self, path: str) -> list[Seen]:
         with self._lock:
@@ -121,11 +139,31 @@ def _handler_for(proxy: TamperProxy) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(body[: fault.after])
                     self.wfile.flush()
                     return  # HTTP/1.0: the handler closes the connection now
+                if fault is not None and fault.kind == "slow":
+                    self._slowly(body, fault.rate, rng)
+                    return
                 self.wfile.write(body)
+                with proxy._lock:
+                    proxy.served.append((self.path, rng, len(body)))
             except OSError:
                 return  # the agent went away
             finally:
                 conn.close()
+
+        def _slowly(self, body: bytes, rate: int, rng: str | None) -> None:
+            chunk = max(1, rate // 20)
+            with proxy._lock:
+                proxy.served.append((self.path, rng, 0))
+                index = len(proxy.served) - 1
+            for start in range(0, len(body), chunk):
+                if proxy.closing.is_set():
+                    return
+                self.wfile.write(body[start : start + chunk])
+                self.wfile.flush()
+                with proxy._lock:
+                    path, rng, sent = proxy.served[index]
+                    proxy.served[index] = (path, rng, sent + len(body[start : start + chunk]))
+                time.sleep(chunk / rate)  # the throttle itself: bytes per second
 
         def _endless(self) -> None:
             try:

@@ -6,6 +6,8 @@ kills it at a random instant; then a new agent starts on the same data dir and m
 or undo what the dead one left, with exactly one app process running at the end.
 """
 
+import hashlib
+import json
 import os
 import random
 import signal
@@ -27,14 +29,15 @@ from tests.agent.crash_support import (
 )
 from tests.agent.lanes import Lane, lane, shared_fleet
 from tests.fleet import Host, wait_until
+from uptend.agent import journal as journal_module
 from uptend.agent.crashpoints import ALL_CRASHPOINTS, ARM_ENV, LOG_ENV
 from uptend.agent.machine import MAX_ATTEMPTS
 
 __all__ = ["lane", "shared_fleet"]
 
 ROLLBACK_ONLY = {"saved:rolling_back"}  # reached only when the new version fails
-BEFORE_RENAME = {"saved:downloading", "download:mid", "saved:unpacking", "unpack:mid"}
-BEFORE_STOP = BEFORE_RENAME | {"unpack:renamed", "saved:switching"}
+BEFORE_RENAME = {"saved:fetching", "download:mid", "saved:staging", "unpack:mid"}
+BEFORE_STOP = BEFORE_RENAME | {"unpack:renamed", "saved:activating"}
 
 
 @pytest.mark.parametrize("point", ALL_CRASHPOINTS)
@@ -124,7 +127,7 @@ def test_dying_at_the_same_step_holds_the_release_back(lane: Lane) -> None:
         host.start(env={ARM_ENV: "unpack:mid"})
         agent_died_of_sigkill(host)
         journal = host.journal(lane.app)
-        assert (journal["phase"], journal["attempts"]) == ("unpacking", attempt)
+        assert (journal["phase"], journal["attempts"]) == ("staging", attempt)
     host.start()
 
     def failed() -> list[dict[str, Any]]:
@@ -133,7 +136,7 @@ def test_dying_at_the_same_step_holds_the_release_back(lane: Lane) -> None:
     wait_until(lambda: bool(failed()), what="failed report")
     [report] = failed()
     assert report["version"] == "2.0"
-    assert f"died {MAX_ATTEMPTS} times while unpacking 2.0" in report["reason"]
+    assert f"died {MAX_ATTEMPTS} times while staging 2.0" in report["reason"]
     wait_settled(host, lane.app, "1.0")
     assert host.journal(lane.app)["bad"] == ["2.0"]
     assert "2.0" not in host.versions(lane.app)
@@ -197,3 +200,45 @@ def test_kill_9_at_random_instants_never_breaks_the_host(lane: Lane) -> None:
             raise AssertionError(f"{where}: {e}") from None
         assert_whole(host, lane.app, {version})
         previous = version
+
+
+OLD_PHASES = {  # the crash point that leaves each phase journaled, and its schema-1 name
+    "saved:fetching": "downloading",
+    "saved:staging": "unpacking",
+    "saved:activating": "switching",
+    "saved:probation": "probation",
+    "saved:rolling_back": "rolling_back",
+    "saved:idle": "idle",
+}
+
+
+def as_schema_1(journal: Path) -> None:
+    """Rewrite a journal the way an agent of schema 1 wrote it: bundle phase names only."""
+    plan = json.loads(journal.read_bytes())["plan"]
+    old = {v: k for k, v in journal_module._SCHEMA_1_PHASES.items()}
+    body = {k: plan[k] for k in ("current", "target", "attempts", "failure", "bad")}
+    body["phase"] = old[plan["phase"]]
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    journal.write_bytes(json.dumps({"schema": 1, "plan": body, "sha256": digest}).encode())
+
+
+@pytest.mark.parametrize("point", list(OLD_PHASES))
+def test_a_schema_1_journal_found_at_start_is_resumed(lane: Lane, point: str) -> None:
+    rollback = point == "saved:rolling_back"
+    host = lane.up("1.0")
+    assert host.stop() == 0
+    lane.publish("2.0", mode="crash" if rollback else "ok")
+    host.start(env={ARM_ENV: point})
+    agent_died_of_sigkill(host)
+    journal = host.dir / "state" / f"{lane.app}.journal"
+    as_schema_1(journal)
+    assert host.journal(lane.app)["phase"] == OLD_PHASES[point]
+
+    host.start()
+    final = "1.0" if rollback else "2.0"
+    wait_settled(host, lane.app, final)
+    assert_whole(host, lane.app, {final})
+    if point != "saved:idle":  # idle: nothing changes, so nothing is written
+        assert json.loads(journal.read_bytes())["schema"] == 2
+        outcome = "rolled_back" if rollback else "installed"
+        wait_until(lambda: _outcomes(lane, host) == [outcome], what=f"{outcome} report")

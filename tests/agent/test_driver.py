@@ -1,24 +1,35 @@
-"""The driver against real files: what it unpacks is what was verified (docs/faults.md B17)."""
+"""The driver against real files: what it stages is what was verified (docs/faults.md B17)."""
 
-import threading
+import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 from tuf.api.metadata import TargetFile
 
 from uptend import archive
-from uptend.agent import machine
-from uptend.agent.driver import AppDriver, Signed
+from uptend.agent import artifacts, decide, machine
+from uptend.agent.driver import AppDriver
+from uptend.agent.installers import Signed
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
-from uptend.agent.outbox import Outbox
 from uptend.agent.supervisor import Supervisor
-from uptend.agent.tuf_session import TufSession
+from uptend.agent.worker import Job
 from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
 
 
-def no_session() -> TufSession:
-    raise AssertionError("the driver must not need the network to unpack a staged download")
+def facts() -> decide.Facts:
+    return decide.Facts(now=time.time(), rand=0.5, poll_s=60.0, kinds=frozenset({"bundle"}))
+
+
+def settle(driver: AppDriver, timeout_s: float = 30.0) -> None:
+    """Tick the driver the way the loop does until nothing is in flight."""
+    deadline = time.monotonic() + timeout_s
+    driver.tick()
+    while driver.busy or driver.action is not None:
+        assert time.monotonic() < deadline, f"driver still busy: {driver.plan}"
+        time.sleep(0.02)
+        driver.tick()
 
 
 @pytest.fixture
@@ -41,25 +52,21 @@ def staged(tmp_path: Path) -> tuple[AppDriver, Path]:
     )
     layout = Layout(tmp_path / "agent")
     layout.make()
-    driver = AppDriver(
-        layout,
-        "demo",
-        Supervisor(layout),
-        Outbox(layout),
-        no_session,
-        "http://127.0.0.1:9/tuf/targets/",
-        idle=lambda: None,
-        stop=threading.Event(),
-    )
-    driver._write_custom(Signed(name, TargetFile.from_data(name, bundle.read_bytes()), custom))
-    staged_file = layout.staging("demo") / Path(name).name
+    # no network anywhere: staging a verified download needs none
+    driver = AppDriver(layout, "demo", Supervisor(layout), "http://127.0.0.1:9/tuf/targets/", facts)
+    signed = Signed(name, TargetFile.from_data(name, bundle.read_bytes()), custom)
+    artifacts.save(layout, signed)
+    staged_file = artifacts.artifact(layout, signed)
     staged_file.write_bytes(bundle.read_bytes())
     return driver, staged_file
 
 
-def test_a_verified_download_unpacks_into_versions(staged: tuple[AppDriver, Path]) -> None:
+def test_a_verified_download_is_staged_into_versions(staged: tuple[AppDriver, Path]) -> None:
     driver, _ = staged
-    assert driver._perform(machine.Unpack("2.0")) == machine.Unpacked()
+    job: Job[object] = Job("stage", partial(driver._stage, "2.0"))
+    while not job.done():
+        time.sleep(0.01)
+    assert job.result() == machine.Staged()
     version_dir = driver.layout.version_dir("demo", "2.0")
     assert sorted(p.name for p in version_dir.iterdir()) == ["app.py", "uptend.toml"]
 
@@ -72,14 +79,17 @@ def test_staged_file_changed_after_verification_is_refused(
     data[-10] ^= 0xFF  # same length, other bytes: written after the download verified
     staged_file.write_bytes(bytes(data))
     Journal(driver.layout.journal("demo"), driver.layout.app_dir("demo")).save(
-        machine.Plan(machine.Phase.UNPACKING, current=None, target="2.0")
+        machine.Plan(machine.Phase.STAGING, current=None, target="2.0", attempts=1)
     )
+    driver.plan = driver.journal.load()
 
-    plan = driver.resume()
+    driver.resume()
+    settle(driver)
 
-    assert plan == machine.Plan(machine.Phase.IDLE, failure=plan.failure)
+    plan = driver.journal.load()
+    assert (plan.phase, plan.current, plan.bad) == (machine.Phase.IDLE, None, ())
     assert "no longer verifies" in plan.failure
     assert not driver.layout.version_dir("demo", "2.0").exists()
     assert list(driver.layout.staging("demo").iterdir()) == []
-    (report,) = driver.outbox.pending
+    (report,) = plan.pending  # recorded with the plan, in the same journal write
     assert (report.outcome, report.version) == ("failed", "2.0")

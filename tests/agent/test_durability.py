@@ -8,27 +8,27 @@ through `uptend.agent.files` (plus the fsync inside `download_target`), so recor
 calls shows, for each journal save, which barriers came before it.
 
     journal says   must already be durable            barrier
-    unpacking      the verified download, its name    fsync(file), fsync_dir(staging)
-    switching      versions/<v> complete, its name    syncfs(unpack dir), fsync_dir(versions)
+    staging        the verified download, its name    fsync(file), fsync_dir(staging)
+    activating     versions/<v> complete, its name    syncfs(unpack dir), fsync_dir(versions)
     probation      `current` -> versions/<v>          point_current_at: rename, fsync_dir
     idle (2.0)     the same                           (nothing new)
 """
 
+import itertools
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.agent.test_driver import facts, settle
 from tests.fleet import Fleet, wait_until
-from uptend.agent import download, files
-from uptend.agent import driver as driver_module
-from uptend.agent.driver import AppDriver, find_target
+from uptend.agent import artifacts, download, files, lookup
+from uptend.agent.driver import AppDriver
 from uptend.agent.layout import Layout
-from uptend.agent.outbox import Outbox
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.tuf_session import TufSession
+from uptend.protocol.targets import ArchiveFormat, target_path
 
 Event = tuple[str, str]
 
@@ -65,7 +65,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Event]:
     monkeypatch.setattr(files, "fsync_dir", fsync_dir)
     monkeypatch.setattr(files, "syncfs", syncfs)
     monkeypatch.setattr(files, "point_current_at", point_current_at)
-    monkeypatch.setattr(driver_module, "download_target", download_target)
+    monkeypatch.setattr(artifacts, "download_target", download_target)
     return events
 
 
@@ -90,31 +90,25 @@ def test_every_journal_step_follows_the_barrier_for_what_it_names(
     session = TufSession(layout.tuf_dir, config["metadata_url"], layout.trusted_root.read_bytes())
     try:
         session.refresh()
-        driver = AppDriver(
-            layout,
-            "demo",
-            supervisor,
-            Outbox(layout),
-            lambda: session,
-            config["targets_url"],
-            idle=lambda: None,
-            stop=threading.Event(),
-        )
-        plan = driver.update_to(find_target(session, "demo", "2.0"))
-        assert (plan.phase, plan.current) == ("idle", "2.0")
+        driver = AppDriver(layout, "demo", supervisor, config["targets_url"], facts)
+        path = target_path("demo", "2.0", ArchiveFormat.TAR_GZ)
+        driver.start(lookup.find(session, "demo", "2.0", path))
+        settle(driver)
+        assert (driver.plan.phase, driver.plan.current) == ("idle", "2.0")
         wait_until(lambda: host.running_version("demo") == "2.0", what="2.0 running")
     finally:
         supervisor.stop_all()
         session.close()
 
-    journal = [e[1] for e in recorded if e[0] == "journal"]
-    assert journal == ["downloading", "unpacking", "switching", "probation", "idle"]
+    # (probation is saved twice: entered, then with its deadline)
+    journal = [phase for phase, _ in itertools.groupby(e[1] for e in recorded if e[0] == "journal")]
+    assert journal == ["fetching", "staging", "activating", "probation", "idle"]
     staging, versions = layout.staging("demo").name, layout.versions("demo").name
-    unpacking = before(recorded, "unpacking")
-    assert ("downloaded", "fsynced") in unpacking
-    assert last(unpacking, ("fsync_dir", staging)) > last(unpacking, ("downloaded", "fsynced"))
-    switching = before(recorded, "switching")
-    assert ("syncfs", "2.0.unpack") in switching
-    assert last(switching, ("fsync_dir", versions)) > last(switching, ("syncfs", "2.0.unpack"))
+    staged = before(recorded, "staging")
+    assert ("downloaded", "fsynced") in staged
+    assert last(staged, ("fsync_dir", staging)) > last(staged, ("downloaded", "fsynced"))
+    activating = before(recorded, "activating")
+    assert ("syncfs", "2.0.unpack") in activating
+    assert last(activating, ("fsync_dir", versions)) > last(activating, ("syncfs", "2.0.unpack"))
     assert ("current", "2.0") in before(recorded, "probation")
-    assert ("current", "2.0") not in before(recorded, "switching")  # intent first
+    assert ("current", "2.0") not in before(recorded, "activating")  # intent first

@@ -1,12 +1,14 @@
 """The journal survives only whole: damaged bytes fall back to what the disk shows."""
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
 from uptend.agent import files
-from uptend.agent.journal import Journal, decode, encode
-from uptend.agent.machine import Phase, Plan
+from uptend.agent.journal import SCHEMA, Journal, decode, encode
+from uptend.agent.machine import Hold, HoldState, Pending, Phase, Plan
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -54,3 +56,42 @@ def test_current_switch_is_one_rename(tmp_path: Path) -> None:
     # a link pointing anywhere but a versions/ dir is not a current version
     (tmp_path / "current").symlink_to("/etc")
     assert files.read_current(tmp_path) is None
+
+
+def schema_1(phase: str, **plan: object) -> bytes:
+    """A journal as an agent of schema 1 wrote it (bundle phase names, no holds or reports)."""
+    body = {"phase": phase, "current": "1.0", "target": "2.0", "attempts": 2, "failure": ""}
+    body |= {"bad": ["1.5"], **plan}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return json.dumps({"schema": 1, "plan": body, "sha256": digest}).encode()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("downloading", Phase.FETCHING),
+        ("unpacking", Phase.STAGING),
+        ("switching", Phase.ACTIVATING),
+        ("probation", Phase.PROBATION),
+        ("rolling_back", Phase.ROLLING_BACK),
+        ("idle", Phase.IDLE),
+    ],
+)
+def test_a_schema_1_journal_reads_as_the_same_step(old: str, new: Phase) -> None:
+    assert decode(schema_1(old)) == Plan(new, "1.0", "2.0", attempts=2, bad=("1.5",))
+
+
+def test_everything_decide_records_round_trips(tmp_path: Path) -> None:
+    plan = Plan(
+        current="1.0",
+        hold=Hold("2.0", HoldState.DEFERRED, "deferred: reboot", until=5.5, failures=1),
+        pending=(Pending("deferred", "2.0", "reboot", "", 12.25),),
+        said="deferred 2.0 reboot",
+        deadline=3.0,
+        tries=2,
+        retry_at=4.0,
+    )
+    journal = Journal(tmp_path / "demo.journal", tmp_path)
+    journal.save(plan)
+    assert journal.load() == plan
+    assert json.loads((tmp_path / "demo.journal").read_bytes())["schema"] == SCHEMA == 2

@@ -13,12 +13,12 @@ ARM_ENV = "UPTEND_CRASHPOINT"
 LOG_ENV = "UPTEND_CRASHPOINT_LOG"
 
 ALL_CRASHPOINTS = (
-    "saved:downloading",  # journal says downloading, nothing fetched yet
+    "saved:fetching",  # journal says fetching, nothing fetched yet
     "download:mid",  # part of the target is in staging
-    "saved:unpacking",  # download verified, before unpack
+    "saved:staging",  # download verified, before unpack
     "unpack:mid",  # staging unpack half done
     "unpack:renamed",  # versions/<v> complete, journal not yet moved on
-    "saved:switching",  # before the old app is stopped
+    "saved:activating",  # before the old app is stopped
     "switch:stopped",  # old app stopped, current not yet switched
     "switch:pointed",  # current switched, new app not yet started
     "saved:probation",  # new app started, probation begins

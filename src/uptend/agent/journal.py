@@ -2,29 +2,33 @@
 
 A journal that is missing, truncated, zero-length or fails its checksum is not trusted:
 `load` rebuilds an idle plan from what the disk shows (`current`), so the agent always
-starts (TEST-CATALOGUE D34).
+starts (docs/faults.md D34). Schema 1 (bundle phase names, no holds or pending reports) is
+read and resumed as the same step under its kind-neutral name.
 """
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from uptend.agent import files
-from uptend.agent.machine import Phase, Plan
+from uptend.agent.machine import Hold, HoldState, Pending, Phase, Plan
 
-SCHEMA = 1
+SCHEMA = 2
+_SCHEMA_1_PHASES = {
+    "idle": Phase.IDLE,
+    "downloading": Phase.FETCHING,
+    "unpacking": Phase.STAGING,
+    "switching": Phase.ACTIVATING,
+    "probation": Phase.PROBATION,
+    "rolling_back": Phase.ROLLING_BACK,
+}
 
 
 def encode(plan: Plan) -> bytes:
-    body = {
-        "phase": plan.phase.value,
-        "current": plan.current,
-        "target": plan.target,
-        "attempts": plan.attempts,
-        "failure": plan.failure,
-        "bad": list(plan.bad),
-    }
+    body = asdict(plan)
+    body["phase"] = plan.phase.value
     text = json.dumps(body, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()
     return json.dumps({"schema": SCHEMA, "plan": body, "sha256": digest}).encode() + b"\n"
@@ -33,19 +37,27 @@ def encode(plan: Plan) -> bytes:
 def decode(data: bytes) -> Plan:
     """Parse journal bytes; ValueError if they are not a whole, valid journal."""
     outer: Any = json.loads(data)
-    if not isinstance(outer, dict) or outer.get("schema") != SCHEMA:
+    if not isinstance(outer, dict) or outer.get("schema") not in (1, SCHEMA):
         raise ValueError("unknown journal schema")
     body = outer["plan"]
     text = json.dumps(body, sort_keys=True)
     if hashlib.sha256(text.encode()).hexdigest() != outer.get("sha256"):
         raise ValueError("journal checksum mismatch")
+    phase = _SCHEMA_1_PHASES[body["phase"]] if outer["schema"] == 1 else Phase(body["phase"])
+    hold = body.get("hold")
     return Plan(
-        phase=Phase(body["phase"]),
+        phase=phase,
         current=body["current"],
         target=body["target"],
         attempts=int(body["attempts"]),
         failure=str(body["failure"]),
         bad=tuple(str(v) for v in body["bad"]),
+        deadline=float(body.get("deadline", 0.0)),
+        tries=int(body.get("tries", 0)),
+        retry_at=float(body.get("retry_at", 0.0)),
+        hold=None if hold is None else Hold(**{**hold, "state": HoldState(hold["state"])}),
+        pending=tuple(Pending(**p) for p in body.get("pending", ())),
+        said=str(body.get("said", "")),
     )
 
 

@@ -1,24 +1,28 @@
 """One app's update as a pure state machine (sans-I/O, like h11's ConnectionState).
 
-Rule: everything that decides a transition lives in this file. `step` maps (plan, event) to
-(next plan, next action); `resume` says what to do with a plan found in the journal after a
-crash. Neither touches disk, network, processes or the clock. The driver journals the new
-plan *before* it performs the action, so every action must be idempotent: after kill -9 the
-driver calls `resume` and performs it again.
+Rule: everything that decides a transition of one update lives in this file; whether to
+start an update at all lives in `decide`. `step` maps (plan, event) to (next plan, next
+action); `resume` says what to do with a plan found in the journal after a crash. Neither
+touches disk, network, processes or the clock. The driver journals the new plan *before* it
+performs the action, so every action must be idempotent: after kill -9 the driver calls
+`resume` and performs it again. Phase names are kind-neutral: the installer of the target's
+kind does the work of each phase.
 
-    IDLE --Directed--> DOWNLOADING --Downloaded--> UNPACKING --Unpacked--> SWITCHING
-    SWITCHING --Switched--> PROBATION --Healthy--> IDLE (current = target, reported installed)
-    SWITCHING | PROBATION --Failed--> ROLLING_BACK --Switched--> IDLE (target marked bad)
+    IDLE --Directed--> FETCHING --Fetched--> STAGING --Staged--> ACTIVATING
+    ACTIVATING --Switched--> PROBATION --Healthy--> IDLE (current = target, reported installed)
+    ACTIVATING | PROBATION --Failed--> ROLLING_BACK --Switched--> IDLE (target marked bad)
+    FETCHING --Failed(retry_at)--> FETCHING (a network fault: the download resumes later)
+    FETCHING --Abandoned--> IDLE (the directive moved on before anything was staged)
     resume: repeats the interrupted step; after MAX_ATTEMPTS starts of one step the loop
-    breaker gives up (DOWNLOADING/UNPACKING -> IDLE, release held back; SWITCHING/PROBATION
+    breaker gives up (FETCHING/STAGING -> IDLE, release held back; ACTIVATING/PROBATION
     -> ROLLING_BACK). A rollback is repeated for ever: the last good version must run.
     ROLLING_BACK --Failed--> IDLE (the last good version failed too: "rollback_failed";
                               it stays current and the watchdog keeps restarting it)
-    DOWNLOADING | UNPACKING --Failed--> IDLE (retried later unless the release is at fault)
+    FETCHING | STAGING --Failed--> IDLE (retried later unless the release is at fault)
 
-Invariant (DESIGN promise 2): `plan.current` always names a complete version in versions/
-(or None before the first install), and `current` on disk is switched away from it only
-inside SWITCHING/PROBATION/ROLLING_BACK, which resume always brings back to a whole version.
+Invariant (docs/architecture.md promise 2): `plan.current` always names a complete version
+(or None before the first install), and the installed version is switched away from it only
+inside ACTIVATING/PROBATION/ROLLING_BACK, which resume always brings back to a whole version.
 """
 
 import enum
@@ -34,16 +38,43 @@ class IllegalTransitionError(Exception):
 
 class Phase(enum.StrEnum):
     IDLE = "idle"
-    DOWNLOADING = "downloading"  # fetch the signed target into staging (resumable)
-    UNPACKING = "unpacking"  # unpack into staging, then rename into versions/<target>
-    SWITCHING = "switching"  # stop app, point `current` at target, start app
-    PROBATION = "probation"  # target runs; waiting for the health verdict
-    ROLLING_BACK = "rolling_back"  # point `current` back at the last good version
+    FETCHING = "fetching"  # fetch the signed target into staging (resumable)
+    STAGING = "staging"  # the installer prepares the verified artifact (bundle: unpack)
+    ACTIVATING = "activating"  # stop the app, make the target the installed version, start it
+    PROBATION = "probation"  # target runs; the loop judges its health until `deadline`
+    ROLLING_BACK = "rolling_back"  # make the last good version installed again
+
+
+class HoldState(enum.StrEnum):
+    FAILED = "failed"
+    DEFERRED = "deferred"
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why the app is not on its directed version right now (decided by `decide`)."""
+
+    version: str
+    state: HoldState
+    reason: str
+    until: float = 0.0  # wall time before which no new attempt is made; 0: re-judge each poll
+    failures: int = 0  # transient faults in a row (the backoff's attempt number)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A report recorded with the plan that produced it, sent at the next check-in."""
+
+    outcome: str
+    version: str
+    reason: str
+    log_tail: str
+    at: float  # wall time, seconds
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What the journal holds: enough to resume after a power cut."""
+    """What the journal holds: enough to resume after a power cut, and to decide."""
 
     phase: Phase = Phase.IDLE
     current: str | None = None  # last good version; None before the first install
@@ -51,6 +82,12 @@ class Plan:
     attempts: int = 0  # starts of the current phase: 1 when entered, +1 per resume
     failure: str = ""
     bad: tuple[str, ...] = ()  # versions that failed their health check on this host
+    deadline: float = 0.0  # PROBATION / verified rollback: wall time of the verdict; 0: unset
+    tries: int = 0  # FETCHING: network faults so far (the backoff's attempt number)
+    retry_at: float = 0.0  # FETCHING: wall time before which the download is not resumed
+    hold: Hold | None = None
+    pending: tuple[Pending, ...] = ()  # reports not yet delivered
+    said: str = ""  # key of the last report made: the same report twice is said once
 
 
 # Events: facts, past tense.
@@ -60,12 +97,12 @@ class Directed:
 
 
 @dataclass(frozen=True, slots=True)
-class Downloaded:
+class Fetched:
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class Unpacked:
+class Staged:
     pass
 
 
@@ -80,29 +117,35 @@ class Healthy:
 
 
 @dataclass(frozen=True, slots=True)
+class Abandoned:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     reason: str
     release_at_fault: bool = False  # True: a bad release (held back); False: retry later
     log_tail: str = ""
+    retry_at: float = 0.0  # > 0: a network fault while fetching, resumed in place at that time
 
 
-Event = Directed | Downloaded | Unpacked | Switched | Healthy | Failed
+Event = Directed | Fetched | Staged | Switched | Healthy | Abandoned | Failed
 
 
 # Actions: orders, imperative.
 @dataclass(frozen=True, slots=True)
-class Download:
+class Fetch:
     version: str
 
 
 @dataclass(frozen=True, slots=True)
-class Unpack:
+class Stage:
     version: str
 
 
 @dataclass(frozen=True, slots=True)
 class SwitchTo:
-    version: str | None  # None: stop the app and remove `current` (nothing good to go back to)
+    version: str | None  # None: stop the app and deactivate (nothing good to go back to)
     verify: bool = False  # a rollback: check the old version stays up before reporting Switched
 
 
@@ -119,7 +162,7 @@ class Report:
     log_tail: str = ""
 
 
-Action = Download | Unpack | SwitchTo | Probe | Report
+Action = Fetch | Stage | SwitchTo | Probe | Report
 
 
 def _target(plan: Plan) -> str:
@@ -132,42 +175,55 @@ def _rollback(plan: Plan) -> SwitchTo:
     return SwitchTo(plan.current, verify=plan.current is not None)
 
 
+def _enter(plan: Plan, phase: Phase) -> Plan:
+    return replace(plan, phase=phase, attempts=1, deadline=0.0, tries=0, retry_at=0.0)
+
+
+def _idle(plan: Plan, *, current: str | None, failure: str = "", bad: tuple[str, ...]) -> Plan:
+    settled = _enter(plan, Phase.IDLE)
+    return replace(settled, current=current, target=None, attempts=0, failure=failure, bad=bad)
+
+
 def step(plan: Plan, event: Event) -> tuple[Plan, Action | None]:
     """The next plan and the action that gets there."""
     match plan.phase, event:
         case Phase.IDLE, Directed(version=v):
             if v == plan.current or v in plan.bad:
                 return plan, None
-            fetch = replace(plan, phase=Phase.DOWNLOADING, target=v, failure="", attempts=1)
-            return fetch, Download(v)
-        case Phase.DOWNLOADING, Downloaded():
-            return replace(plan, phase=Phase.UNPACKING, attempts=1), Unpack(_target(plan))
-        case Phase.UNPACKING, Unpacked():
-            return replace(plan, phase=Phase.SWITCHING, attempts=1), SwitchTo(_target(plan))
-        case Phase.DOWNLOADING | Phase.UNPACKING, Failed() as f:
+            return replace(_enter(plan, Phase.FETCHING), target=v, failure=""), Fetch(v)
+        case Phase.FETCHING, Fetched():
+            return _enter(plan, Phase.STAGING), Stage(_target(plan))
+        case Phase.STAGING, Staged():
+            return _enter(plan, Phase.ACTIVATING), SwitchTo(_target(plan))
+        case Phase.FETCHING, Failed(retry_at=at) as f if at > 0:
+            again = replace(plan, tries=plan.tries + 1, retry_at=at, failure=f.reason)
+            return again, Fetch(_target(plan))
+        case Phase.FETCHING, Abandoned():
+            return _idle(plan, current=plan.current, bad=plan.bad), None
+        case Phase.FETCHING | Phase.STAGING, Failed() as f:
             target = _target(plan)
             bad = (*plan.bad, target) if f.release_at_fault else plan.bad
-            idle = Plan(Phase.IDLE, current=plan.current, failure=f.reason, bad=bad)
+            idle = _idle(plan, current=plan.current, failure=f.reason, bad=bad)
             return idle, Report("failed", target, f.reason, f.log_tail)
-        case Phase.SWITCHING, Switched():
-            return replace(plan, phase=Phase.PROBATION, attempts=1), Probe(_target(plan))
+        case Phase.ACTIVATING, Switched():
+            return _enter(plan, Phase.PROBATION), Probe(_target(plan))
         case Phase.PROBATION, Healthy():
-            done = Plan(Phase.IDLE, current=_target(plan), bad=plan.bad)
+            done = _idle(plan, current=_target(plan), bad=plan.bad)
             return done, Report("installed", _target(plan))
-        case Phase.SWITCHING | Phase.PROBATION, Failed() as f:
-            back = replace(plan, phase=Phase.ROLLING_BACK, failure=f.reason)
+        case Phase.ACTIVATING | Phase.PROBATION, Failed() as f:
+            back = replace(plan, phase=Phase.ROLLING_BACK, failure=f.reason, deadline=0.0)
             return back, _rollback(plan)
         case Phase.ROLLING_BACK, Switched():
             target = _target(plan)
             outcome = "rolled_back" if plan.current is not None else "failed"
-            idle = Plan(
-                Phase.IDLE, current=plan.current, failure=plan.failure, bad=(*plan.bad, target)
+            bad = (*plan.bad, target)
+            return _idle(plan, current=plan.current, failure=plan.failure, bad=bad), Report(
+                outcome, target, plan.failure
             )
-            return idle, Report(outcome, target, plan.failure)
         case Phase.ROLLING_BACK, Failed() as f:
             target = _target(plan)
             reason = f"{plan.failure}; then the rollback to {plan.current} failed: {f.reason}"
-            idle = Plan(Phase.IDLE, current=plan.current, failure=reason, bad=(*plan.bad, target))
+            idle = _idle(plan, current=plan.current, failure=reason, bad=(*plan.bad, target))
             return idle, Report("rollback_failed", target, reason, f.log_tail)
     raise IllegalTransitionError(f"phase {plan.phase} cannot take {event!r}")
 
@@ -177,32 +233,30 @@ def resume(plan: Plan) -> tuple[Plan, Action | None]:
     match plan.phase:
         case Phase.IDLE:
             return plan, None
-        case Phase.DOWNLOADING | Phase.UNPACKING:
+        case Phase.FETCHING | Phase.STAGING:
             target = _target(plan)
-            if plan.attempts >= MAX_ATTEMPTS:  # a state loop (catalogue D35): hold it back
+            if plan.attempts >= MAX_ATTEMPTS:  # a state loop (docs/faults.md D35): hold it back
                 reason = f"the agent died {plan.attempts} times while {plan.phase} {target}"
-                bad = (*plan.bad, target)
-                return Plan(Phase.IDLE, current=plan.current, failure=reason, bad=bad), Report(
-                    "failed", target, reason
-                )
-            again = Download(target) if plan.phase is Phase.DOWNLOADING else Unpack(target)
-            return replace(plan, attempts=plan.attempts + 1), again
-        case Phase.SWITCHING | Phase.PROBATION:
+                idle = _idle(plan, current=plan.current, failure=reason, bad=(*plan.bad, target))
+                return idle, Report("failed", target, reason)
+            again = Fetch(target) if plan.phase is Phase.FETCHING else Stage(target)
+            return replace(plan, attempts=plan.attempts + 1, retry_at=0.0), again
+        case Phase.ACTIVATING | Phase.PROBATION:
             target = _target(plan)
             if plan.attempts >= MAX_ATTEMPTS:  # crash loop of the new version (D30)
                 reason = f"interrupted {plan.attempts} times during {plan.phase}"
-                back = replace(plan, phase=Phase.ROLLING_BACK, failure=reason)
+                back = replace(plan, phase=Phase.ROLLING_BACK, failure=reason, deadline=0.0)
                 return back, _rollback(plan)
-            repeat = SwitchTo(target) if plan.phase is Phase.SWITCHING else Probe(target)
-            return replace(plan, attempts=plan.attempts + 1), repeat
+            repeat = SwitchTo(target) if plan.phase is Phase.ACTIVATING else Probe(target)
+            return replace(plan, attempts=plan.attempts + 1, deadline=0.0), repeat
         case Phase.ROLLING_BACK:
-            return plan, _rollback(plan)
+            return replace(plan, deadline=0.0), _rollback(plan)
     assert_never(plan.phase)
 
 
 def allow_retry(plan: Plan) -> Plan:
-    """The operator asked to retry: forget which versions failed here."""
-    return replace(plan, bad=(), failure="")
+    """The operator asked to retry: forget which versions failed here and what was said."""
+    return replace(plan, bad=(), failure="", hold=None, said="")
 
 
 def is_settled(plan: Plan) -> bool:

@@ -42,6 +42,11 @@ class AppStatus(_Wire):
     state: AppState = AppState.PENDING
     target: str | None = None  # the version being installed, if any
     reason: str = ""
+    # While updating (all optional: older agents and servers leave them out or ignore them)
+    phase: str | None = None  # fetching | staging | activating | probation | rolling_back
+    bytes_done: int | None = None  # fetching: bytes of the target on disk so far
+    bytes_total: int | None = None  # fetching: the signed length
+    probation_left_s: float | None = None
 
 
 class Report(_Wire):
@@ -65,6 +70,7 @@ class AppDirective(_Wire):
     app: str
     version: str | None  # None: keep what runs (auto-update off and nothing new to install)
     pinned: bool = False  # an operator pin: the agent may go down to this version
+    target: str | None = None  # the signed TUF target of `version` (None: an older server)
     reason: str = ""
 
 

@@ -130,8 +130,14 @@ async def checkin(ctx: Context, authorization: str | None, body: CheckIn) -> Dir
         for app, (channel, versions) in (await plan_of(tx, group)).items():
             row = existing.get(app)
             decision = decide(group, app, channel, versions, row.installed if row else None)
+            targets = {r.version: r.target for r in await release_rows.listing(tx, app)}
             directives.append(
-                AppDirective(app=app, version=decision.version, reason=decision.reason)
+                AppDirective(
+                    app=app,
+                    version=decision.version,
+                    reason=decision.reason,
+                    target=targets.get(decision.version or ""),
+                )
             )
             if row is not None and row.retry:
                 retry.append(app)

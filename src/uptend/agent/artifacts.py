@@ -1,0 +1,79 @@
+"""The signed record kept beside a download, and the resumable fetch into staging.
+
+The record lets a restarted agent resume without asking the metadata again; the artifact
+is fetched into `<name>.part` (resumed with a Range request from what is there), verified,
+then renamed into place: a staged artifact is whole and verified, or absent.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tuf.api.metadata import TargetFile
+
+from uptend.agent import files
+from uptend.agent.crashpoints import crashpoint
+from uptend.agent.download import download_target, target_url
+from uptend.agent.installers import Signed
+from uptend.agent.layout import Layout
+from uptend.agent.worker import Job
+from uptend.protocol.targets import TargetCustom
+
+
+def record_path(layout: Layout, app: str, version: str) -> Path:
+    return layout.staging(app) / f"{version}.target.json"
+
+
+def save(layout: Layout, signed: Signed) -> None:
+    """Keep what the signed metadata said beside the download, to resume without it."""
+    record = {
+        "name": signed.name,
+        "target": signed.info.to_dict(),
+        "custom": signed.custom.model_dump(mode="json"),
+    }
+    layout.make_app(signed.custom.app)
+    path = record_path(layout, signed.custom.app, signed.custom.version)
+    files.write_atomically(path, json.dumps(record).encode())
+
+
+def load(layout: Layout, app: str, version: str) -> Signed | None:
+    try:
+        record = json.loads(record_path(layout, app, version).read_text())
+        info = TargetFile.from_dict(record["target"], record["name"])
+        return Signed(record["name"], info, TargetCustom.model_validate(record["custom"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def artifact(layout: Layout, signed: Signed) -> Path:
+    return layout.staging(signed.custom.app) / Path(signed.name).name
+
+
+def fetch(layout: Layout, signed: Signed, targets_url: str, job: Job[Any]) -> None:
+    """Fetch the artifact of `signed` into staging (a no-op when it is there and verifies)."""
+    final = artifact(layout, signed)
+    if final.exists():
+        with final.open("rb") as f:
+            signed.info.verify_length_and_hashes(f)
+        return
+    partial = final.with_name(final.name + ".part")
+    reached = False
+
+    def progress(done: int, total: int) -> None:
+        nonlocal reached
+        job.progress(done, total)
+        if not reached and done > 0:
+            reached = True
+            crashpoint("download:mid")
+        job.check()  # stop between chunks when the agent stops: the bytes so far are kept
+
+    job.progress(partial.stat().st_size if partial.exists() else 0, signed.info.length)
+    try:
+        download_target(
+            signed.info, target_url(targets_url, signed.info), partial, progress=progress
+        )
+    except OSError:
+        partial.unlink(missing_ok=True)  # at once: it may be what fills the disk (F40)
+        raise
+    partial.replace(final)
+    files.fsync_dir(final.parent)

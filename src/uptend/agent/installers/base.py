@@ -1,0 +1,53 @@
+"""The seam between the update machine and what an install kind does on the host.
+
+The driver runs the phases; an installer does the kind's work in each: `stage` turns a
+verified artifact into a complete, immutable version (atomically: it appears whole or not
+at all), `activate` makes one the installed version, `deactivate` leaves none installed,
+`installed` says which one is, `cleanup` drops what is neither installed nor kept. Every
+method is idempotent: after kill -9 the driver repeats the interrupted one.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tuf.api.metadata import TargetFile
+
+from uptend.agent.worker import Job
+from uptend.protocol.manifest import HealthSection
+from uptend.protocol.targets import TargetCustom
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A target as the signed metadata describes it."""
+
+    name: str
+    info: TargetFile
+    custom: TargetCustom
+
+
+class Installer(Protocol):
+    kind: str
+
+    def staged(self, version: str) -> bool:
+        """Whether `version` is complete on this host (staged before a crash, or earlier)."""
+        ...
+
+    def stage(self, signed: Signed, artifact: Path, job: Job[Any]) -> None:
+        """Make the verified `artifact` a complete version; raise on any problem."""
+        ...
+
+    def activate(self, version: str) -> None: ...
+
+    def deactivate(self) -> None: ...
+
+    def installed(self) -> str | None: ...
+
+    def health(self, version: str) -> tuple[HealthSection, Path]:
+        """How to judge `version`, and the directory its probes run in."""
+        ...
+
+    def cleanup(self, keep: set[str | None]) -> None:
+        """Drop staging leftovers and versions other than `keep` and one previous version."""
+        ...

@@ -71,11 +71,13 @@ def test_during_a_long_probation_the_agent_reports_updating_and_restarts_other_a
 
     def updating() -> bool:
         row = fleet_row(fleet, host, APP)
-        return row.get("state") == "updating" and "probation 2.0" in row.get("reason", "")
+        reason = row.get("reason") or {}
+        return row.get("state") == "updating" and "probation 2.0" in reason.get("message", "")
 
     wait_until(updating, what="fleet list showing demo updating in probation")
     row = fleet_row(fleet, host, APP)
-    assert "of probation left" in row["reason"], row
+    assert row["reason"]["code"] == "updating", row
+    assert "of probation left" in row["reason"]["message"], row
 
     before = alive_pid(host, "side")
     assert before is not None

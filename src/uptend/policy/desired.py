@@ -7,6 +7,7 @@ directive; the fleet view explains each app with the same words and a typed reas
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import assert_never
 
 from uptend.protocol import (
     AppState,
@@ -152,3 +153,5 @@ def explain(code: ReasonCode, f: AppFacts) -> Reason:
             assert f.head is not None
             msg = said or f"{f.head} is published: the agent installs it at its next check-in"
             return UpdatePending(message=msg, desired=f.head)
+        case _:
+            assert_never(code)

@@ -6,7 +6,8 @@ CASE over those columns, so filtering, paging and counting by reason all happen 
 database. The CASE is the one place that decides the code; `policy.desired.explain` only
 words it. Precedence (first match wins):
 
-    up_to_date / no_release / not_assigned   fine, unless the app's state is failed
+    up_to_date                               fine, unless failed or still in its probation
+    no_release / not_assigned                fine, unless the app's state is failed
     never_checked_in                         no last-seen yet
     offline                                  last-seen older than the group's cutoff
     failed                                   the agent says the last update failed
@@ -80,10 +81,11 @@ def _code(agent: Any, *, assigned: bool, cutoffs: Cutoffs) -> ColumnElement[str]
     head, installed = ChannelHeadRow.version, AgentAppRow.installed
     st = func.coalesce(AgentAppRow.state, AppState.PENDING.value)
     not_failed = st != AppState.FAILED.value
+    settled = st.not_in([AppState.FAILED.value, AppState.UPDATING.value])  # probation: not yet
     whens: list[tuple[ColumnElement[bool], ReasonCode]] = []
     if assigned:
         whens += [
-            (and_(head.is_not(None), installed == head, not_failed), ReasonCode.UP_TO_DATE),
+            (and_(head.is_not(None), installed == head, settled), ReasonCode.UP_TO_DATE),
             (and_(head.is_(None), not_failed), ReasonCode.NO_RELEASE),
         ]
     else:

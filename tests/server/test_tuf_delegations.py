@@ -161,7 +161,7 @@ def make_old_repo(root: Path) -> Path:
     targets.signed.targets[name] = target
     targets.signed.version = 2
     targets.sign(key(root, "targets"))
-    (md_dir / "2.targets.json").write_bytes(targets.to_bytes())  # pretty, as then
+    (md_dir / "2.targets.json").write_bytes(targets.to_bytes())
     dest = root / "targets" / target.get_prefixed_paths()[0]
     dest.parent.mkdir(parents=True)
     dest.write_bytes(artifact)

@@ -1,4 +1,4 @@
-"""The repository's files: metadata names, signed reads, compact durable writes, private keys."""
+"""The repository's files: metadata names, signed reads, durable writes, private keys."""
 
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,7 +10,6 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 from tuf.api.serialization import DeserializationError
-from tuf.api.serialization.json import JSONSerializer
 
 from uptend.durable import write_atomically
 from uptend.errors import ConfigError
@@ -20,9 +19,6 @@ ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 # not list it, the top-level targets role does, so that key can later go offline).
 RELEASES_KEY = "releases"
 S = TypeVar("S", Root, Targets, Snapshot, Timestamp)  # as tuf.api.metadata.T
-
-# No indentation: agents download these bytes after every publish (pretty JSON is ~2x).
-_COMPACT = JSONSerializer(compact=True)
 
 
 def file_name(role: str, version: int) -> str:
@@ -39,7 +35,7 @@ def parse_file_name(name: str) -> tuple[int, str] | None:
 
 
 def write_md(metadata_dir: Path, role: str, md: Metadata[Any]) -> None:
-    write_atomically(metadata_dir / file_name(role, md.signed.version), md.to_bytes(_COMPACT))
+    write_atomically(metadata_dir / file_name(role, md.signed.version), md.to_bytes())
 
 
 def read_md(path: Path, kind: type[S], delegator: Root | Targets | None, role: str) -> Metadata[S]:

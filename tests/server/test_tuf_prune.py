@@ -11,34 +11,40 @@ from tuf.ngclient import Urllib3Fetcher
 
 from tests.server.tuf_support import CUSTOM, client, names, serve, stage, updater_for, version
 from uptend.server.tuf_repo import Expiry, TufRepo
-from uptend.server.tuf_repo.prune import superseded
+from uptend.server.tuf_repo.prune import lowest, next_lowest
 
 GRACE_S = Expiry().superseded_s
 
 
-def test_the_rule_keeps_roots_current_newer_and_recent_versions() -> None:
-    files = {
-        "1.root.json": 0.0,
-        "2.root.json": 10.0,
-        "timestamp.json": 50.0,
-        "1.snapshot.json": 0.0,  # superseded at 10: goes
-        "2.snapshot.json": 10.0,  # superseded at 40: stays (after the cutoff)
-        "3.snapshot.json": 40.0,  # current
-        "4.snapshot.json": 45.0,  # a killed publish's leftover: stays
-        "1.app.demo.json": 0.0,  # superseded at 20 (2 is gone already): goes
-        "3.app.demo.json": 20.0,  # current
-        "1.app.new.json": 0.0,  # a role the snapshot does not name yet: stays
-        ".3.snapshot.json.tmp1": 5.0,  # a killed write's temp file: goes
-        ".4.snapshot.json.tmp2": 45.0,  # too recent to be a dead write's: stays
-        "README": 0.0,
-    }
-    current = {"snapshot": 3, "targets": 1, "app.demo": 3}
-    assert superseded(files, current, cutoff=30.0) == [
-        ".3.snapshot.json.tmp1",
-        "1.app.demo.json",
-        "1.snapshot.json",
-    ]
-    assert superseded(files, current, cutoff=0.0) == []
+def test_lowest_ignores_roots_leftovers_and_other_files() -> None:
+    names = ["1.root.json", "2.root.json", "timestamp.json", "README", ".1.snapshot.json.x"]
+    names += ["4.snapshot.json", "5.snapshot.json", "6.snapshot.json"]  # 6: a leftover
+    names += ["7.app.demo.json", "9.app.demo.json", "1.app.new.json"]  # app.new: not published
+    current = {"snapshot": 5, "targets": 2, "app.demo": 9}
+    assert lowest(names, current) == {"snapshot": 4, "app.demo": 7}
+
+
+def test_next_lowest_stops_at_the_first_successor_written_after_the_cutoff() -> None:
+    written = {2: 10.0, 3: 20.0, 4: 40.0, 5: 45.0}
+    assert next_lowest(1, 5, written.get, cutoff=30.0) == 3  # 1 and 2 go; 3 was replaced at 40
+    assert next_lowest(1, 5, written.get, cutoff=5.0) == 1
+    assert next_lowest(1, 5, written.get, cutoff=99.0) == 5  # never the published one
+    assert next_lowest(5, 5, written.get, cutoff=99.0) == 5
+    # 2 and 4 were pruned by another process: 1 and 3 go with them; 4 stays gone
+    assert next_lowest(1, 5, {3: 1.0, 5: 2.0}.get, cutoff=1.5) == 4
+    assert next_lowest(3, 5, {4: 1.0}.get, cutoff=99.0) == 4  # the published one must be there
+
+
+def test_the_first_prune_of_a_process_removes_stale_temp_files(tmp_path: Path) -> None:
+    repo = TufRepo.create(tmp_path / "repo")
+    stale, fresh = repo.metadata_dir / ".2.snapshot.json.a1", repo.metadata_dir / ".x.b2"
+    stale.write_text("killed")
+    fresh.write_text("being written")
+    old = datetime.now(UTC) - timedelta(seconds=GRACE_S + 60)
+    os.utime(stale, (old.timestamp(), old.timestamp()))
+    TufRepo.open(repo.root).refresh_expiring(datetime.now(UTC))
+    assert not stale.exists()
+    assert fresh.exists()
 
 
 def metadata_bytes(repo: TufRepo) -> int:
@@ -139,3 +145,16 @@ def test_a_client_holding_the_previous_timestamp_still_completes(
             assert Path(updater.download_target(info)).read_bytes() == b"2"
             assert updater.get_targetinfo("demo/3.0/a") is None  # not yet, for this refresh
         assert client(repo, url, cache).get_targetinfo("demo/4.0/a") is not None  # next time
+
+
+def test_two_instances_prune_the_directory_they_share(tmp_path: Path) -> None:
+    """Each keeps its own idea of what is left; what the other deleted is simply gone."""
+    no_grace = Expiry(superseded_s=0)  # each publish deletes what it superseded at once
+    a = TufRepo.create(tmp_path / "repo", expiry=no_grace)
+    b = TufRepo.open(a.root, expiry=no_grace)
+    for i in range(6):
+        (a if i % 2 else b).add_target(f"demo/{i}.0/f", stage(tmp_path, b"x"), CUSTOM)
+        expected = ["1.root.json", "2.targets.json", f"{i + 1}.app.demo.json"]
+        expected += [f"{i + 2}.snapshot.json", "timestamp.json"]
+        assert names(a.metadata_dir) == sorted(expected)
+    assert a.target_names() == b.target_names() == [f"demo/{i}.0/f" for i in range(6)]

@@ -42,6 +42,7 @@ app with very many releases. `tuf.repository.Repository` is not used: its abstra
 publish must order several.
 """
 
-from uptend.server.tuf_repo.repo import Expiry, TufRepo, app_role
+from uptend.server.tuf_repo.files import app_role
+from uptend.server.tuf_repo.repo import Expiry, TufRepo
 
 __all__ = ["Expiry", "TufRepo", "app_role"]

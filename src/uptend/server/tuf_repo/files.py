@@ -1,5 +1,6 @@
 """The repository's files: metadata names, signed reads, durable writes, private keys."""
 
+import contextlib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,12 +14,29 @@ from tuf.api.serialization import DeserializationError
 
 from uptend.durable import write_atomically
 from uptend.errors import ConfigError
+from uptend.protocol.names import check_name
 
 ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
-# The online key that signs every app's delegated targets role (not a role name: root does
-# not list it, the top-level targets role does, so that key can later go offline).
+# The online key of every app's delegated role (a key name, not a role): the top-level
+# targets role lists it and root does not, so the targets key can go offline (issue 10).
 RELEASES_KEY = "releases"
+APP_ROLE = "app."  # + the app's name: why this shape is in the package docstring
 S = TypeVar("S", Root, Targets, Snapshot, Timestamp)  # as tuf.api.metadata.T
+
+
+def app_role(app: str) -> str:
+    """The delegated targets role of `app`."""
+    return f"{APP_ROLE}{app}"
+
+
+def app_of(name: str) -> str:
+    """The app of target `name`, which must be a safe `<app>/<version>/<file>`."""
+    parts = name.split("/")
+    plain = "\\" not in name and "\0" not in name
+    if len(parts) == 3 and plain and all(p not in ("", ".", "..") for p in parts):
+        with contextlib.suppress(ConfigError):
+            return check_name("app", parts[0])
+    raise ConfigError(f"invalid target name {name!r}", hint="use <app>/<version>/<file>")
 
 
 def file_name(role: str, version: int) -> str:

@@ -1,56 +1,98 @@
-"""Deleting superseded metadata: a pure rule over (name, mtime), and the one scan that applies it.
+"""Deleting superseded metadata: the rule as pure functions, and a `Pruner` that applies it.
 
 The rule (the invariant in the package docstring): a version of a role below the version the
-published snapshot names was superseded when the next version on disk was written, which is
-the publish that replaced it (its timestamp.json follows within milliseconds). It is deleted
-once that moment is before `cutoff` (now minus the grace period): a client that read an older
-timestamp.json before then has had the whole grace period to fetch what it names. Roots are
-never deleted (clients walk every N.root.json), nor versions above the published one (leftovers
-of a killed publish: the next publish overwrites them), nor roles the snapshot does not name.
-Temp files of writes killed half way go once older than `cutoff`.
+published snapshot names was superseded when the next version was written, by the publish that
+replaced it (its timestamp.json follows within milliseconds). It is deleted once that moment is
+before `cutoff` (now minus the grace period): a client that read an older timestamp.json before
+then has had the whole grace period to fetch what it names. Roots are never deleted (clients
+walk every N.root.json), nor versions above the published one (leftovers of a killed publish:
+the next publish overwrites them). Temp files of writes killed half way go once older than
+`cutoff`.
+
+A role's versions up to the published one are contiguous on disk above its lowest kept one
+(each is written once and committed, or overwritten by the next publish), so deleting goes
+upwards from that lowest version and stops at the first successor still too new: a publish
+costs a few `stat`s, whatever the number of files in the directory.
 """
 
-import itertools
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 
 from tuf.api.metadata import Root
 
-from uptend.server.tuf_repo.files import parse_file_name
+from uptend.server.tuf_repo.files import file_name, parse_file_name
 
 
-def superseded(files: Mapping[str, float], current: Mapping[str, int], cutoff: float) -> list[str]:
-    """Names in `files` (name -> mtime) that may be deleted; `current` is role -> version."""
-    by_role: dict[str, list[tuple[int, float, str]]] = {}
-    doomed = []
-    for name, mtime in files.items():
-        if name.startswith("."):  # write_atomically's temp files
-            if mtime <= cutoff:
-                doomed.append(name)
-            continue
+def lowest(names: Iterable[str], current: Mapping[str, int]) -> dict[str, int]:
+    """The lowest version on disk (at most the published one) of each role in `current`."""
+    low: dict[str, int] = {}
+    for name in names:
         parsed = parse_file_name(name)
         if parsed is None:
             continue
         version, role = parsed
-        if role != Root.type and role in current and version <= current[role]:
-            by_role.setdefault(role, []).append((version, mtime, name))
-    for versions in by_role.values():
-        versions.sort()
-        for (_, _, name), (_, next_written, _) in itertools.pairwise(versions):
-            if next_written <= cutoff:
-                doomed.append(name)
-    return sorted(doomed)
+        if role != Root.type and version <= current.get(role, 0):
+            low[role] = min(low.get(role, version), version)
+    return low
 
 
-def prune(metadata_dir: Path, current: Mapping[str, int], cutoff: float) -> int:
-    """Delete what `superseded` allows in `metadata_dir`; return how many files went.
+def next_lowest(
+    low: int, current: int, written: Callable[[int], float | None], cutoff: float
+) -> int:
+    """The lowest version to keep; those from `low` up to it may be deleted.
 
-    No directory fsync: a deleted file that comes back after a power cut is merely kept longer.
+    `written(v)` is the mtime of version v, or None if it is gone (another process pruned it;
+    the published version itself must be there).
     """
-    with os.scandir(metadata_dir) as entries:
-        files = {e.name: e.stat().st_mtime for e in entries if e.is_file()}
-    doomed = superseded(files, current, cutoff)
-    for name in doomed:
-        (metadata_dir / name).unlink(missing_ok=True)
-    return len(doomed)
+    while low < current:
+        at = written(low + 1)
+        if (at is None and low + 1 == current) or (at is not None and at > cutoff):
+            break
+        low += 1
+    return low
+
+
+class Pruner:
+    """Applies the rule to one metadata directory; one scan per process, then a few stats."""
+
+    def __init__(self, metadata_dir: Path) -> None:
+        self._dir = metadata_dir
+        self._low: dict[str, int] | None = None
+
+    def __call__(self, current: Mapping[str, int], cutoff: float) -> int:
+        """Delete what the rule allows; return how many files went.
+
+        No directory fsync: a deleted file that comes back after a power cut is merely kept.
+        """
+        deleted = 0
+        if self._low is None:
+            names = [p.name for p in self._dir.iterdir()]
+            for name in names:  # write_atomically's temp files, of writes killed half way
+                at = self._written(name) if name.startswith(".") else None
+                if at is not None and at <= cutoff:
+                    deleted += self._delete(name)
+            self._low = lowest(names, current)
+        for role, version in current.items():
+            low = self._low.get(role, 1)  # 1: a role another process created since the scan
+            keep = next_lowest(low, version, partial(self._version_written, role), cutoff)
+            for v in range(low, keep):
+                deleted += self._delete(file_name(role, v))
+            self._low[role] = keep
+        return deleted
+
+    def _version_written(self, role: str, version: int) -> float | None:
+        return self._written(file_name(role, version))
+
+    def _written(self, name: str) -> float | None:
+        try:
+            return (self._dir / name).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def _delete(self, name: str) -> int:
+        try:
+            (self._dir / name).unlink()
+        except FileNotFoundError:
+            return 0
+        return 1

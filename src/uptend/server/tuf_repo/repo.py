@@ -2,6 +2,7 @@
 
 import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -28,25 +29,22 @@ from tuf.api.metadata import (
 
 from uptend.durable import fsync_dir, write_atomically
 from uptend.errors import ConfigError, ConflictError
-from uptend.protocol.names import check_name
-from uptend.server.tuf_repo import prune
 from uptend.server.tuf_repo.files import (
+    APP_ROLE,
     RELEASES_KEY,
     ROLES,
     S,
+    app_of,
+    app_role,
     file_name,
     load_key,
     new_key,
     read_md,
     write_md,
 )
+from uptend.server.tuf_repo.prune import Pruner
 
-_APP_ROLE = "app."
-
-
-def app_role(app: str) -> str:
-    """The delegated targets role of `app` (why this shape: the package docstring)."""
-    return f"{_APP_ROLE}{app}"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +93,7 @@ class TufRepo:
         self._root = root_md.signed
         self._signers = signers  # the top-level roles' keys, and RELEASES_KEY once needed
         self._expiry = expiry
+        self._pruner = Pruner(self.metadata_dir)
         self._state = self._load()  # a cache for readers; mutations always re-read
 
     @classmethod
@@ -162,7 +161,7 @@ class TufRepo:
         state = self._current()
         names = list(state.targets.signed.targets)
         for role in state.versions():
-            if role.startswith(_APP_ROLE) and (md := self._role(state, role)):
+            if role.startswith(APP_ROLE) and (md := self._role(state, role)):
                 names.extend(md.signed.targets)
         return sorted(names)
 
@@ -183,7 +182,7 @@ class TufRepo:
                 is on another filesystem.
             ConflictError: `name` is already a target.
         """
-        role = app_role(_app_of(name))
+        role = app_role(app_of(name))
         if staged_file.stat().st_dev != self.targets_dir.stat().st_dev:
             raise ConfigError(
                 f"{staged_file} is not on the filesystem of {self.targets_dir}",
@@ -250,7 +249,7 @@ class TufRepo:
         with self._locked():
             state = self._load()
             changed = {}
-            for role in filter(lambda r: r.startswith(_APP_ROLE), state.versions()):
+            for role in filter(lambda r: r.startswith(APP_ROLE), state.versions()):
                 try:
                     md = self._role(state, role)
                 except ConfigError as e:
@@ -338,7 +337,7 @@ class TufRepo:
         if delegations.roles is None:
             raise ConfigError("the top-level targets role uses succinct (hash-bin) delegation")
         delegations.keys[key.keyid] = key
-        app = role.removeprefix(_APP_ROLE)
+        app = role.removeprefix(APP_ROLE)
         delegations.roles[role] = DelegatedRole(role, [key.keyid], 1, True, [f"{app}/*/*"])
         targets.signed.delegations = delegations
         self._write(targets, now, Targets.type, self._signers[Targets.type])
@@ -366,22 +365,11 @@ class TufRepo:
         self._state = state
 
     def _prune(self, state: _Published, now_s: float) -> None:
-        cutoff = now_s - self._expiry.superseded_s
-        prune.prune(self.metadata_dir, state.versions(), cutoff)
-
-
-def _app_of(name: str) -> str:
-    """The app of target `name`, which must be a safe `<app>/<version>/<file>`."""
-    parts = name.split("/")
-    unsafe = any(p in ("", ".", "..") for p in parts) or "\\" in name or "\0" in name
-    try:
-        if unsafe or len(parts) != 3:
-            raise ConfigError("unsafe")
-        return check_name("app", parts[0])
-    except ConfigError:
-        raise ConfigError(
-            f"invalid target name {name!r}", hint="use <app>/<version>/<file>"
-        ) from None
+        """Prune after a commit; a failure is logged, never raised (the publish stands)."""
+        try:
+            self._pruner(state.versions(), now_s - self._expiry.superseded_s)
+        except OSError as e:
+            log.warning("pruning superseded TUF metadata failed; will retry: %s", e)
 
 
 def _build(root: Path, expiry: Expiry, now: datetime) -> None:

@@ -15,7 +15,9 @@ same at the 1,000th release as at the 10th:
   role name holds exactly one dot: it never equals a top-level role name (an app may be called
   `root` or `timestamp`), never needs URL quoting, and never names the same file as another
   role (`N.app.root.json`, `app.root.json` in a client's cache).
-- A publish re-signs that app's role, snapshot and timestamp; nothing else.
+- A publish re-signs that app's role, snapshot and timestamp; nothing else. Every agent still
+  downloads the new snapshot.json, which names every role (~36 B per app); an app's role
+  grows with its own releases (~270 B each). bench/repo.py measures both.
 - Repositories made before delegations (targets directly in the top-level role, no releases
   key) keep their targets where they are; the releases key is generated on first need.
 
@@ -34,7 +36,8 @@ Invariants:
   version superseded less than `Expiry.superseded_s` ago (default 15 minutes), so a client
   mid-refresh with the previous timestamp.json still finds the snapshot and roles it names
   (one that takes longer gets a 404, a transient error, and starts over at its next check).
-  Metadata on disk is then linear in releases. Target files are never deleted.
+  Once the grace period has passed, metadata on disk is linear in releases. Target files are
+  never deleted.
 
 Not done here: root rotation, an offline targets key (issue 10), hash-bin delegation for an
 app with very many releases. `tuf.repository.Repository` is not used: its abstract

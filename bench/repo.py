@@ -20,7 +20,10 @@ What it does:
    404 page of the next root's probe): a first refresh; an idle refresh; a refresh after
    a publish of an app it does not run; after a publish of its app; after a new app's
    first publish (which re-signs the top-level targets role).
-4. With `--baseline REV`, runs 1 to 3 again with `src/uptend/server/tuf_repo.py` of git
+4. Publishes releases 1..11 of a new app once after 10 releases (in a second repository)
+   and once after RELEASES: the same per-app role size at both totals, so the total's effect
+   on publish time shows apart from the app's own growing role.
+5. With `--baseline REV`, runs 1 to 4 again with `src/uptend/server/tuf_repo.py` of git
    revision REV (the one-targets.json repository before per-app roles), same run.
 
 It exits 0 whatever the figures are (a benchmark, not a test); non-zero only on errors.
@@ -50,6 +53,7 @@ from uptend.server.tuf_repo.files import file_name
 from uptend.server.tuf_repo.prune import lowest, next_lowest
 
 CHECKPOINTS = (10, 100)
+PROBE = 11
 
 
 @dataclass
@@ -119,6 +123,7 @@ class Result:
     publish_cpu_ms: list[float] = field(default_factory=list)
     disk: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # bytes, files, pruned
     refresh: dict[str, Traffic] = field(default_factory=dict)
+    probe: dict[int, tuple[float, float]] = field(default_factory=dict)  # total: wall, cpu ms
 
 
 def metadata_size(repo: Any, grace_s: int | None) -> tuple[int, int, int]:
@@ -140,7 +145,7 @@ def metadata_size(repo: Any, grace_s: int | None) -> tuple[int, int, int]:
             stat = sizes.get(file_name(role, v))
             return None if stat is None else stat.st_mtime
 
-        for v in range(low, next_lowest(low, current[role], written, cutoff)):
+        for v in range(low, next_lowest(low, current[role], written, cutoff)[0]):
             doomed += sizes[file_name(role, v)].st_size
     return total, len(sizes), total - doomed
 
@@ -170,11 +175,24 @@ def publish(repo: Any, work: Path, app: str, k: int, result: Result | None) -> s
     return name
 
 
+def probe(repo: Any, work: Path, first_k: int) -> tuple[float, float]:
+    """Median wall and CPU ms of releases 2..PROBE of a new app: the same per-app size at any
+    total, so that the total's own effect shows (release 1 also re-signs top-level targets)."""
+    timed = Result("probe")
+    for i in range(PROBE):
+        publish(repo, work, "probe", first_k + i, timed)
+    return statistics.median(timed.publish_wall_ms[1:]), statistics.median(timed.publish_cpu_ms[1:])
+
+
 def run(label: str, repo_class: Any, apps: int, releases: int, grace_s: int | None) -> Result:
     result = Result(label)
     names = [f"app{i:03d}" for i in range(apps)]
     with tempfile.TemporaryDirectory(prefix="uptend-bench-repo-", dir="/var/tmp") as tmp:
         work = Path(tmp)
+        early = repo_class.create(work / "early")
+        for k in range(1, CHECKPOINTS[0] + 1):
+            publish(early, work, names[(k - 1) % apps], k, None)
+        result.probe[CHECKPOINTS[0]] = probe(early, work, 10_000)
         repo = repo_class.create(work / "repo")
         newest: dict[str, str] = {}
         for k in range(1, releases + 1):
@@ -182,6 +200,7 @@ def run(label: str, repo_class: Any, apps: int, releases: int, grace_s: int | No
             newest[app] = publish(repo, work, app, k, result)
             if k in (*CHECKPOINTS, releases):
                 result.disk[k] = metadata_size(repo, grace_s)
+        result.probe[releases] = probe(repo, work, 20_000)
         traffic = Traffic()
         with serve(work / "repo", traffic) as url:
             cache = work / "agent"
@@ -293,6 +312,16 @@ def report(results: list[Result], apps: int, releases: int) -> None:
             )
             cells.append(f"x{ratio_wall:.2f} (x{ratio_cpu:.2f})")
         print("| last 20 / releases 101-120 | " + " | ".join(cells) + " |")
+    first, last = CHECKPOINTS[0], releases
+    print(f"| **a new app's releases 2-{PROBE}, median wall (CPU) ms** |" + " |" * len(results))
+    for total in (first, last):
+        cells = [f"{r.probe[total][0]:.1f} ({r.probe[total][1]:.1f})" for r in results]
+        print(f"| after {total} releases | " + " | ".join(cells) + " |")
+    cells = [
+        f"x{r.probe[last][0] / r.probe[first][0]:.2f} (x{r.probe[last][1] / r.probe[first][1]:.2f})"
+        for r in results
+    ]
+    print(f"| after {last} / after {first} | " + " | ".join(cells) + " |")
     print("\nFiles of each agent refresh (name: bytes):")
     for r in results:
         for step, t in r.refresh.items():

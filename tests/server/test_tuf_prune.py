@@ -1,5 +1,6 @@
 """Superseded metadata is deleted once no client can still be fetching it, and only then."""
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,13 +27,13 @@ def test_lowest_ignores_roots_leftovers_and_other_files() -> None:
 
 def test_next_lowest_stops_at_the_first_successor_written_after_the_cutoff() -> None:
     written = {2: 10.0, 3: 20.0, 4: 40.0, 5: 45.0}
-    assert next_lowest(1, 5, written.get, cutoff=30.0) == 3  # 1 and 2 go; 3 was replaced at 40
-    assert next_lowest(1, 5, written.get, cutoff=5.0) == 1
-    assert next_lowest(1, 5, written.get, cutoff=99.0) == 5  # never the published one
-    assert next_lowest(5, 5, written.get, cutoff=99.0) == 5
+    assert next_lowest(1, 5, written.get, cutoff=30.0) == (3, 40.0)  # 1, 2 go; 3 at cutoff 40
+    assert next_lowest(1, 5, written.get, cutoff=5.0) == (1, 10.0)
+    assert next_lowest(1, 5, written.get, cutoff=99.0) == (5, -math.inf)  # never the published
+    assert next_lowest(5, 5, written.get, cutoff=99.0) == (5, -math.inf)
     # 2 and 4 were pruned by another process: 1 and 3 go with them; 4 stays gone
-    assert next_lowest(1, 5, {3: 1.0, 5: 2.0}.get, cutoff=1.5) == 4
-    assert next_lowest(3, 5, {4: 1.0}.get, cutoff=99.0) == 4  # the published one must be there
+    assert next_lowest(1, 5, {3: 1.0, 5: 2.0}.get, cutoff=1.5) == (4, 2.0)
+    assert next_lowest(3, 5, {4: 1.0}.get, cutoff=99.0) == (4, -math.inf)  # 5 must be there
 
 
 def test_the_first_prune_of_a_process_removes_stale_temp_files(tmp_path: Path) -> None:

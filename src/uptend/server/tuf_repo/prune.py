@@ -12,9 +12,11 @@ the next publish overwrites them). Temp files of writes killed half way go once 
 A role's versions up to the published one are contiguous on disk above its lowest kept one
 (each is written once and committed, or overwritten by the next publish), so deleting goes
 upwards from that lowest version and stops at the first successor still too new: a publish
-costs a few `stat`s, whatever the number of files in the directory.
+costs a `stat` per version it deletes (and none for a role whose next deletion is not due),
+whatever the number of files in the directory.
 """
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
@@ -39,18 +41,22 @@ def lowest(names: Iterable[str], current: Mapping[str, int]) -> dict[str, int]:
 
 def next_lowest(
     low: int, current: int, written: Callable[[int], float | None], cutoff: float
-) -> int:
-    """The lowest version to keep; those from `low` up to it may be deleted.
+) -> tuple[int, float]:
+    """The lowest version to keep (those from `low` up to it may go), and when it may go.
 
+    The second value is the cutoff from which the kept lowest version may go too: when its
+    successor was written (-inf: not known yet, look again at the next prune).
     `written(v)` is the mtime of version v, or None if it is gone (another process pruned it;
     the published version itself must be there).
     """
     while low < current:
         at = written(low + 1)
-        if (at is None and low + 1 == current) or (at is not None and at > cutoff):
+        if at is None and low + 1 == current:
             break
+        if at is not None and at > cutoff:
+            return low, at
         low += 1
-    return low
+    return low, -math.inf
 
 
 class Pruner:
@@ -59,6 +65,7 @@ class Pruner:
     def __init__(self, metadata_dir: Path) -> None:
         self._dir = metadata_dir
         self._low: dict[str, int] | None = None
+        self._due: dict[str, float] = {}  # role -> the cutoff from which its lowest may go
 
     def __call__(self, current: Mapping[str, int], cutoff: float) -> int:
         """Delete what the rule allows; return how many files went.
@@ -75,7 +82,10 @@ class Pruner:
             self._low = lowest(names, current)
         for role, version in current.items():
             low = self._low.get(role, 1)  # 1: a role another process created since the scan
-            keep = next_lowest(low, version, partial(self._version_written, role), cutoff)
+            if low == version or self._due.get(role, -math.inf) > cutoff:
+                continue  # nothing to delete yet: no stat
+            written = partial(self._version_written, role)
+            keep, self._due[role] = next_lowest(low, version, written, cutoff)
             for v in range(low, keep):
                 deleted += self._delete(file_name(role, v))
             self._low[role] = keep

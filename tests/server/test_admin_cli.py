@@ -75,14 +75,17 @@ def published(fleet: Fleet) -> dict[str, Any]:
     timestamp = json.loads((tuf / "metadata" / "timestamp.json").read_text())["signed"]
     snapshot_v = timestamp["meta"]["snapshot.json"]["version"]
     snapshot = json.loads((tuf / "metadata" / f"{snapshot_v}.snapshot.json").read_text())
-    targets_v = snapshot["signed"]["meta"]["targets.json"]["version"]
-    targets = json.loads((tuf / "metadata" / f"{targets_v}.targets.json").read_text())
+    versions = {name: m["version"] for name, m in snapshot["signed"]["meta"].items()}
+    signed_targets = []
+    for name, version in versions.items():  # the top-level targets role and each app's role
+        role = json.loads((tuf / "metadata" / f"{version}.{name}").read_text())
+        signed_targets += role["signed"]["targets"]
     with admin_client(fleet) as http:
         releases = http.get("/api/v1/releases").json()
     return {
         "releases": releases,
-        "targets_version": targets_v,
-        "signed_targets": sorted(targets["signed"]["targets"]),
+        "role_versions": versions,
+        "signed_targets": sorted(signed_targets),
         "metadata_files": sorted(p.name for p in (tuf / "metadata").iterdir()),
         "target_files": sorted(str(p) for p in (tuf / "targets").rglob("*")),
         "uploads": sorted(p.name for p in (fleet.server_dir / "uploads").iterdir()),
@@ -159,7 +162,8 @@ def test_server_init_creates_a_private_data_dir_and_refuses_to_reuse_one(tmp_pat
     assert info["enroll_token"].startswith("ute_")
     assert info["enroll_token"].endswith("." + info["root_fingerprint"])
     keys = sorted((data / "tuf" / "keys").iterdir())
-    assert [k.name for k in keys] == ["root.pem", "snapshot.pem", "targets.pem", "timestamp.pem"]
+    expected = ["releases.pem", "root.pem", "snapshot.pem", "targets.pem", "timestamp.pem"]
+    assert [k.name for k in keys] == expected
     for key in keys:
         assert key.stat().st_mode & 0o777 == 0o600, key
     assert (data / "tuf" / "keys").stat().st_mode & 0o777 == 0o700
@@ -229,7 +233,8 @@ def test_publish_a_directory_a_tar_gz_and_a_zip(server: Fleet, tmp_path: Path) -
     assert hashlib.sha256(zipped.read_bytes()).hexdigest() == listed[2]["sha256"]
 
     after = published(server)
-    assert after["targets_version"] == before["targets_version"] + 3
+    assert "app.shipped.json" not in before["role_versions"]
+    assert after["role_versions"]["app.shipped.json"] == 3  # created, then two more versions
     assert set(after["signed_targets"]) - set(before["signed_targets"]) == {
         r["target"] for r in listed
     }

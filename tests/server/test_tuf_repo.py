@@ -3,27 +3,17 @@
 import hashlib
 import json
 import tempfile
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tuf.ngclient.updater import Updater
+from tuf.api.metadata import Metadata
 
+from tests.server.tuf_support import CUSTOM, client, names, serve, stage, tree, version
 from uptend.errors import ConfigError, ConflictError
 from uptend.server.tuf_repo import Expiry, TufRepo
-
-CUSTOM = {"app": "demo", "version": "1.0", "channel": "stable"}
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, fmt: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
@@ -33,49 +23,17 @@ def repo(tmp_path: Path) -> TufRepo:
 
 @pytest.fixture
 def url(repo: TufRepo) -> Iterator[str]:
-    """Serve the repository directory as static files, as a CDN would."""
-    handler = partial(_QuietHandler, directory=str(repo.root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-def stage(tmp_path: Path, content: bytes, name: str = "staged") -> Path:
-    path = tmp_path / name
-    path.write_bytes(content)
-    return path
-
-
-def client(repo: TufRepo, url: str, cache: Path) -> Updater:
-    """A refreshed ngclient that trusts only the repository's first root."""
-    (cache / "downloads").mkdir(parents=True, exist_ok=True)
-    updater = Updater(
-        metadata_dir=str(cache),
-        metadata_base_url=f"{url}/metadata/",
-        target_dir=str(cache / "downloads"),
-        target_base_url=f"{url}/targets/",
-        bootstrap=repo.initial_root(),
-    )
-    updater.refresh()
-    return updater
-
-
-def version(path: Path) -> int:
-    signed: dict[str, Any] = json.loads(path.read_bytes())["signed"]
-    return int(signed["version"])
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with serve(repo.root) as base:
+        yield base
 
 
 def test_create_then_open_round_trip(repo: TufRepo) -> None:
-    names = sorted(p.name for p in repo.metadata_dir.iterdir())
-    assert names == ["1.root.json", "1.snapshot.json", "1.targets.json", "timestamp.json"]
+    assert names(repo.metadata_dir) == [
+        "1.root.json",
+        "1.snapshot.json",
+        "1.targets.json",
+        "timestamp.json",
+    ]
     opened = TufRepo.open(repo.root)
     assert opened.initial_root() == (repo.metadata_dir / "1.root.json").read_bytes()
     assert opened.root_fingerprint() == hashlib.sha256(repo.initial_root()).hexdigest()
@@ -90,7 +48,8 @@ def test_private_keys_are_0600_in_a_0700_dir(repo: TufRepo) -> None:
     keys = repo.root / "keys"
     assert keys.stat().st_mode & 0o777 == 0o700
     pems = sorted(keys.iterdir())
-    assert [p.name for p in pems] == ["root.pem", "snapshot.pem", "targets.pem", "timestamp.pem"]
+    expected = ["releases.pem", "root.pem", "snapshot.pem", "targets.pem", "timestamp.pem"]
+    assert [p.name for p in pems] == expected
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in pems)
     assert all(p.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----") for p in pems)
 
@@ -157,14 +116,22 @@ def test_published_target_verifies_with_ngclient(repo: TufRepo, url: str, tmp_pa
     assert updater.get_targetinfo("demo/2.0/demo-2.0.tar.gz") is None
 
 
-def test_each_publish_bumps_targets_snapshot_and_timestamp(repo: TufRepo, tmp_path: Path) -> None:
-    repo.add_target("demo/1.0/a", stage(tmp_path, b"a"), CUSTOM)
+def test_a_publish_bumps_the_app_role_snapshot_and_timestamp(repo: TufRepo, tmp_path: Path) -> None:
     md = repo.metadata_dir
+    repo.add_target("demo/1.0/a", stage(tmp_path, b"a"), CUSTOM)  # first: delegates to app.demo
     assert version(md / "2.targets.json") == 2
+    assert version(md / "1.app.demo.json") == 1
     assert version(md / "2.snapshot.json") == 2
     assert version(md / "timestamp.json") == 2
     snapshot = json.loads((md / "2.snapshot.json").read_bytes())["signed"]
-    assert snapshot["meta"]["targets.json"]["version"] == 2
+    assert snapshot["meta"] == {"targets.json": {"version": 2}, "app.demo.json": {"version": 1}}
+
+    repo.add_target("demo/2.0/b", stage(tmp_path, b"b"), CUSTOM)  # later: top-level untouched
+    assert not (md / "3.targets.json").exists()
+    assert version(md / "2.app.demo.json") == 2
+    snapshot = json.loads((md / "3.snapshot.json").read_bytes())["signed"]
+    assert snapshot["meta"] == {"targets.json": {"version": 2}, "app.demo.json": {"version": 2}}
+    assert version(md / "timestamp.json") == 3
 
 
 def test_duplicate_add_is_a_conflict_and_changes_nothing(repo: TufRepo, tmp_path: Path) -> None:
@@ -177,7 +144,13 @@ def test_duplicate_add_is_a_conflict_and_changes_nothing(repo: TufRepo, tmp_path
     assert again.read_bytes() == b"second"
 
 
-@pytest.mark.parametrize("name", ["../escape", "/abs/file", "demo//file", "demo/./f", "a\\b", ""])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("../escape/f", "/abs/file", "demo//file", "demo/./f", "a\\b/c/d", ""),
+        *("demo/1.0", "a/b/c/d", "Demo/1.0/f", "de*mo/1.0/f", "demo/1.0/f\0"),
+    ],
+)
 def test_unsafe_target_names_are_refused(repo: TufRepo, tmp_path: Path, name: str) -> None:
     before = tree(repo.root)
     staged = stage(tmp_path, b"x")
@@ -203,35 +176,43 @@ def test_staged_file_on_another_filesystem_is_refused(repo: TufRepo) -> None:
 
 def test_refresh_expiring_resigns_only_when_due(repo: TufRepo, url: str, tmp_path: Path) -> None:
     md = repo.metadata_dir
+    repo.add_target("demo/1.0/a", stage(tmp_path, b"a"), CUSTOM)  # targets 2, app.demo 1
     cache = tmp_path / "client"
-    client(repo, url, cache)
+    assert client(repo, url, cache).get_targetinfo("demo/1.0/a") is not None
     now = datetime.now(UTC)
 
     assert repo.refresh_expiring(now) is False
     assert repo.refresh_expiring(now + timedelta(hours=11)) is False
-    assert version(md / "timestamp.json") == 1
+    assert version(md / "timestamp.json") == 2
 
     assert repo.refresh_expiring(now + timedelta(hours=13)) is True  # timestamp half expired
-    assert version(md / "timestamp.json") == 2
-    assert not (md / "2.snapshot.json").exists()
+    assert version(md / "timestamp.json") == 3
+    assert not (md / "3.snapshot.json").exists()
     assert repo.timestamp_expires() == (now + timedelta(hours=37)).replace(microsecond=0)
     assert repo.refresh_expiring(now + timedelta(hours=13)) is False
     client(repo, url, cache)
-    assert version(cache / "timestamp.json") == 2
+    assert version(cache / "timestamp.json") == 3
 
     assert repo.refresh_expiring(now + timedelta(days=4)) is True  # snapshot half expired
-    assert version(md / "2.snapshot.json") == 2
-    assert version(md / "timestamp.json") == 3
-    assert not (md / "2.targets.json").exists()
-    client(repo, url, cache)
-    assert version(cache / "snapshot.json") == 2
-
-    assert repo.refresh_expiring(now + timedelta(days=200)) is True  # targets half expired
-    assert version(md / "2.targets.json") == 2
     assert version(md / "3.snapshot.json") == 3
     assert version(md / "timestamp.json") == 4
+    assert not (md / "3.targets.json").exists()
+    assert not (md / "2.app.demo.json").exists()
     client(repo, url, cache)
-    assert version(cache / "targets.json") == 2
+    assert version(cache / "snapshot.json") == 3
+
+    # targets and the app's role half expired: both re-signed, in one new snapshot
+    assert repo.refresh_expiring(now + timedelta(days=200)) is True
+    assert version(md / "3.targets.json") == 3
+    app_role = Metadata.from_bytes((md / "2.app.demo.json").read_bytes()).signed
+    assert app_role.version == 2
+    assert app_role.expires == (now + timedelta(days=200 + 365)).replace(microsecond=0)
+    assert version(md / "4.snapshot.json") == 4
+    assert version(md / "timestamp.json") == 5
+    updater = client(repo, url, cache)
+    assert updater.get_targetinfo("demo/1.0/a") is not None
+    assert version(cache / "targets.json") == 3
+    assert version(cache / "app.demo.json") == 2
 
 
 def test_two_instances_publish_alternately(repo: TufRepo, url: str, tmp_path: Path) -> None:
@@ -268,20 +249,33 @@ def test_leftovers_of_a_crashed_publish_are_not_published(
 ) -> None:
     """A publish killed before timestamp.json leaves files that nothing refers to."""
     (repo.metadata_dir / "2.targets.json").write_text("half a publish")
+    (repo.metadata_dir / "1.app.demo.json").write_text("{")
     (repo.metadata_dir / "2.snapshot.json").write_text("")
     reopened = TufRepo.open(repo.root)
     assert reopened.target_names() == []
     reopened.add_target("demo/1.0/a", stage(tmp_path, b"a"), CUSTOM)
     assert version(repo.metadata_dir / "2.targets.json") == 2
+    assert version(repo.metadata_dir / "1.app.demo.json") == 1
+    assert version(repo.metadata_dir / "2.snapshot.json") == 2
     info = client(repo, url, tmp_path / "client").get_targetinfo("demo/1.0/a")
     assert info is not None
 
 
 def test_short_expiry_is_honoured(tmp_path: Path) -> None:
-    repo = TufRepo.create(tmp_path / "repo", expiry=Expiry(timestamp_s=600, snapshot_s=3600))
+    expiry = Expiry(timestamp_s=600, snapshot_s=3600, targets_s=7200)
+    repo = TufRepo.create(tmp_path / "repo", expiry=expiry)
+    md = repo.metadata_dir
+    repo.add_target("demo/1.0/a", stage(tmp_path, b"a"), CUSTOM)  # targets 2, app.demo 1
     now = datetime.now(UTC)
     assert repo.timestamp_expires() <= now + timedelta(seconds=600)
     assert repo.refresh_expiring(now + timedelta(seconds=301)) is True
-    assert not (repo.metadata_dir / "2.snapshot.json").exists()
+    assert not (md / "3.snapshot.json").exists()
     assert repo.refresh_expiring(now + timedelta(seconds=1801)) is True
-    assert (repo.metadata_dir / "2.snapshot.json").exists()
+    assert (md / "3.snapshot.json").exists()
+    assert not (md / "2.app.demo.json").exists()
+    assert repo.refresh_expiring(now + timedelta(seconds=3601)) is True  # the targets roles
+    assert version(md / "2.app.demo.json") == 2
+    assert version(md / "3.targets.json") == 3
+    snapshot = json.loads((md / "4.snapshot.json").read_bytes())["signed"]
+    assert snapshot["meta"] == {"targets.json": {"version": 3}, "app.demo.json": {"version": 2}}
+    assert repo.target_names() == ["demo/1.0/a"]

@@ -5,7 +5,8 @@ what the targets metadata written by this package vouches for. Everything is a s
 HTTP server or CDN can serve: `metadata/` (consistent snapshots: N.root.json, N.targets.json,
 N.app.<app>.json, N.snapshot.json, and timestamp.json) and `targets/<dir>/<sha256>.<file>` (the
 hash-prefixed names ngclient downloads). Private keys sit in `keys/*.pem` (0600, dir 0700):
-root, targets, snapshot and timestamp (listed by root) and releases (listed by the top-level targets role).
+root, targets, snapshot and timestamp (listed by root) and releases (listed by the top-level
+targets role).
 
 Layout, so that an agent fetches metadata only for the apps it runs and a publish costs the
 same at the 1,000th release as at the 10th:

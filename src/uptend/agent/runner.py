@@ -14,18 +14,17 @@ import os
 import random
 import threading
 import time
-from datetime import UTC, datetime
 
 from uptend import __version__
 from uptend.agent import config as agent_config
-from uptend.agent import decide, files, lookup, machine, outbox
+from uptend.agent import decide, files, lookup, outbox
 from uptend.agent.control import ControlClient
 from uptend.agent.driver import AppDriver
 from uptend.agent.installers import supported
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.lock import DataDirLock
-from uptend.agent.status import app_status
+from uptend.agent.status import app_status, report_of
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.worker import Job
 from uptend.errors import AuthError, TransientError, UptendError
@@ -125,7 +124,7 @@ class Agent:
             for app in self.apps():
                 pending = self.driver(app).plan.pending
                 sent[app] = len(pending)
-                reports += [_wire(app, p) for p in pending]
+                reports += [report_of(app, p) for p in pending]
         body = CheckIn(agent_version=__version__, apps=self.statuses(), reports=reports)
         try:
             directives = self.control.post("api/v1/checkin", body, Directives)
@@ -220,13 +219,6 @@ class Agent:
             return Directives.model_validate_json(self.layout.directives.read_bytes())
         except (OSError, ValueError):
             return None
-
-
-def _wire(app: str, p: machine.Pending) -> Report:
-    at = datetime.fromtimestamp(p.at, UTC)
-    return Report(
-        app=app, version=p.version, outcome=p.outcome, reason=p.reason, log_tail=p.log_tail, at=at
-    )
 
 
 def status(layout: Layout) -> dict[str, object]:

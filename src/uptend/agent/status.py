@@ -1,7 +1,9 @@
 """What the agent says about one app at check-in: its state, and while updating, how far."""
 
-from uptend.agent.machine import HoldState, Phase, Plan
-from uptend.protocol import AppState, AppStatus
+from datetime import UTC, datetime
+
+from uptend.agent.machine import HoldState, Pending, Phase, Plan
+from uptend.protocol import AppState, AppStatus, Report
 
 
 def app_status(
@@ -42,3 +44,11 @@ def app_status(
     else:
         state, reason = AppState.STOPPED, "not running"
     return AppStatus(app=app, version=installed, state=state, target=None, reason=reason)
+
+
+def report_of(app: str, p: Pending) -> Report:
+    """A report the plan holds, as the check-in sends it."""
+    at = datetime.fromtimestamp(p.at, UTC)
+    return Report(
+        app=app, version=p.version, outcome=p.outcome, reason=p.reason, log_tail=p.log_tail, at=at
+    )

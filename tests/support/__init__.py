@@ -1,0 +1,1 @@
+"""What tests and benches share: servers, clients, fault injection, in-process hosts."""

@@ -7,23 +7,13 @@ fake installer, so one process drives them all over real HTTP, on the embedded S
 import asyncio
 from collections import Counter
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from tests.fleet import Fleet
 from tests.support.sim import SimFleet
+from uptend.cli._client import Admin
 
 HOSTS = 1000
 APP = "fleetapp"
-
-
-def admin_get(fleet: Fleet, path: str, **params: Any) -> Any:
-    headers = {"Authorization": f"Bearer {fleet.admin_token}"}
-    with httpx.Client(base_url=fleet.url, headers=headers, timeout=60) as http:
-        response = http.get(path, params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def test_a_thousand_hosts_go_from_v1_to_v2_and_the_bad_ones_roll_back(tmp_path: Path) -> None:
@@ -50,19 +40,18 @@ def test_a_thousand_hosts_go_from_v1_to_v2_and_the_bad_ones_roll_back(tmp_path: 
         first, checkins = asyncio.run(scenario())
         assert first == 1  # told, installed (the fake install is instant), reported next round
 
-        summary = admin_get(fleet, "/api/v1/fleet/summary")
-        (app,) = [a for a in summary["apps"] if a["app"] == APP]
-        assert app["agents"] == HOSTS
-        assert app["versions"] == {"2.0": 900, "1.0": 100}
-        assert app["reasons"] == {"up_to_date": 900, "failed": 100}
+        admin = Admin(fleet.url, fleet.admin_token)
+        (app,) = [a for a in admin.summary().apps if a.app == APP]
+        assert app.agents == HOSTS
+        assert app.versions == {"2.0": 900, "1.0": 100}
+        assert app.reasons == {"up_to_date": 900, "failed": 100}
 
-        failed = admin_get(fleet, "/api/v1/agents", reason="failed", limit=1000)
-        assert failed["total"] == 100
-        sample = failed["agents"][0]
-        (row,) = [a for a in sample["apps"] if a["app"] == APP]
-        assert row["installed"] == "1.0"
-        assert "unhealthy" in row["reason"]["message"]
-        shown = admin_get(fleet, f"/api/v1/agents/{sample['name']}")
-        outcomes = {r["outcome"] for r in shown["reports"]}
+        failed = admin.agents(reason="failed", limit=1000)
+        assert failed.total == 100
+        sample = failed.agents[0]
+        (row,) = [a for a in sample.apps if a.app == APP]
+        assert row.installed == "1.0"
+        assert "unhealthy" in row.reason.message
+        outcomes = {r.outcome for r in admin.agent(sample.name).reports}
         assert {"installed", "rolled_back"} <= outcomes
         assert checkins == 3 * HOSTS

@@ -1,13 +1,25 @@
 """The admin CLI's HTTP client (httpx): errors from the server come back as UptendErrors."""
 
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import typer
+from pydantic import TypeAdapter, ValidationError
 
 from uptend.errors import ConfigError, TransientError, UptendError
-from uptend.protocol import error_from_body
+from uptend.protocol import (
+    AgentDetail,
+    AgentPage,
+    FleetSummary,
+    Group,
+    GroupSet,
+    Release,
+    error_from_body,
+)
+
+T = TypeVar("T")
 
 ServerOpt = Annotated[
     str,
@@ -54,6 +66,49 @@ class Admin:
     def upload(self, path: str, params: dict[str, str], body: Iterator[bytes], size: int) -> Any:
         headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
         return self.call("POST", path, params=params, content=body, headers=headers)
+
+    # -- the admin API, typed: the CLI, the tests and the benches all come this way ----------
+
+    def publish(self, params: dict[str, str], body: Iterator[bytes], size: int) -> Release:
+        return _typed(Release, self.upload("/api/v1/releases", params, body, size))
+
+    def releases(self, app: str | None = None) -> list[Release]:
+        params = {"app": app} if app else {}
+        return _typed(list[Release], self.call("GET", "/api/v1/releases", params=params))
+
+    def set_group(self, name: str, change: GroupSet) -> Group:
+        body = change.model_dump(mode="json")
+        return _typed(Group, self.call("PUT", f"/api/v1/groups/{quote(name, safe='')}", json=body))
+
+    def groups(self) -> list[Group]:
+        return _typed(list[Group], self.call("GET", "/api/v1/groups"))
+
+    def agents(self, **filters: str | int | bool | None) -> AgentPage:
+        """One page of the fleet; filters as `fleet list` takes them (None: not given)."""
+        params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in filters.items()}
+        wanted = {k: v for k, v in params.items() if filters[k] is not None}
+        return _typed(AgentPage, self.call("GET", "/api/v1/agents", params=wanted))
+
+    def summary(self) -> FleetSummary:
+        return _typed(FleetSummary, self.call("GET", "/api/v1/fleet/summary"))
+
+    def agent(self, key: str) -> AgentDetail:
+        return _typed(AgentDetail, self.call("GET", f"/api/v1/agents/{quote(key, safe='')}"))
+
+    def retry(self, agent: str, app: str) -> None:
+        path = f"/api/v1/agents/{quote(agent, safe='')}/apps/{quote(app, safe='')}/retry"
+        self.call("POST", path)
+
+
+def _typed(kind: type[T], data: Any) -> T:
+    """Validate an answer against its wire type: a foreign answer is an error, not a crash."""
+    try:
+        return TypeAdapter(kind).validate_python(data)
+    except ValidationError as e:
+        raise TransientError(
+            f"the server's answer is not what uptend expects: {e.error_count()} errors",
+            hint="check that --server / UPTEND_SERVER points at an uptend server of this version",
+        ) from None
 
 
 def error_from(response: httpx.Response) -> UptendError:

@@ -23,6 +23,7 @@ from uptend.cli._client import Admin
 from uptend.cli._output import console
 from uptend.cli.release import upload_release
 from uptend.errors import TransientError, UptendError
+from uptend.protocol import GroupSet
 
 app = typer.Typer(add_completion=False)  # the root command owns shell completion
 
@@ -88,7 +89,7 @@ def view(agents: list[dict[str, Any]], dirs: dict[str, Path], note: str) -> Tabl
 
 
 def on_version(admin: Admin, dirs: dict[str, Path], version: str) -> tuple[bool, list[Any]]:
-    agents = admin.call("GET", "/api/v1/agents", params={"limit": 1000})["agents"]
+    agents = admin.agents(limit=1000).model_dump(mode="json")["agents"]
     done = len(agents) == len(dirs) and all(
         any(
             x["app"] == "demo" and x["installed"] == version and x["state"] == "running"
@@ -151,11 +152,7 @@ def demo(
             url = line.removeprefix("listening on ")
             say(f"server up at {url}")
             admin = Admin(url, init.admin_token)
-            admin.call(
-                "PUT",
-                "/api/v1/groups/default",
-                json={"app": "demo", "channel": "stable", "poll_interval_s": 1},
-            )
+            admin.set_group("default", GroupSet(app="demo", channel="stable", poll_interval_s=1))
             upload_release(
                 admin, "demo", "1.0", sample_release(work, "1.0"), "stable", show_progress=False
             )

@@ -7,7 +7,6 @@ characters (a terminal escape in a reason) print as hex escapes.
 
 import re
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 from rich.table import Table
@@ -96,11 +95,13 @@ def list_agents(
     json_out: JsonOpt = False,
 ) -> None:
     """List agents in name order with, per app, installed and desired version, state and why."""
-    params: dict[str, str | int] = {"outdated": str(outdated).lower(), "limit": limit}
-    for key, value in (("reason", reason), ("group", group), ("app", app_name), ("cursor", cursor)):
-        if value is not None:
-            params[key] = str(value)
-    page = Admin(server, token).call("GET", "/api/v1/agents", params=params)
+    page = (
+        Admin(server, token)
+        .agents(
+            outdated=outdated, limit=limit, reason=reason, group=group, app=app_name, cursor=cursor
+        )
+        .model_dump(mode="json")
+    )
     if json_out:
         print_json(page)
         return
@@ -114,7 +115,7 @@ def list_agents(
 @app.command(epilog="Example: uptend fleet summary --json")
 def summary(server: ServerOpt = "", token: TokenOpt = "", json_out: JsonOpt = False) -> None:
     """Per app: the versions installed, the share on the desired version, agents per reason."""
-    data = Admin(server, token).call("GET", "/api/v1/fleet/summary")
+    data = Admin(server, token).summary().model_dump(mode="json")
     if json_out:
         print_json(data)
         return
@@ -139,7 +140,7 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """Show one agent: its apps, their state, and its latest update reports with log tails."""
-    data = Admin(server, token).call("GET", f"/api/v1/agents/{quote(agent, safe='')}")
+    data = Admin(server, token).agent(agent).model_dump(mode="json")
     if json_out:
         print_json(data)
         return
@@ -160,5 +161,5 @@ def retry(
     token: TokenOpt = "",
 ) -> None:
     """Let AGENT try again a version of APP that failed its health check there."""
-    Admin(server, token).call("POST", f"/api/v1/agents/{agent}/apps/{app_name}/retry")
+    Admin(server, token).retry(agent, app_name)
     console.print(literal(f"{agent} will retry {app_name} at its next check-in"))

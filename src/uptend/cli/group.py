@@ -42,9 +42,7 @@ def set_group(
     change = GroupSet(
         app=app_name, channel=channel, poll_interval_s=poll_interval, auto_update=auto_update
     )
-    group = Admin(server, token).call(
-        "PUT", f"/api/v1/groups/{name}", json=change.model_dump(mode="json")
-    )
+    group = Admin(server, token).set_group(name, change).model_dump(mode="json")
     if json_out:
         print_json(group)
     else:
@@ -58,7 +56,7 @@ def list_groups(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """List groups with their apps and policies."""
-    groups = Admin(server, token).call("GET", "/api/v1/groups")
+    groups = [g.model_dump(mode="json") for g in Admin(server, token).groups()]
     if json_out:
         print_json(groups)
     else:

@@ -86,7 +86,7 @@ def upload_release(
                         yield data
 
             params = {"app": name, "version": version, "channel": channel, "format": fmt.value}
-            release: dict[str, Any] = admin.upload("/api/v1/releases", params, chunks(), size)
+            release = admin.publish(params, chunks(), size).model_dump(mode="json")
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -127,8 +127,7 @@ def list_releases(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """List published releases, oldest first per app."""
-    params = {"app": name} if name else {}
-    releases = Admin(server, token).call("GET", "/api/v1/releases", params=params)
+    releases = [r.model_dump(mode="json") for r in Admin(server, token).releases(name)]
     if json_out:
         print_json(releases)
         return

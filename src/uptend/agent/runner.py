@@ -78,6 +78,7 @@ class Agent:
                 if self.looking is not None:
                     self.looking.cancelled.set()
                 self.supervisor.shut_down(keep_apps=self.config.keep_apps_on_exit)
+                self.control.close()
 
     def busy(self) -> bool:
         return self.looking is not None or any(d.busy for d in self.drivers.values())

@@ -119,7 +119,7 @@ def test_server_messages_survive_the_agent(
 ) -> None:
     """pydantic -> JSON -> agent decode -> agent encode -> pydantic: the same message."""
     sent = data.draw(_message(model))
-    seen = wire.decode(cls, sent.model_dump_json().encode())
+    seen: object = wire.decode(cls, sent.model_dump_json().encode())
     assert model.model_validate_json(wire.encode(seen)) == sent
 
 

@@ -1,8 +1,9 @@
 """The agent's client for the control plane: enroll and check in, over http.client.
 
 The standard library rather than urllib3 or httpx: every megabyte of an idle agent counts on
-50,000 hosts, and `ssl` (~6 MB) loads only for an https server. One kept-alive connection
-is reused from check-in to check-in. Server error bodies map back to the same UptendError
+50,000 hosts. (http.client itself imports `ssl`, ~6 MB, even for an http server: leaving it
+out would take a client on `socket`.) One kept-alive connection is reused from check-in to
+check-in. Server error bodies map back to the same UptendError
 classes the server raised (`protocol.errors`); network trouble and answers that are not
 what `agent.wire` expects are TransientErrors: the agent keeps its apps running and retries.
 """
@@ -97,7 +98,7 @@ class ControlClient:
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
             if self._https:
-                import ssl  # ~6 MB resident: only for an https server
+                import ssl
 
                 context = ssl.create_default_context()
                 self._conn = http.client.HTTPSConnection(

@@ -94,3 +94,98 @@ def test_each_summary_is_the_group_s_own_help(name: str) -> None:
 def test_the_root_lists_exactly_the_groups() -> None:
     root = typer.main.get_command(app)
     assert list(getattr(root, "commands", {})) == list(GROUPS)
+
+
+# -- the resident agent -----------------------------------------------------------------------
+
+_EXEC = """
+import json, os, sys
+out, sys.argv = sys.argv[1], ["uptend", *sys.argv[2:]]
+def execv(path, argv):
+    with open(out, "w") as f:
+        json.dump({"path": path, "argv": argv}, f)
+    raise SystemExit(0)
+os.execv = execv
+from uptend.cli import main
+main()
+"""
+
+# Imported by `import uptend.agent.resident` (its whole start-up: the runner and what it uses).
+_RESIDENT = """
+import json, sys
+import uptend.agent.resident
+with open(sys.argv[1], "w") as f:
+    json.dump(sorted(sys.modules), f)
+"""
+
+# Gone from the resident process with the exec and agent.wire.
+RESIDENT_NEVER = {"typer", "rich", "click", "httpx", "uptend.cli", "uptend.server"}
+RESIDENT_NEVER_MODULES = {
+    "uptend.protocol.agent_api",  # the pydantic wire models: agent.wire mirrors them
+    "uptend.protocol.admin_api",
+    "uptend.protocol.reasons",
+}
+# Still resident on this branch, through modules that load them for work that moves into the
+# short-lived worker (h9-worker: lookup, artifacts, download, tuf_session, installers) and
+# through protocol.manifest (pydantic; read by supervisor, probes and installers.base).
+RESIDENT_LATER = {"pydantic", "tuf", "securesystemslib", "cryptography", "urllib3"}
+
+
+def test_agent_run_execs_into_the_resident_entry_point(tmp_path: Path) -> None:
+    out = tmp_path / "exec.json"
+    argv = ["agent", "run", str(tmp_path / "agent"), "--once", "--keep-apps-on-exit"]
+    done = subprocess.run(
+        [sys.executable, "-c", _EXEC, str(out), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text()) == {
+        "path": sys.executable,
+        "argv": [
+            sys.executable,
+            "-m",
+            "uptend.agent.resident",
+            str(tmp_path / "agent"),
+            "--once",
+            "--keep-apps-on-exit",
+        ],
+    }
+
+
+def _resident_modules(tmp_path: Path) -> list[str]:
+    out = tmp_path / "modules.json"
+    subprocess.run([sys.executable, "-c", _RESIDENT, str(out)], check=True, timeout=60)
+    modules: list[str] = json.loads(out.read_text())
+    return modules
+
+
+def test_the_resident_agent_imports_no_cli_and_no_wire_models(tmp_path: Path) -> None:
+    modules = _resident_modules(tmp_path)
+    names = {m.split(".")[0] for m in modules}
+    names |= {".".join(m.split(".")[:2]) for m in modules if m.startswith("uptend.")}
+    assert not names & RESIDENT_NEVER
+    assert not set(modules) & RESIDENT_NEVER_MODULES
+
+
+@pytest.mark.xfail(
+    strict=True, reason="until h9's worker takes lookup/fetch/stage out and manifest is stdlib"
+)
+@pytest.mark.parametrize("package", sorted(RESIDENT_LATER))
+def test_the_resident_agent_imports_no_heavy_package(tmp_path: Path, package: str) -> None:
+    assert package not in {m.split(".")[0] for m in _resident_modules(tmp_path)}
+
+
+def test_pydantic_free_protocol_modules_load_without_pydantic(tmp_path: Path) -> None:
+    """protocol's names load on first use: these submodules must not pull the models."""
+    code = (
+        "import sys, uptend.protocol, uptend.protocol.names, uptend.protocol.versions,"
+        " uptend.protocol.errors, uptend.protocol.tokens, uptend.agent.wire,"
+        " uptend.agent.control; print('pydantic' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"

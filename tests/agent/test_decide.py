@@ -23,7 +23,7 @@ from uptend.agent.decide import (
     retry,
 )
 from uptend.agent.machine import Hold, HoldState, Pending, Phase, Plan, Report
-from uptend.protocol import AppDirective
+from uptend.agent.wire import AppDirective
 
 NOW = 1000.0
 KINDS = frozenset({"bundle"})

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from uptend import __version__
-from uptend.agent import decide, machine
+from uptend.agent import decide, machine, wire
 from uptend.agent.status import app_status, report_of
-from uptend.protocol import AppDirective, CheckIn, Directives, EnrollRequest, EnrollResponse
+from uptend.agent.wire import AppDirective, CheckIn, Directives
+from uptend.protocol import EnrollRequest, EnrollResponse
 
 KINDS = frozenset({"bundle"})
 
@@ -153,9 +154,9 @@ class SimFleet:
 
     async def _cycle(self, host: SimHost) -> None:
         body, sent = host.checkin()
-        answer = await self._post("/api/v1/checkin", body.model_dump_json(), host.credential)
+        answer = await self._post("/api/v1/checkin", wire.encode(body).decode(), host.credential)
         host.delivered(sent)
-        directives = Directives.model_validate_json(answer)
+        directives = wire.decode(Directives, answer)
         facts = decide.Facts(
             now=time.time(),
             rand=self._rand.random(),

@@ -9,8 +9,8 @@ from uptend.agent import files
 from uptend.agent.control import ControlClient
 from uptend.agent.layout import Layout
 from uptend.agent.preconditions import REBOOT_REQUIRED, Preconditions
+from uptend.agent.wire import EnrollRequest, EnrollResponse
 from uptend.errors import ConfigError, VerificationError
-from uptend.protocol import EnrollRequest, EnrollResponse
 from uptend.protocol.tokens import root_fingerprint_of
 
 

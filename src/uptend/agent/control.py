@@ -1,48 +1,117 @@
-"""The agent's client for the control plane: enroll and check in, over urllib3.
+"""The agent's client for the control plane: enroll and check in, over http.client.
 
-urllib3 rather than httpx: the agent already loads it for TUF, and every megabyte of an
-idle agent counts on 50,000 hosts. Server error bodies map back to the same UptendError
-classes the server raised; network trouble is a TransientError.
+The standard library rather than urllib3 or httpx: every megabyte of an idle agent counts on
+50,000 hosts. (http.client itself imports `ssl`, ~6 MB, even for an http server: leaving it
+out would take a client on `socket`.) One kept-alive connection is reused from check-in to
+check-in. Server error bodies map back to the same UptendError
+classes the server raised (`protocol.errors`); network trouble and answers that are not
+what `agent.wire` expects are TransientErrors: the agent keeps its apps running and retries.
 """
 
+import http.client
 from typing import TypeVar
+from urllib.parse import urlsplit
 
-import urllib3
-from pydantic import BaseModel, ValidationError
+from uptend import __version__
+from uptend.agent import wire
+from uptend.agent.wire import CheckIn, Directives
+from uptend.errors import ConfigError, TransientError
+from uptend.protocol.errors import error_from_body
 
-from uptend.errors import TransientError
-from uptend.protocol import error_from_body
-
-M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+CONNECT_TIMEOUT_S = 10.0
+_RETRY_HINT = "the agent keeps its apps running and retries with backoff"
+# What a kept-alive connection the server has closed meanwhile raises on its next request.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class ControlClient:
     def __init__(self, server: str, credential: str | None = None, timeout_s: float = 30.0):
         self.server = server.rstrip("/") + "/"
         self.credential = credential
-        self._http = urllib3.PoolManager(
-            num_pools=2,
-            timeout=urllib3.Timeout(connect=10.0, read=timeout_s),
-            retries=False,
-        )
+        self.timeout_s = timeout_s
+        url = urlsplit(self.server)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(
+                f"invalid server URL {server!r}", hint="use http://HOST:PORT or https://HOST"
+            )
+        self._https = url.scheme == "https"
+        self._host, self._port, self._base = url.hostname, url.port, url.path
+        self._conn: http.client.HTTPConnection | None = None
 
-    def post(self, path: str, body: BaseModel, answer: type[M]) -> M:
-        headers = {"Content-Type": "application/json"}
+    def post(self, path: str, body: object, answer: type[T]) -> T:
+        """POST the wire message `body` to `path`; the server's answer as an `answer`."""
+        status, data = self._exchange(path.lstrip("/"), wire.encode(body))
+        if status >= 400:
+            raise error_from_body(status, data)
+        try:
+            return wire.decode(answer, data)
+        except wire.WireError as e:
+            raise TransientError(f"the server sent an unexpected answer to {path}: {e}") from None
+
+    def checkin(self, body: CheckIn, last: Directives | None) -> Directives:
+        """Check in, saying which directives the agent holds; `last` itself if they still hold.
+
+        The server answers `unchanged` (a few bytes) when neither the generation of `last`
+        nor the agent's state moved since it last recorded them.
+        """
+        sent = CheckIn(
+            agent_version=body.agent_version,
+            apps=body.apps,
+            reports=body.reports,
+            generation=last.generation if last else None,
+        )
+        answer = self.post("api/v1/checkin", sent, Directives)
+        return last if answer.unchanged and last is not None else answer
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _exchange(self, path: str, body: bytes) -> tuple[int, bytes]:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"uptend/{__version__}",
+        }
         if self.credential:
             headers["Authorization"] = f"Bearer {self.credential}"
-        url = self.server + path.lstrip("/")
-        try:
-            response = self._http.request(
-                "POST", url, body=body.model_dump_json().encode(), headers=headers
-            )
-        except urllib3.exceptions.HTTPError as e:
-            raise TransientError(
-                f"cannot reach the server at {self.server}: {e}",
-                hint="the agent keeps its apps running and retries with backoff",
-            ) from None
-        if response.status >= 400:
-            raise error_from_body(response.status, response.data)
-        try:
-            return answer.model_validate_json(response.data)
-        except ValidationError as e:
-            raise TransientError(f"the server sent an unexpected answer to {path}: {e}") from None
+        while True:
+            reused = self._conn is not None
+            try:
+                conn = self._connection()
+                conn.request("POST", self._base + path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read(wire.MAX_BODY_BYTES + 1)
+            except _STALE as e:
+                self.close()
+                if reused:  # the server closed the idle connection: once more on a new one
+                    continue
+                raise self._unreachable(e) from None
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                raise self._unreachable(e) from None
+            if response.will_close or len(data) > wire.MAX_BODY_BYTES:
+                self.close()  # a body over the limit is cut, so the connection is unusable
+            return response.status, data
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self._https:
+                import ssl
+
+                context = ssl.create_default_context()
+                self._conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=CONNECT_TIMEOUT_S, context=context
+                )
+            else:
+                self._conn = http.client.HTTPConnection(
+                    self._host, self._port, timeout=CONNECT_TIMEOUT_S
+                )
+            self._conn.connect()
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(self.timeout_s)  # connected: now the read timeout
+        return self._conn
+
+    def _unreachable(self, e: Exception) -> TransientError:
+        return TransientError(f"cannot reach the server at {self.server}: {e}", hint=_RETRY_HINT)

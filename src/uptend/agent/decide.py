@@ -14,8 +14,8 @@ twice in a row is said once (`report`, the only place reports are made).
 from dataclasses import dataclass, replace
 
 from uptend.agent.machine import Hold, HoldState, Pending, Phase, Plan, Report, allow_retry
+from uptend.agent.wire import AppDirective
 from uptend.policy.backoff import retry_delay_s
-from uptend.protocol import AppDirective
 from uptend.protocol.versions import parse_version
 
 MAX_BACKOFF_S = 300.0

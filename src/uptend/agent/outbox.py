@@ -4,18 +4,18 @@ New reports travel in each app's journal plan (recorded with the plan that made 
 one atomic write). The old file is sent once with the first check-in, then removed.
 """
 
-from pydantic import TypeAdapter
+import json
 
+from uptend.agent import wire
 from uptend.agent.layout import Layout
-from uptend.protocol import Report
-
-_REPORTS = TypeAdapter(list[Report])
+from uptend.agent.wire import Report
 
 
 def legacy(layout: Layout) -> list[Report]:
     try:
-        return _REPORTS.validate_json(layout.outbox.read_bytes())
-    except (OSError, ValueError):
+        raw = json.loads(layout.outbox.read_bytes())
+        return wire.from_json(list[Report], raw)
+    except (OSError, ValueError, RecursionError):  # WireError is a ValueError
         return []
 
 

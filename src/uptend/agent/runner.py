@@ -17,7 +17,7 @@ import time
 
 from uptend import __version__
 from uptend.agent import config as agent_config
-from uptend.agent import decide, files, lookup, outbox
+from uptend.agent import decide, files, lookup, outbox, wire
 from uptend.agent.control import ControlClient
 from uptend.agent.driver import AppDriver
 from uptend.agent.installers import supported
@@ -26,10 +26,10 @@ from uptend.agent.layout import Layout
 from uptend.agent.lock import DataDirLock
 from uptend.agent.status import app_status, report_of
 from uptend.agent.supervisor import Supervisor
+from uptend.agent.wire import AppDirective, AppStatus, CheckIn, Directives, Report
 from uptend.agent.worker import Job
 from uptend.errors import AuthError, TransientError, UptendError
 from uptend.policy.backoff import jittered_s, retry_delay_s
-from uptend.protocol import AppDirective, AppStatus, CheckIn, Directives, Report
 
 log = logging.getLogger("uptend.agent")
 TICK_S = 0.5  # idle: supervise the apps twice a second
@@ -78,6 +78,7 @@ class Agent:
                 if self.looking is not None:
                     self.looking.cancelled.set()
                 self.supervisor.shut_down(keep_apps=self.config.keep_apps_on_exit)
+                self.control.close()
 
     def busy(self) -> bool:
         return self.looking is not None or any(d.busy for d in self.drivers.values())
@@ -127,7 +128,7 @@ class Agent:
                 reports += [report_of(app, p) for p in pending]
         body = CheckIn(agent_version=__version__, apps=self.statuses(), reports=reports)
         try:
-            directives = self.control.post("api/v1/checkin", body, Directives)
+            directives = self.control.checkin(body, self.directives)
         except (TransientError, AuthError) as e:
             self.checkin_failures += 1
             cap = min(self.poll_interval(), decide.MAX_BACKOFF_S)
@@ -148,7 +149,7 @@ class Agent:
             log.warning("%s", self.unwritable)
             return jittered_s(self.poll_interval(), self._rand.random())
         if changed:  # the idle check-in path writes nothing when nothing changed
-            files.write_atomically(self.layout.directives, directives.model_dump_json().encode())
+            files.write_atomically(self.layout.directives, wire.encode(directives))
         for app in directives.retry:
             driver = self.driver(app)
             driver.save(decide.retry(driver.plan))
@@ -216,8 +217,8 @@ class Agent:
 
     def _last_directives(self) -> Directives | None:
         try:
-            return Directives.model_validate_json(self.layout.directives.read_bytes())
-        except (OSError, ValueError):
+            return wire.decode(Directives, self.layout.directives.read_bytes())
+        except (OSError, wire.WireError):
             return None
 
 

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from uptend.agent.machine import HoldState, Pending, Phase, Plan
-from uptend.protocol import AppState, AppStatus, Report
+from uptend.agent.wire import AppState, AppStatus, Report
 
 
 def app_status(

@@ -1,13 +1,9 @@
 """`uptend agent`: enroll a host, run the agent, inspect it."""
 
-import logging
-import logging.handlers
-import signal
+import os
 import socket
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -46,20 +42,6 @@ def enroll(
         console.print(f"[green]enrolled[/] {config.name} ({config.agent_id}) with {config.server}")
 
 
-def _setup_logging(data_dir: Path) -> None:
-    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    stderr = logging.StreamHandler(sys.stderr)
-    rotating = logging.handlers.RotatingFileHandler(
-        data_dir / "logs" / "agent.log", maxBytes=5 << 20, backupCount=5
-    )
-    root = logging.getLogger("uptend")
-    root.setLevel(logging.INFO)
-    for handler in (stderr, rotating):
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
-
-
 @app.command(epilog="Example: uptend agent run /var/lib/uptend-agent --keep-apps-on-exit")
 def run(
     data_dir: DataDir,
@@ -77,23 +59,12 @@ def run(
 
     Apps outlive an agent that dies (kill -9, crash): the next one adopts those still running.
     """
-    from dataclasses import replace
-
-    from uptend.agent.layout import Layout
-    from uptend.agent.runner import Agent
-
-    _setup_logging(data_dir)
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    agent = Agent(Layout(data_dir), stop)
-    if keep_apps_on_exit:
-        agent.config = replace(agent.config, keep_apps_on_exit=True)
-    agent.run(once=once)
+    # Exec, same pid, into the lean entry point: typer and rich do not stay resident.
+    argv = [sys.executable, "-m", "uptend.agent.resident", str(data_dir)]
+    argv += ["--once"] * once + ["--keep-apps-on-exit"] * keep_apps_on_exit
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, no shell
 
 
 @app.command(epilog="Example: uptend agent status /var/lib/uptend-agent --json")

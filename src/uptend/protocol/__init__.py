@@ -1,44 +1,80 @@
-"""The wire contract shared by server and agent: pydantic models and pure parsers only."""
+"""The wire contract shared by server and agent: pydantic models and pure parsers only.
 
-from uptend.protocol.admin_api import (
-    Agent,
-    AgentApp,
-    AgentDetail,
-    AgentPage,
-    AppSummary,
-    FleetSummary,
-    Group,
-    GroupApp,
-    GroupSet,
-    Release,
-    ReportView,
-)
-from uptend.protocol.agent_api import (
-    AppDirective,
-    AppState,
-    AppStatus,
-    CheckIn,
-    Directives,
-    EnrollRequest,
-    EnrollResponse,
-    Report,
-)
-from uptend.protocol.errors import ErrorBody, error_from_body
-from uptend.protocol.reasons import (
-    AutoUpdateOff,
-    DeferredPrecondition,
-    Failed,
-    NeverCheckedIn,
-    NoRelease,
-    NotAssigned,
-    Offline,
-    Outcome,
-    Reason,
-    ReasonCode,
-    UpdatePending,
-    Updating,
-    UpToDate,
-)
+The names below load on first use (PEP 562), so that importing a pydantic-free submodule
+(`protocol.names`, `protocol.versions`, `protocol.errors`) does not load pydantic: the
+resident agent never imports the models.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from uptend.protocol.admin_api import (
+        Agent,
+        AgentApp,
+        AgentDetail,
+        AgentPage,
+        AppSummary,
+        FleetSummary,
+        Group,
+        GroupApp,
+        GroupSet,
+        Release,
+        ReportView,
+    )
+    from uptend.protocol.agent_api import (
+        AppDirective,
+        AppState,
+        AppStatus,
+        CheckIn,
+        Directives,
+        EnrollRequest,
+        EnrollResponse,
+        Report,
+    )
+    from uptend.protocol.errors import ErrorBody, error_from_body
+    from uptend.protocol.reasons import (
+        AutoUpdateOff,
+        DeferredPrecondition,
+        Failed,
+        NeverCheckedIn,
+        NoRelease,
+        NotAssigned,
+        Offline,
+        Outcome,
+        Reason,
+        ReasonCode,
+        UpdatePending,
+        Updating,
+        UpToDate,
+    )
+
+_MODULES = {
+    "admin_api": (
+        "Agent AgentApp AgentDetail AgentPage AppSummary FleetSummary Group GroupApp GroupSet"
+        " Release ReportView"
+    ),
+    "agent_api": (
+        "AppDirective AppState AppStatus CheckIn Directives EnrollRequest EnrollResponse Report"
+    ),
+    "errors": "ErrorBody error_from_body",
+    "reasons": (
+        "AutoUpdateOff DeferredPrecondition Failed NeverCheckedIn NoRelease NotAssigned Offline"
+        " Outcome Reason ReasonCode UpdatePending Updating UpToDate"
+    ),
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names.split()}
+
+
+def __getattr__(name: str) -> Any:
+    """Load an exported name from its module on first use (and keep it)."""
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Agent",

@@ -64,6 +64,9 @@ class CheckIn(_Wire):
     agent_version: str
     apps: list[AppStatus] = []
     reports: list[Report] = []
+    generation: int | None = Field(
+        default=None, description="the generation of the directives the agent holds, if any"
+    )
 
 
 class AppDirective(_Wire):
@@ -78,3 +81,10 @@ class Directives(_Wire):
     poll_interval_s: float
     apps: list[AppDirective] = []
     retry: list[str] = Field(default=[], description="apps whose failed versions may be retried")
+    generation: int | None = Field(
+        default=None, description="the server's change generation these directives were made at"
+    )
+    unchanged: bool = Field(
+        default=False,
+        description="the agent's directives still hold (apps and retry are empty): keep them",
+    )

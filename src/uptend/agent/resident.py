@@ -1,0 +1,72 @@
+"""The long-lived agent: `python -m uptend.agent.resident DIR [--once] [--keep-apps-on-exit]`.
+
+`uptend agent run` parses its options with typer and then execs this module in the same
+process (same pid: signals, pid files and service managers see one agent), so that the CLI
+stack (typer, rich, and the pydantic typer brings) never stays resident. It imports the
+standard library and the agent's own modules only; tests/test_cli_startup.py checks which.
+"""
+
+import argparse
+import logging
+import logging.handlers
+import signal
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+
+from uptend.agent.layout import Layout
+from uptend.agent.runner import Agent
+from uptend.errors import UptendError
+
+
+def _setup_logging(data_dir: Path) -> None:
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    stderr = logging.StreamHandler(sys.stderr)
+    rotating = logging.handlers.RotatingFileHandler(
+        data_dir / "logs" / "agent.log", maxBytes=5 << 20, backupCount=5
+    )
+    root = logging.getLogger("uptend")
+    root.setLevel(logging.INFO)
+    for handler in (stderr, rotating):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+def run(data_dir: Path, *, once: bool = False, keep_apps_on_exit: bool = False) -> None:
+    """Run the agent in the foreground until SIGTERM or SIGINT (or one cycle with `once`)."""
+    _setup_logging(data_dir)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    agent = Agent(Layout(data_dir), stop)
+    if keep_apps_on_exit:
+        agent.config = replace(agent.config, keep_apps_on_exit=True)
+    agent.run(once=once)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Expected errors print as the CLI prints them (one line and a hint) and set the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="uptend agent run", description="the resident agent (use `uptend agent run`)"
+    )
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--once", action="store_true")
+    parser.add_argument("--keep-apps-on-exit", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        run(args.data_dir, once=args.once, keep_apps_on_exit=args.keep_apps_on_exit)
+    except UptendError as e:
+        sys.stderr.write(f"error: {e.message}\n" + (f"hint: {e.hint}\n" if e.hint else ""))
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

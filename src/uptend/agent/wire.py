@@ -1,0 +1,215 @@
+"""The agent's half of the agent API: dataclasses and strict JSON, no pydantic.
+
+The pydantic models in `protocol/agent_api.py` are the source of truth (the server validates
+with them); these mirror them field for field, and tests/agent/test_wire.py holds the two to
+the same names, types, defaults and optionality, and round-trips every message both ways
+(keyword-only, in the models' field order). They exist so that the resident agent does not
+carry pydantic (~8 MB of an idle agent).
+
+What the server sends is hostile input: `decode` checks every type, ignores unknown keys
+(as the models do) and bounds every size; anything else is a `WireError`, which the control
+client turns into a TransientError. Pure: no I/O.
+"""
+
+import dataclasses
+import json
+import math
+import types
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+MAX_BODY_BYTES = 4 << 20  # a check-in answer for thousands of apps fits easily
+MAX_ITEMS = 10_000  # per list
+MAX_TEXT = 64 << 10  # per string (a report's log tail is at most 64 KiB)
+MAX_INT = (1 << 63) - 1
+MAX_POLL_S = 7 * 86400.0
+
+T = TypeVar("T")
+
+
+class WireError(ValueError):
+    """A message that does not match its schema; says where."""
+
+
+class AppState(StrEnum):
+    """What an agent reports about one app (protocol.AppState's values)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    UPDATING = "updating"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrollRequest:
+    token: str
+    name: str
+    group: str = "default"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrollResponse:
+    agent_id: str
+    credential: str
+    root: str
+    metadata_url: str
+    targets_url: str
+    poll_interval_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppStatus:
+    app: str
+    version: str | None = None
+    state: AppState = AppState.PENDING
+    target: str | None = None
+    reason: str = ""
+    phase: str | None = None
+    bytes_done: int | None = None
+    bytes_total: int | None = None
+    probation_left_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    app: str
+    version: str
+    outcome: str  # installed | failed | rolled_back | rollback_failed | deferred | refused
+    reason: str = ""
+    log_tail: str = ""
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckIn:
+    agent_version: str
+    apps: list[AppStatus] = field(default_factory=list)
+    reports: list[Report] = field(default_factory=list)
+    generation: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppDirective:
+    app: str
+    version: str | None
+    pinned: bool = False
+    target: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Directives:
+    poll_interval_s: float
+    apps: list[AppDirective] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)
+    generation: int | None = None
+    unchanged: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.poll_interval_s <= MAX_POLL_S:  # 0 would spin the agent
+            raise WireError(f"poll_interval_s: {self.poll_interval_s} is not in (0, {MAX_POLL_S}]")
+
+
+MESSAGES = (EnrollRequest, EnrollResponse, AppStatus, Report, CheckIn, AppDirective, Directives)
+
+
+def encode(message: object) -> bytes:
+    """The JSON of a message, as the server's models read it."""
+    return json.dumps(_plain(message), separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode(cls: type[T], body: bytes) -> T:
+    """Parse and check one message of type `cls`; raise WireError if it is not one."""
+    if len(body) > MAX_BODY_BYTES:
+        raise WireError(f"{len(body)} bytes is over the limit of {MAX_BODY_BYTES}")
+    try:
+        raw = json.loads(body)
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested too deep
+        raise WireError(f"not JSON: {e}") from None
+    return from_json(cls, raw)
+
+
+def from_json(cls: type[T], raw: Any) -> T:
+    """Check an already parsed JSON value against message type `cls`."""
+    value: T = _value(cls, raw, getattr(cls, "__name__", "message"))
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value  # str (StrEnum included), int, float, bool, None
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _value(tp: Any, raw: Any, where: str) -> Any:  # one case per type
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):  # X | None, the only unions on the wire
+        (inner,) = (a for a in get_args(tp) if a is not type(None))
+        return None if raw is None else _value(inner, raw, where)
+    if origin is list:
+        if not isinstance(raw, list):
+            raise WireError(f"{where}: expected a list")
+        if len(raw) > MAX_ITEMS:
+            raise WireError(f"{where}: {len(raw)} items is over the limit of {MAX_ITEMS}")
+        (item,) = get_args(tp)
+        return [_value(item, r, f"{where}[{i}]") for i, r in enumerate(raw)]
+    if tp is bool:
+        if isinstance(raw, bool):
+            return raw
+    elif tp is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            if abs(raw) > MAX_INT:
+                raise WireError(f"{where}: {raw} is out of range")
+            return raw
+    elif tp is float:
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            if not math.isfinite(raw):
+                raise WireError(f"{where}: {raw} is not finite")
+            return float(raw)
+    elif tp is str or (isinstance(tp, type) and issubclass(tp, StrEnum)):
+        if isinstance(raw, str):
+            if len(raw) > MAX_TEXT:
+                raise WireError(f"{where}: {len(raw)} characters is over the limit of {MAX_TEXT}")
+            try:
+                return tp(raw)  # a StrEnum refuses a value it does not name
+            except ValueError:
+                raise WireError(f"{where}: {raw!r} is not a {tp.__name__}") from None
+    elif tp is datetime:
+        if isinstance(raw, str) and len(raw) <= 64:
+            try:
+                return datetime.fromisoformat(raw)
+            except ValueError:
+                pass
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _object(tp, raw, where)
+    raise WireError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {type(raw).__name__}")
+
+
+def _object(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise WireError(f"{where}: expected an object")
+    hints = _hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in raw:
+            values[f.name] = _value(hints[f.name], raw[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise WireError(f"{where}: {f.name} is missing")
+    return cls(**values)

@@ -1,0 +1,199 @@
+"""The agent's wire dataclasses and the server's pydantic models agree on every message.
+
+`protocol.agent_api` is the source of truth; `agent.wire` mirrors it so the resident agent
+carries no pydantic. These tests hold the two to the same field names (in order), types,
+defaults and optionality, and round-trip generated messages both ways through real JSON.
+"""
+
+import dataclasses
+import json
+import types
+from datetime import UTC, datetime
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from uptend.agent import wire
+from uptend.protocol import agent_api
+
+PAIRS = [(cls, getattr(agent_api, cls.__name__)) for cls in wire.MESSAGES]
+WIRE_OF = {model: cls for cls, model in PAIRS} | {agent_api.AppState: wire.AppState}
+
+
+def _same_type(model_type: Any, wire_type: Any) -> bool:
+    """The model's annotation and the dataclass's, with each model mapped to its mirror."""
+    if get_origin(model_type) in (Union, types.UnionType):  # only X | None on the wire
+        mapped = {WIRE_OF.get(a, a) for a in get_args(model_type)}
+        return get_origin(wire_type) in (Union, types.UnionType) and mapped == set(
+            get_args(wire_type)
+        )
+    if get_origin(model_type) is list:
+        return get_origin(wire_type) is list and _same_type(
+            get_args(model_type)[0], get_args(wire_type)[0]
+        )
+    return WIRE_OF.get(model_type, model_type) is wire_type
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+@pytest.mark.parametrize(("cls", "model"), PAIRS, ids=[c.__name__ for c, _ in PAIRS])
+def test_same_fields_types_defaults_and_optionality(cls: type, model: type[BaseModel]) -> None:
+    fields = dataclasses.fields(cls)
+    assert [f.name for f in fields] == list(model.model_fields)
+    hints = get_type_hints(cls)
+    for f in fields:
+        info = model.model_fields[f.name]
+        assert _same_type(info.annotation, hints[f.name]), f.name
+        has_default = _default(f) is not dataclasses.MISSING
+        assert info.is_required() is not has_default, f.name
+        if has_default:
+            assert info.get_default(call_default_factory=True) == _default(f), f.name
+
+
+def test_the_app_states_are_the_same() -> None:
+    assert [(s.name, s.value) for s in wire.AppState] == [
+        (s.name, s.value) for s in agent_api.AppState
+    ]
+
+
+def test_every_agent_api_message_has_a_mirror() -> None:
+    models = {
+        name
+        for name, obj in vars(agent_api).items()
+        if isinstance(obj, type)
+        and issubclass(obj, BaseModel)
+        and obj.__module__ == agent_api.__name__
+        and not name.startswith("_")
+    }
+    assert models == {cls.__name__ for cls in wire.MESSAGES}
+
+
+# -- generated messages, both ways ------------------------------------------------------------
+
+
+def _strategy(tp: Any, name: str = "") -> st.SearchStrategy[Any]:
+    """Values of annotation `tp` inside the bounds `wire` checks (the server never exceeds them)."""
+    if get_origin(tp) in (Union, types.UnionType):
+        (inner,) = (a for a in get_args(tp) if a is not type(None))
+        return st.none() | _strategy(inner, name)
+    if get_origin(tp) is list:
+        return st.lists(_strategy(get_args(tp)[0]), max_size=3)
+    if name == "poll_interval_s":
+        return st.floats(min_value=1e-3, max_value=wire.MAX_POLL_S)
+    if tp is bool:
+        return st.booleans()
+    if tp is int:
+        return st.integers(min_value=-wire.MAX_INT, max_value=wire.MAX_INT)
+    if tp is float:
+        return st.floats(allow_nan=False, allow_infinity=False)
+    if tp is str:
+        return st.text(max_size=30)
+    if tp is datetime:
+        return st.datetimes(timezones=st.none() | st.just(UTC))
+    if isinstance(tp, type) and issubclass(tp, agent_api.AppState | wire.AppState):
+        return st.sampled_from(list(tp))
+    return _message(tp)
+
+
+def _message(cls: type) -> st.SearchStrategy[Any]:
+    hints = cls.model_fields if issubclass(cls, BaseModel) else get_type_hints(cls)
+    kwargs = {
+        name: _strategy(info.annotation if issubclass(cls, BaseModel) else info, name)
+        for name, info in hints.items()
+    }
+    return st.builds(cls, **kwargs)
+
+
+@pytest.mark.parametrize(("cls", "model"), PAIRS, ids=[c.__name__ for c, _ in PAIRS])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_server_messages_survive_the_agent(
+    cls: type, model: type[BaseModel], data: st.DataObject
+) -> None:
+    """pydantic -> JSON -> agent decode -> agent encode -> pydantic: the same message."""
+    sent = data.draw(_message(model))
+    seen: object = wire.decode(cls, sent.model_dump_json().encode())
+    assert model.model_validate_json(wire.encode(seen)) == sent
+
+
+@pytest.mark.parametrize(("cls", "model"), PAIRS, ids=[c.__name__ for c, _ in PAIRS])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_agent_messages_validate_on_the_server(
+    cls: type, model: type[BaseModel], data: st.DataObject
+) -> None:
+    """agent encode -> pydantic validate -> pydantic JSON -> agent decode: the same message."""
+    sent = data.draw(_message(cls))
+    received = model.model_validate_json(wire.encode(sent))
+    assert wire.decode(cls, received.model_dump_json().encode()) == sent
+
+
+def test_the_last_directives_file_reads_back_either_way() -> None:
+    """state/directives.json written by an older (pydantic) agent, read by this one, and back."""
+    old = agent_api.Directives(
+        poll_interval_s=5,
+        apps=[agent_api.AppDirective(app="demo", version="2.0", target="demo/2.0/demo-2.0.tar.gz")],
+    )
+    ours = wire.decode(
+        wire.Directives, old.model_dump_json(exclude={"generation", "unchanged"}).encode()
+    )
+    assert ours.apps[0].target == "demo/2.0/demo-2.0.tar.gz"
+    assert agent_api.Directives.model_validate_json(wire.encode(ours)) == old
+
+
+# -- hostile answers -----------------------------------------------------------------------------
+
+GOOD: dict[str, Any] = {
+    "poll_interval_s": 5,
+    "apps": [{"app": "demo", "version": "2.0"}],
+    "retry": [],
+}
+
+
+def _with(**changes: Any) -> bytes:
+    return json.dumps(GOOD | changes).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[" * 100_000, "not JSON"),
+        (b"[]", "expected an object"),
+        (b"{}", "poll_interval_s is missing"),
+        (_with(poll_interval_s="5"), "poll_interval_s: expected float"),
+        (_with(poll_interval_s=True), "poll_interval_s: expected float"),
+        (_with(poll_interval_s=0), "poll_interval_s: 0.0 is not in"),
+        (_with(poll_interval_s=1e400), "not finite"),  # json reads 1e400 as inf
+        (_with(poll_interval_s=-1), "is not in"),
+        (_with(apps={"app": "demo"}), "apps: expected a list"),
+        (_with(apps=[{"app": "demo"}]), "apps[0]: version is missing"),
+        (_with(apps=[{"app": 7, "version": None}]), "apps[0].app: expected str"),
+        (_with(apps=[{"app": "demo", "version": None, "pinned": 1}]), "pinned: expected bool"),
+        (_with(apps=[{"app": "x" * (wire.MAX_TEXT + 1), "version": None}]), "over the limit"),
+        (_with(retry=["demo"] * (wire.MAX_ITEMS + 1)), "items is over the limit"),
+        (_with(generation=1 << 64), "generation: 18446744073709551616 is out of range"),
+        (_with(generation="7"), "generation: expected int"),
+        (_with(unchanged=None), "unchanged: expected bool"),
+        (b" " * (wire.MAX_BODY_BYTES + 1), "over the limit"),
+    ],
+)
+def test_a_hostile_answer_is_refused_with_where(body: bytes, says: str) -> None:
+    with pytest.raises(wire.WireError) as e:
+        wire.decode(wire.Directives, body)
+    assert says in str(e.value)
+
+
+def test_unknown_keys_are_ignored_like_the_models_do() -> None:
+    body = _with(future={"x": 1}, apps=[{"app": "demo", "version": "2.0", "colour": "red"}])
+    assert wire.decode(wire.Directives, body) == wire.Directives(
+        poll_interval_s=5.0, apps=[wire.AppDirective(app="demo", version="2.0")]
+    )

@@ -249,6 +249,7 @@ def test_a_new_supervisor_adopts_and_stops_the_same_process(layout: Layout) -> N
     assert running(record.pid)
 
     second.stop("app")
+    wait_until(lambda: second.stopped("app"), timeout_s=10, what="stopped")
     assert not running(record.pid)
     assert not second.alive("app")
     assert not layout.run_file("app").exists()

@@ -93,3 +93,52 @@ def test_staged_file_changed_after_verification_is_refused(
     assert list(driver.layout.staging("demo").iterdir()) == []
     (report,) = plan.pending  # recorded with the plan, in the same journal write
     assert (report.outcome, report.version) == ("failed", "2.0")
+
+
+class Recorder:
+    """An observer that keeps what the driver tells it."""
+
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, str | None]] = []
+        self.spans: list[tuple[str, str | None]] = []
+
+    def phase(self, app: str, phase: str, version: str | None) -> None:
+        self.phases.append((phase, version))
+
+    def span(self, app: str, name: str, version: str | None, start: float, end: float) -> None:
+        assert app == "demo"
+        assert start <= end
+        self.spans.append((name, version))
+
+
+def test_the_observer_sees_each_phase_and_each_timed_step(
+    staged: tuple[AppDriver, Path],
+) -> None:
+    staging, _ = staged
+    seen = Recorder()
+    layout = staging.layout
+    Journal(layout.journal("demo"), layout.app_dir("demo")).save(
+        machine.Plan(machine.Phase.STAGING, current=None, target="2.0", attempts=1)
+    )
+    driver = AppDriver(
+        layout, "demo", Supervisor(layout), staging.targets_url, facts, observer=seen
+    )
+    driver.resume()
+    settle(driver)  # 2.0 (`true`) exits at once: unhealthy, rolled back to nothing
+
+    assert seen.phases == [  # phases entered; the journal already held staging
+        ("activating", "2.0"),
+        ("probation", "2.0"),
+        ("rolling_back", "2.0"),
+        ("idle", None),
+    ]
+    steps = [name for name, _ in seen.spans if name != "journal"]
+    assert steps == [
+        "verify", "unpack", "sync", "stage",  # the stage job, inner steps first
+        "stop", "activate", "start",  # the switch to 2.0
+        "stop", "activate",  # the rollback to nothing: deactivated, nothing started
+        "cleanup",
+    ]  # fmt: skip
+    assert ("stage", "2.0") in seen.spans
+    assert ("activate", None) in seen.spans
+    assert seen.spans.count(("journal", "2.0")) >= 4

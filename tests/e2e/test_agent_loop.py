@@ -97,6 +97,53 @@ def test_during_a_long_probation_the_agent_reports_updating_and_restarts_other_a
     assert host.journal(APP)["current"] == "2.0"
 
 
+def test_replacing_an_app_that_ignores_sigterm_blocks_neither_check_ins_nor_other_apps(
+    fleet: Fleet,
+) -> None:
+    """The old process gets STOP_TIMEOUT_S (10 s) before SIGKILL; the loop goes on meanwhile."""
+    fleet.assign(APP, poll=1.0)
+    fleet.assign("side", poll=1.0)
+    stubborn = make_release(fleet.root / "releases", "1.0", probation=PROBATION)
+    code = (stubborn / "app.py").read_text()
+    honour = "signal.signal(signal.SIGTERM, lambda *_: stop.set())"
+    ignore = 'signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))'
+    assert honour in code
+    (stubborn / "app.py").write_text(code.replace(honour, ignore))
+    fleet.cli("release", "publish", APP, "1.0", str(stubborn))
+    fleet.publish("side", "1.0", probation=PROBATION)
+    host = fleet.add_host()
+    host.start()
+    for app in (APP, "side"):
+        wait_until(lambda a=app: journal_of(host, a).get("current") == "1.0", what=f"{app} 1.0")  # type: ignore[misc]
+        wait_until(lambda a=app: alive_pid(host, a) is not None, what=f"{app} running")  # type: ignore[misc]
+    old = alive_pid(host, APP)
+    assert old is not None
+
+    fleet.publish(APP, "2.0", probation=PROBATION)
+    app_log = host.dir / "apps" / APP / "logs" / "1.0.out"
+    wait_until(lambda: "ignoring SIGTERM" in app_log.read_text(), what="the stop of 1.0 sent")
+
+    def stop_pending() -> bool:
+        return host.journal(APP)["phase"] == "activating" and alive_pid(host, APP) == old
+
+    # while the stop waits: another app is supervised...
+    side = alive_pid(host, "side")
+    assert side is not None
+    os.kill(side, signal.SIGKILL)
+    wait_until(lambda: alive_pid(host, "side") not in (None, side), what="side restarted")
+    assert stop_pending()
+    # ...and the agent checks in and acts on what it hears
+    fleet.cli("group", "set", "default", "--poll-interval", "2")
+    directives = host.dir / "state" / "directives.json"
+    wait_until(lambda: '"poll_interval_s":2.0' in directives.read_text(), what="a check-in")
+    assert stop_pending()
+
+    wait_until(lambda: host.running_version(APP) == "2.0", timeout_s=60, what="2.0 running")
+    wait_until(lambda: host.journal(APP)["phase"] == "idle", timeout_s=60, what="2.0 installed")
+    assert host.journal(APP)["current"] == "2.0"
+    assert alive_pid(host, APP) != old
+
+
 BIG = 4 << 20  # bytes of random data in the release: it does not compress
 RATE = 512 << 10  # bytes per second through the proxy: about 8 s for the whole download
 

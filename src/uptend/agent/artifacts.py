@@ -16,6 +16,7 @@ from uptend.agent.crashpoints import crashpoint
 from uptend.agent.download import download_target, target_url
 from uptend.agent.installers import Signed
 from uptend.agent.layout import Layout
+from uptend.agent.observe import Span, no_span
 from uptend.agent.worker import Job
 from uptend.protocol.targets import TargetCustom
 
@@ -49,11 +50,13 @@ def artifact(layout: Layout, signed: Signed) -> Path:
     return layout.staging(signed.custom.app) / Path(signed.name).name
 
 
-def fetch(layout: Layout, signed: Signed, targets_url: str, job: Job[Any]) -> None:
+def fetch(
+    layout: Layout, signed: Signed, targets_url: str, job: Job[Any], span: Span = no_span
+) -> None:
     """Fetch the artifact of `signed` into staging (a no-op when it is there and verifies)."""
     final = artifact(layout, signed)
     if final.exists():
-        with final.open("rb") as f:
+        with span("verify"), final.open("rb") as f:
             signed.info.verify_length_and_hashes(f)
         return
     partial = final.with_name(final.name + ".part")
@@ -69,9 +72,8 @@ def fetch(layout: Layout, signed: Signed, targets_url: str, job: Job[Any]) -> No
 
     job.progress(partial.stat().st_size if partial.exists() else 0, signed.info.length)
     try:
-        download_target(
-            signed.info, target_url(targets_url, signed.info), partial, progress=progress
-        )
+        url = target_url(targets_url, signed.info)
+        download_target(signed.info, url, partial, progress=progress, span=span)
     except OSError:
         partial.unlink(missing_ok=True)  # at once: it may be what fills the disk (F40)
         raise

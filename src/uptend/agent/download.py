@@ -25,6 +25,7 @@ from tuf.api.metadata import TargetFile
 
 from uptend.agent import http
 from uptend.agent.http import FetchLimits
+from uptend.agent.observe import Span, no_span
 from uptend.errors import TransientError, VerificationError
 
 __all__ = ["FetchLimits", "download_target", "is_verified_copy", "target_url"]
@@ -54,6 +55,7 @@ def download_target(
     *,
     limits: FetchLimits = FetchLimits(),
     progress: Callable[[int, int], None] | None = None,
+    span: Span = no_span,
 ) -> None:
     """Download `info` from `url` into `partial`, resuming what is there, then verify it.
 
@@ -67,6 +69,7 @@ def download_target(
         partial: staging file; created if absent, resumed with `Range` if not.
         limits: connect/gap timeouts and the whole-download deadline.
         progress: called with (bytes on disk, signed length) after each chunk.
+        span: times the `download` and the `verify` (`agent/observe.py`).
 
     Raises:
         VerificationError: More than the signed length arrived, or the hashes differ.
@@ -75,10 +78,12 @@ def download_target(
     deadline = time.monotonic() + limits.deadline_s
     with partial.open("a+b") as f:
         try:
-            if _fetch_into(f, info, url, limits, deadline, progress):
-                f.flush()
-                os.fsync(f.fileno())
-            _verify(f, info)
+            with span("download"):
+                if _fetch_into(f, info, url, limits, deadline, progress):
+                    f.flush()
+                    os.fsync(f.fileno())
+            with span("verify"):
+                _verify(f, info)
         except VerificationError:
             # Promise 1 (docs/architecture.md), docs/faults.md A3-A4: unverified bytes never
             # stay in staging.

@@ -1,10 +1,13 @@
 """The only caller of `machine`: journal the new plan, then perform its action, tick by tick.
 
-Nothing here blocks the loop for long: fetch, stage and clean-up run as worker jobs, and
+Nothing here blocks the loop for long: fetch, stage and clean-up run as worker jobs,
 probation is judged at each tick against the deadline in the plan (process alive, then the
-probes, polled). Each action is idempotent, because after kill -9 `resume` repeats the last
-one: a fetch resumes into the same staging file, a stage starts over, a switch stops
-whatever runs and activates again, a probation runs again.
+probes, polled), and an activation waits across ticks for the old process to be gone
+(`Supervisor.stop` returns at once; the tick polls `stopped`). Each action is idempotent,
+because after kill -9 `resume` repeats the last one: a fetch resumes into the same staging
+file, a stage starts over, a switch stops whatever runs and activates again, a probation
+runs again. An `Observer` (`agent/observe.py`) is told each phase entered and each timed
+step: the public hook for benchmarks.
 """
 
 import logging
@@ -20,6 +23,7 @@ from uptend.agent.crashpoints import crashpoint
 from uptend.agent.installers import Installer, Signed, for_kind
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
+from uptend.agent.observe import NO_OBSERVER, Observer, spans
 from uptend.agent.probes import ProbeRound
 from uptend.agent.supervisor import Supervisor, tail
 from uptend.agent.worker import CancelledError, Job
@@ -28,6 +32,15 @@ from uptend.errors import ConfigError, VerificationError
 log = logging.getLogger("uptend.agent")
 PROBE_PAUSE_S = 0.5  # between rounds of probes that failed, until their timeout
 OWNS_PROCESS = {machine.Phase.ACTIVATING, machine.Phase.PROBATION, machine.Phase.ROLLING_BACK}
+
+
+@dataclass(frozen=True, slots=True)
+class _Switching:
+    """A SwitchTo waiting, across ticks, for the old process to be gone."""
+
+    version: str | None
+    verify: bool
+    since: float  # perf_counter, for the observer's `stop` span
 
 
 @dataclass(slots=True)
@@ -50,16 +63,19 @@ class AppDriver:
         supervisor: Supervisor,
         targets_url: str,
         facts: Callable[[], decide.Facts],
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self.layout = layout
         self.app = app
         self.supervisor = supervisor
         self.targets_url = targets_url
         self.facts = facts
+        self.observer = observer
         self.journal = Journal(layout.journal(app), layout.app_dir(app))
         self.plan = self.journal.load()
         self.action: machine.Action | None = None
         self.job: Job[Any] | None = None
+        self.switching: _Switching | None = None
         self.judging: _Judging | None = None
         self.attempt: AttemptLog | None = None
         layout.make_app(app)
@@ -79,8 +95,12 @@ class AppDriver:
     def save(self, plan: machine.Plan) -> None:
         """Journal `plan` if it differs from the last one saved (an idle cycle writes nothing)."""
         if plan != self.plan:
-            self.journal.save(plan)
+            with spans(self.observer, self.app, plan.target)("journal"):
+                self.journal.save(plan)
+            entered = plan.phase != self.plan.phase
             self.plan = plan
+            if entered:
+                self.observer.phase(self.app, plan.phase.value, plan.target or plan.current)
 
     def resume(self) -> None:
         """Finish or undo whatever a previous agent left half-done."""
@@ -121,19 +141,26 @@ class AppDriver:
     # -- the tick ------------------------------------------------------------------------------
 
     def tick(self) -> None:
+        """Take what finished (a job, a stop, a verdict), then perform the next action.
+
+        In the same tick: a hand-off between steps costs no extra tick of the loop.
+        """
         if self.job is not None:
             if not self.job.done():
                 return
             job, self.job = self.job, None
-            event = self._outcome_of(job)
-            if event is not None:
+            if (event := self._outcome_of(job)) is not None:
                 self._step(event)
-            return
-        if self.judging is not None:
-            if (event := self._judge(self.judging)) is not None:
-                self.judging = None
-                self._step(event)
-            return
+        elif self.switching is not None:
+            if not self.supervisor.stopped(self.app):
+                return
+            switching, self.switching = self.switching, None
+            self._switched(switching)
+        elif self.judging is not None:
+            if (event := self._judge(self.judging)) is None:
+                return
+            self.judging = None
+            self._step(event)
         action, self.action = self.action, None
         if action is not None:
             self._perform(action)
@@ -157,7 +184,13 @@ class AppDriver:
         """Clean-up off the loop: it took 0.1-2.9 s after each update."""
         installer = for_kind("bundle", self.layout, self.app)
         keep = {self.plan.current}
-        self.job = Job(f"{self.app}-cleanup", lambda _job: installer.cleanup(keep))
+        span = spans(self.observer, self.app, self.plan.current)
+
+        def cleanup(_job: Job[None]) -> None:
+            with span("cleanup"):
+                installer.cleanup(keep)
+
+        self.job = Job(f"{self.app}-cleanup", cleanup)
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -173,11 +206,9 @@ class AppDriver:
                 self._log(v, "staging")
                 self.job = Job(f"{self.app}-stage", partial(self._stage, v))
             case machine.SwitchTo(version=v, verify=verify):
-                self._switch(v)
-                if verify and v is not None:  # a rollback: the old version must stay up too
-                    self._begin_judging(v, machine.Switched())
-                else:
-                    self._step(machine.Switched())
+                self._log(v or "-", f"switching to {v}")
+                self.switching = _Switching(v, verify, time.perf_counter())
+                self.supervisor.stop(self.app)  # SIGTERM; `tick` waits for it to be gone
             case machine.Probe(version=v):
                 if not self.supervisor.alive(self.app):
                     self.supervisor.start(self.app)
@@ -194,13 +225,19 @@ class AppDriver:
     def _fetch(self, version: str, job: Job[Any]) -> machine.Event:
         signed = self._signed(version)
         self._log(version, f"downloading {signed.name} ({signed.info.length} bytes)")
-        artifacts.fetch(self.layout, signed, self.targets_url, job)
+        span = spans(self.observer, self.app, version)
+        with span("fetch"):
+            artifacts.fetch(self.layout, signed, self.targets_url, job, span)
         self._log(version, "download verified")
         return machine.Fetched()
 
     def _stage(self, version: str, job: Job[Any]) -> machine.Event:
         signed = self._signed(version)
-        self._installer(signed).stage(signed, artifacts.artifact(self.layout, signed), job)
+        span = spans(self.observer, self.app, version)
+        with span("stage"):
+            self._installer(signed).stage(
+                signed, artifacts.artifact(self.layout, signed), job, span
+            )
         self._log(version, "staged")
         return machine.Staged()
 
@@ -224,18 +261,28 @@ class AppDriver:
             return machine.Failed(found.reason, found.fault is faults.Fault.RELEASE)
         return result if isinstance(result, machine.Fetched | machine.Staged) else None
 
-    def _switch(self, version: str | None) -> None:
-        self._log(version or "-", f"switching to {version}")
-        self.supervisor.stop(self.app)
+    def _switched(self, switching: _Switching) -> None:
+        """The old process is gone: make `version` installed, start it, then judge or go on."""
+        version = switching.version
+        self.observer.span(self.app, "stop", version, switching.since, time.perf_counter())
         crashpoint("switch:stopped")
         installer = self._installer()
-        if version is None:
-            installer.deactivate()
-        else:
-            installer.activate(version)
+        span = spans(self.observer, self.app, version)
+        with span("activate"):
+            if version is None:
+                installer.deactivate()
+            else:
+                installer.activate(version)
         crashpoint("switch:pointed")
-        if version is not None:
+        if version is None:
+            self._step(machine.Switched())
+            return
+        with span("start"):
             self.supervisor.start(self.app)
+        if switching.verify:  # a rollback: the old version must stay up too
+            self._begin_judging(version, machine.Switched())
+        else:
+            self._step(machine.Switched())
 
     # -- probation, judged at each tick ---------------------------------------------------------
 

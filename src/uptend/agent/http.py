@@ -45,10 +45,15 @@ class DeadlinePassedError(Exception):
 
 
 def new_pool() -> urllib3.PoolManager:
-    """A urllib3 pool with the agent's retry policy for every GET."""
-    # No read retries: a retried GET after a partial body would hide a cut connection
-    # from the resume logic. Redirects are followed (CDNs use them); each hop is capped.
-    retries = urllib3.Retry(total=3, connect=2, read=0, redirect=5, status=0)
+    """A urllib3 pool that follows redirects but never retries on its own.
+
+    One retry policy, in one place: a failed fetch is a fault for `agent/faults.py`, and
+    the decision layer retries it after the backoff of `policy/backoff.py`
+    (`decide.fetch_retry_at`, or the next check cycle for metadata). A second layer here
+    would multiply the attempts and hide a cut connection from the resume logic.
+    Redirects are followed (CDNs use them), at most five hops.
+    """
+    retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5)
     return urllib3.PoolManager(retries=retries)
 
 

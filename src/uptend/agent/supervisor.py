@@ -7,12 +7,18 @@ terminal's SIGHUP to the agent leaves them running. A record in apps/<app>/run.j
 current version, and stop what is stale, instead of restarting every app. The record is
 written before the spawn with a run id the app carries in its environment (UPTEND_RUN_ID),
 so even a kill between fork and the pid record leaves no process nobody knows about.
+
+Stopping never blocks the loop: `stop` sends SIGTERM and returns; the caller polls
+`stopped` at its ticks, which SIGKILLs the group once `STOP_TIMEOUT_S` has passed (an app
+that ignores SIGTERM). Only `stop_all`, at the agent's exit, waits.
 """
 
+import contextlib
 import dataclasses
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -45,6 +51,32 @@ class _Proc:
         return 127 if self.process is None else self.process.poll()
 
 
+@dataclass(slots=True)
+class _Stopping:
+    """An app sent SIGTERM by `stop`, not gone yet."""
+
+    process: procs.Process
+    kill_at: float  # monotonic: SIGKILL the group from then on
+
+    def gone(self) -> bool:
+        """Whether it has exited (then its group's stragglers are killed); never blocks."""
+        if self.process.poll() is None:
+            if time.monotonic() < self.kill_at:
+                return False
+            _signal_group(self.process.pid, signal.SIGKILL)
+            if not self.process.wait(0.0):
+                return False
+        with contextlib.suppress(PermissionError):
+            _signal_group(self.process.pid, signal.SIGKILL)  # children the app left behind
+        self.process.close()
+        return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)  # apps lead their own session: the group id is the app's pid
+
+
 def read_manifest(version_dir: Path) -> Manifest:
     path = version_dir / MANIFEST_NAME
     try:
@@ -73,6 +105,7 @@ class Supervisor:
         self.env = env if env is not None else dict(os.environ)
         self._procs: dict[str, _Proc] = {}
         self._held: set[str] = set()  # apps not to restart (stopped for a switch)
+        self._stopping: dict[str, _Stopping] = {}
 
     def adopt(self) -> None:
         """Take over the apps a previous agent left running; stop what it left stale.
@@ -123,7 +156,9 @@ class Supervisor:
         return None if version is None else str(self.layout.version_dir(app, version))
 
     def start(self, app: str) -> None:
-        """Start `app` from `current/`; no-op if it runs or has no current version."""
+        """Start `app` from `current/`; no-op if it runs, is still stopping or has no version."""
+        if app in self._stopping:
+            return
         self._held.discard(app)
         if self.alive(app):
             return
@@ -190,19 +225,44 @@ class Supervisor:
                 log.warning("cannot start %s %s: %s", app, version, e)
                 return None
 
-    def stop(self, app: str, *, hold: bool = True) -> None:
-        """Stop `app` (SIGTERM to its group, SIGKILL after a timeout); held: no restart."""
-        if hold:
-            self._held.add(app)
+    def stop(self, app: str) -> None:
+        """SIGTERM `app`'s group and return at once; it is not restarted until `start`.
+
+        Poll `stopped` until it says the app is gone (it SIGKILLs after `STOP_TIMEOUT_S`).
+        """
+        self._held.add(app)
+        if app in self._stopping:
+            return
         proc = self._procs.pop(app, None)
         if proc is not None and proc.process is not None:
-            procs.stop_group(proc.process, STOP_TIMEOUT_S)
-            proc.process.close()
+            if proc.process.poll() is None:
+                _signal_group(proc.process.pid, signal.SIGTERM)
+            self._stopping[app] = _Stopping(proc.process, time.monotonic() + STOP_TIMEOUT_S)
+            return
         self.layout.run_file(app).unlink(missing_ok=True)
 
+    def stopped(self, app: str) -> bool:
+        """Whether `app` is gone since `stop` (its run record then too); never blocks."""
+        stopping = self._stopping.get(app)
+        if stopping is None:
+            return True
+        if not stopping.gone():
+            return False
+        del self._stopping[app]
+        # Removed only now: an agent killed while the app still ran leaves the record, and
+        # the next agent adopts (then stops) the app instead of losing track of it.
+        self.layout.run_file(app).unlink(missing_ok=True)
+        return True
+
     def stop_all(self) -> None:
+        """At the agent's exit: stop every app at once, then wait until all are gone."""
         for app in list(self._procs):
             self.stop(app)
+        for app, stopping in list(self._stopping.items()):
+            stopping.process.wait(max(0.0, stopping.kill_at - time.monotonic()))
+            stopping.kill_at = 0.0
+            while not self.stopped(app):
+                stopping.process.wait(None)
 
     def shut_down(self, *, keep_apps: bool) -> None:
         """At agent exit: stop every app, or (keep_apps) leave them for the next agent to adopt."""
@@ -216,6 +276,9 @@ class Supervisor:
                 log.info("leaving %s %s running (pid %d)", app, proc.version, proc.process.pid)
             proc.process.close()
         self._procs.clear()
+        for stopping in self._stopping.values():  # its record stays: the next agent stops it
+            stopping.process.close()
+        self._stopping.clear()
 
     def alive(self, app: str) -> bool:
         proc = self._procs.get(app)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from tuf.api.metadata import TargetFile
 
+from uptend.agent.observe import Span, no_span
 from uptend.agent.worker import Job
 from uptend.protocol.manifest import HealthSection
 from uptend.protocol.targets import TargetCustom
@@ -34,8 +35,11 @@ class Installer(Protocol):
         """Whether `version` is complete on this host (staged before a crash, or earlier)."""
         ...
 
-    def stage(self, signed: Signed, artifact: Path, job: Job[Any]) -> None:
-        """Make the verified `artifact` a complete version; raise on any problem."""
+    def stage(self, signed: Signed, artifact: Path, job: Job[Any], span: Span = no_span) -> None:
+        """Make the verified `artifact` a complete version; raise on any problem.
+
+        `span` times the kind's steps (`agent/observe.py`: bundle: verify, unpack, sync).
+        """
         ...
 
     def activate(self, version: str) -> None: ...

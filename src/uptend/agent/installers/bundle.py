@@ -8,6 +8,7 @@ from uptend.agent import files
 from uptend.agent.crashpoints import crashpoint
 from uptend.agent.installers.base import Signed
 from uptend.agent.layout import Layout
+from uptend.agent.observe import Span, no_span
 from uptend.agent.supervisor import read_manifest
 from uptend.agent.worker import Job
 from uptend.protocol.manifest import HealthSection
@@ -24,7 +25,7 @@ class BundleInstaller:
         # renamed in as the last step of `stage`: complete by construction
         return self.layout.version_dir(self.app, version).is_dir()
 
-    def stage(self, signed: Signed, artifact: Path, job: Job[Any]) -> None:
+    def stage(self, signed: Signed, artifact: Path, job: Job[Any], span: Span = no_span) -> None:
         version = signed.custom.version
         final = self.layout.version_dir(self.app, version)
         if final.is_dir():
@@ -32,20 +33,22 @@ class BundleInstaller:
         work = self.layout.staging(self.app) / f"{version}.unpack"
         files.remove_tree(work)
         try:
-            with artifact.open("rb") as f:  # TOCTOU: check again what we unpack
+            with span("verify"), artifact.open("rb") as f:  # TOCTOU: check again what we unpack
                 signed.info.verify_length_and_hashes(f)
             job.check()
-            archive.unpack(
-                artifact,
-                signed.custom.format,
-                work,
-                max_bytes=signed.custom.unpacked_size,
-                max_files=signed.custom.files,
-            )
+            with span("unpack"):
+                archive.unpack(
+                    artifact,
+                    signed.custom.format,
+                    work,
+                    max_bytes=signed.custom.unpacked_size,
+                    max_files=signed.custom.files,
+                )
             crashpoint("unpack:mid")
             job.check()
             read_manifest(work)  # a signed release with a broken manifest is the release's fault
-            files.syncfs(work)
+            with span("sync"):
+                files.syncfs(work)
             work.rename(
                 final
             )  # docs/architecture.md promise 2: versions/<v> appears whole or not at all

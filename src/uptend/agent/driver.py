@@ -1,29 +1,30 @@
 """The only caller of `machine`: journal the new plan, then perform its action, tick by tick.
 
-Nothing here blocks the loop for long: fetch, stage and clean-up run as worker jobs, and
+Nothing here blocks the loop for long: fetch and stage run in a worker child (`jobs`, so the
+agent never loads TUF, HTTPS or the archive code), clean-up on a worker thread, and
 probation is judged at each tick against the deadline in the plan (process alive, then the
 probes, polled). Each action is idempotent, because after kill -9 `resume` repeats the last
 one: a fetch resumes into the same staging file, a stage starts over, a switch stops
 whatever runs and activates again, a probation runs again.
 """
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any
 
-from uptend.agent import artifacts, decide, faults, machine
+from uptend.agent import decide, faults, jobs, machine
 from uptend.agent.attempts import AttemptLog
 from uptend.agent.crashpoints import crashpoint
-from uptend.agent.installers import Installer, Signed, for_kind
+from uptend.agent.installers import Installer, for_kind
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.probes import ProbeRound
 from uptend.agent.supervisor import Supervisor, tail
-from uptend.agent.worker import CancelledError, Job
-from uptend.errors import ConfigError, VerificationError
+from uptend.agent.worker import CancelledError, Job, Spawn, Work, in_child
+from uptend.errors import ConfigError
 
 log = logging.getLogger("uptend.agent")
 PROBE_PAUSE_S = 0.5  # between rounds of probes that failed, until their timeout
@@ -50,16 +51,18 @@ class AppDriver:
         supervisor: Supervisor,
         targets_url: str,
         facts: Callable[[], decide.Facts],
+        spawn: Spawn = in_child,
     ) -> None:
         self.layout = layout
         self.app = app
         self.supervisor = supervisor
         self.targets_url = targets_url
         self.facts = facts
+        self.spawn = spawn  # in_child; unit tests run the child's code in_thread
         self.journal = Journal(layout.journal(app), layout.app_dir(app))
         self.plan = self.journal.load()
         self.action: machine.Action | None = None
-        self.job: Job[Any] | None = None
+        self.job: Work[Any] | None = None
         self.judging: _Judging | None = None
         self.attempt: AttemptLog | None = None
         layout.make_app(app)
@@ -91,10 +94,11 @@ class AppDriver:
         self._log(plan.target or "?", f"resuming {plan.phase} after a restart")
         self._commit(plan, action)
 
-    def start(self, signed: Signed) -> None:
-        self.attempt = AttemptLog(self.layout.update_logs, self.app, signed.custom.version)
-        artifacts.save(self.layout, signed)
-        self._step(machine.Directed(signed.custom.version))
+    def start(self, version: str, record: dict[str, Any]) -> None:
+        """Update to `version`, whose signed record (`jobs.Answer.record`) the look-up gave."""
+        self.attempt = AttemptLog(self.layout.update_logs, self.app, version)
+        jobs.keep_record(self.layout, self.app, version, record)
+        self._step(machine.Directed(version))
 
     def abandon(self) -> None:
         if self.job is not None:
@@ -155,7 +159,7 @@ class AppDriver:
 
     def _settled(self) -> None:
         """Clean-up off the loop: it took 0.1-2.9 s after each update."""
-        installer = for_kind("bundle", self.layout, self.app)
+        installer = self._installer()
         keep = {self.plan.current}
         self.job = Job(f"{self.app}-cleanup", lambda _job: installer.cleanup(keep))
 
@@ -168,10 +172,11 @@ class AppDriver:
                     self.action = action  # a network fault: resume after the backoff
                     return
                 self._log(v, "fetching")
-                self.job = Job(f"{self.app}-fetch", partial(self._fetch, v))
+                self._log(v, self._downloading(v))
+                self.job = jobs.fetch(self.spawn, self.layout, self.app, v, self.targets_url)
             case machine.Stage(version=v):
                 self._log(v, "staging")
-                self.job = Job(f"{self.app}-stage", partial(self._stage, v))
+                self.job = jobs.stage(self.spawn, self.layout, self.app, v)
             case machine.SwitchTo(version=v, verify=verify):
                 self._switch(v)
                 if verify and v is not None:  # a rollback: the old version must stay up too
@@ -185,31 +190,19 @@ class AppDriver:
             case machine.Report():  # never: _commit turns reports into the plan
                 raise machine.IllegalTransitionError("a report is not performed")
 
-    def _signed(self, version: str) -> Signed:
-        signed = artifacts.load(self.layout, self.app, version)
-        if signed is None:
-            raise VerificationError(f"the signed record of {self.app} {version} is gone")
-        return signed
+    def _downloading(self, version: str) -> str:
+        try:  # the record as the look-up gave it; the child checks it before use
+            kept = json.loads(self.layout.target_record(self.app, version).read_bytes())
+            return f"downloading {kept['name']} ({int(kept['target']['length'])} bytes)"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "downloading"
 
-    def _fetch(self, version: str, job: Job[Any]) -> machine.Event:
-        signed = self._signed(version)
-        self._log(version, f"downloading {signed.name} ({signed.info.length} bytes)")
-        artifacts.fetch(self.layout, signed, self.targets_url, job)
-        self._log(version, "download verified")
-        return machine.Fetched()
+    def _installer(self) -> Installer:
+        return for_kind("bundle", self.layout, self.app)
 
-    def _stage(self, version: str, job: Job[Any]) -> machine.Event:
-        signed = self._signed(version)
-        self._installer(signed).stage(signed, artifacts.artifact(self.layout, signed), job)
-        self._log(version, "staged")
-        return machine.Staged()
-
-    def _installer(self, signed: Signed | None = None) -> Installer:
-        return for_kind(signed.custom.kind.value if signed else "bundle", self.layout, self.app)
-
-    def _outcome_of(self, job: Job[Any]) -> machine.Event | None:
+    def _outcome_of(self, job: Work[Any]) -> machine.Event | None:
         try:
-            result = job.result()
+            result: object = job.result()
         except CancelledError:
             return None
         except Exception as e:
@@ -218,11 +211,16 @@ class AppDriver:
             if found is None or machine.is_settled(self.plan):
                 raise
             self._log(self.plan.target or "?", f"failed ({found.fault}): {found.reason}")
-            if fetching and found.fault is faults.Fault.NETWORK:
+            if fetching and found.resumes:
                 at = decide.fetch_retry_at(self.plan, self.facts())
                 return machine.Failed(found.reason, retry_at=at)
             return machine.Failed(found.reason, found.fault is faults.Fault.RELEASE)
-        return result if isinstance(result, machine.Fetched | machine.Staged) else None
+        match result:
+            case machine.Fetched() | machine.Staged():
+                done = "staged" if isinstance(result, machine.Staged) else "download verified"
+                self._log(self.plan.target or "?", done)
+                return result
+        return None  # a clean-up
 
     def _switch(self, version: str | None) -> None:
         self._log(version or "-", f"switching to {version}")

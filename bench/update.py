@@ -104,7 +104,7 @@ def child(agent_dir: Path) -> dict[str, Any]:
     # Imported here: the parent does not need them, and the child's RSS is the agent's
     # (the runner too: the real agent process holds it and its control client).
     from uptend.agent import config as agent_config
-    from uptend.agent import decide, files, lookup
+    from uptend.agent import artifacts, decide, files, lookup
     from uptend.agent.download import target_url
     from uptend.agent.driver import AppDriver
     from uptend.agent.installers import Signed, supported
@@ -134,7 +134,7 @@ def child(agent_dir: Path) -> dict[str, Any]:
 
     def update(signed: Signed) -> None:
         """`start`, then tick as `Agent.run` does while busy, until the update has settled."""
-        driver.start(signed)
+        driver.start(signed.custom.version, artifacts.record(signed))
         deadline = time.monotonic() + 600
         while driver.busy or driver.action is not None:
             if time.monotonic() > deadline:

@@ -1,20 +1,19 @@
 """The driver against real files: what it stages is what was verified (docs/faults.md B17)."""
 
 import time
-from functools import partial
 from pathlib import Path
 
 import pytest
 from tuf.api.metadata import TargetFile
 
 from uptend import archive
-from uptend.agent import artifacts, decide, machine
+from uptend.agent import artifacts, decide, jobs, machine
 from uptend.agent.driver import AppDriver
 from uptend.agent.installers import Signed
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.supervisor import Supervisor
-from uptend.agent.worker import Job
+from uptend.agent.worker import in_thread
 from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
 
 
@@ -53,9 +52,10 @@ def staged(tmp_path: Path) -> tuple[AppDriver, Path]:
     layout = Layout(tmp_path / "agent")
     layout.make()
     # no network anywhere: staging a verified download needs none
-    driver = AppDriver(layout, "demo", Supervisor(layout), "http://127.0.0.1:9/tuf/targets/", facts)
+    targets = "http://127.0.0.1:9/tuf/targets/"
+    driver = AppDriver(layout, "demo", Supervisor(layout), targets, facts, in_thread)
     signed = Signed(name, TargetFile.from_data(name, bundle.read_bytes()), custom)
-    artifacts.save(layout, signed)
+    jobs.keep_record(layout, "demo", "2.0", artifacts.record(signed))
     staged_file = artifacts.artifact(layout, signed)
     staged_file.write_bytes(bundle.read_bytes())
     return driver, staged_file
@@ -63,7 +63,7 @@ def staged(tmp_path: Path) -> tuple[AppDriver, Path]:
 
 def test_a_verified_download_is_staged_into_versions(staged: tuple[AppDriver, Path]) -> None:
     driver, _ = staged
-    job: Job[object] = Job("stage", partial(driver._stage, "2.0"))
+    job = jobs.stage(in_thread, driver.layout, "demo", "2.0")
     while not job.done():
         time.sleep(0.01)
     assert job.result() == machine.Staged()

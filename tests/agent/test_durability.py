@@ -28,6 +28,7 @@ from uptend.agent.driver import AppDriver
 from uptend.agent.layout import Layout
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.tuf_session import TufSession
+from uptend.agent.worker import in_thread
 from uptend.protocol.targets import ArchiveFormat, target_path
 
 Event = tuple[str, str]
@@ -90,9 +91,10 @@ def test_every_journal_step_follows_the_barrier_for_what_it_names(
     session = TufSession(layout.tuf_dir, config["metadata_url"], layout.trusted_root.read_bytes())
     try:
         session.refresh()
-        driver = AppDriver(layout, "demo", supervisor, config["targets_url"], facts)
+        # in_thread: the child's code in this process, so that the recorders see it
+        driver = AppDriver(layout, "demo", supervisor, config["targets_url"], facts, in_thread)
         path = target_path("demo", "2.0", ArchiveFormat.TAR_GZ)
-        driver.start(lookup.find(session, "demo", "2.0", path))
+        driver.start("2.0", artifacts.record(lookup.find(session, "demo", "2.0", path)))
         settle(driver)
         assert (driver.plan.phase, driver.plan.current) == ("idle", "2.0")
         wait_until(lambda: host.running_version("demo") == "2.0", what="2.0 running")

@@ -1,6 +1,7 @@
 """The signed record kept beside a download, and the resumable fetch into staging.
 
-The record lets a restarted agent resume without asking the metadata again; the artifact
+Worker-child code (it needs tuf and urllib3). The record lets a restarted agent resume
+without asking the metadata again (the agent writes it as the look-up gave it); the artifact
 is fetched into `<name>.part` (resumed with a Range request from what is there), verified,
 then renamed into place: a staged artifact is whole and verified, or absent.
 """
@@ -17,33 +18,35 @@ from uptend.agent.download import download_target, target_url
 from uptend.agent.installers import Signed
 from uptend.agent.layout import Layout
 from uptend.agent.observe import Span, no_span
-from uptend.agent.worker import Job
+from uptend.agent.worker import Context
+from uptend.errors import VerificationError
 from uptend.protocol.targets import TargetCustom
 
 
-def record_path(layout: Layout, app: str, version: str) -> Path:
-    return layout.staging(app) / f"{version}.target.json"
-
-
-def save(layout: Layout, signed: Signed) -> None:
-    """Keep what the signed metadata said beside the download, to resume without it."""
-    record = {
+def record(signed: Signed) -> dict[str, Any]:
+    """What the signed metadata said about a target, to keep beside its download."""
+    return {
         "name": signed.name,
         "target": signed.info.to_dict(),
         "custom": signed.custom.model_dump(mode="json"),
     }
-    layout.make_app(signed.custom.app)
-    path = record_path(layout, signed.custom.app, signed.custom.version)
-    files.write_atomically(path, json.dumps(record).encode())
 
 
 def load(layout: Layout, app: str, version: str) -> Signed | None:
     try:
-        record = json.loads(record_path(layout, app, version).read_text())
-        info = TargetFile.from_dict(record["target"], record["name"])
-        return Signed(record["name"], info, TargetCustom.model_validate(record["custom"]))
+        kept = json.loads(layout.target_record(app, version).read_text())
+        info = TargetFile.from_dict(kept["target"], kept["name"])
+        return Signed(kept["name"], info, TargetCustom.model_validate(kept["custom"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def signed(layout: Layout, app: str, version: str) -> Signed:
+    """The kept record of `app` `version`; VerificationError when it is gone or damaged."""
+    found = load(layout, app, version)
+    if found is None or (found.custom.app, found.custom.version) != (app, version):
+        raise VerificationError(f"the signed record of {app} {version} is gone")
+    return found
 
 
 def artifact(layout: Layout, signed: Signed) -> Path:
@@ -51,7 +54,7 @@ def artifact(layout: Layout, signed: Signed) -> Path:
 
 
 def fetch(
-    layout: Layout, signed: Signed, targets_url: str, job: Job[Any], span: Span = no_span
+    layout: Layout, signed: Signed, targets_url: str, job: Context, span: Span = no_span
 ) -> None:
     """Fetch the artifact of `signed` into staging (a no-op when it is there and verifies)."""
     final = artifact(layout, signed)

@@ -3,6 +3,11 @@
 `UPTEND_CRASHPOINT=name` kills the agent with SIGKILL the first time it reaches `name`
 (no finally, no atexit, no flush: like a power cut for the process). `UPTEND_CRASHPOINT_LOG=file`
 appends every point reached, so a test can prove no point goes untested.
+
+A point reached in a worker child (`download:mid`, `unpack:*`) kills the agent that started
+it first (named by `UPTEND_WORKER_OF`, which `worker.ChildJob` sets), then the child: the
+whole agent dies there, as in a power cut. (A child killed alone is a transient fault:
+tests/agent/test_worker_e2e.py kills one mid-download.)
 """
 
 import os
@@ -11,6 +16,7 @@ from pathlib import Path
 
 ARM_ENV = "UPTEND_CRASHPOINT"
 LOG_ENV = "UPTEND_CRASHPOINT_LOG"
+WORKER_ENV = "UPTEND_WORKER_OF"  # in a worker child: the pid of its agent
 
 ALL_CRASHPOINTS = (
     "saved:fetching",  # journal says fetching, nothing fetched yet
@@ -32,5 +38,8 @@ def crashpoint(name: str) -> None:
     if log := os.environ.get(LOG_ENV):
         with Path(log).open("a") as f:
             f.write(name + "\n")
+    agent = os.environ.get(WORKER_ENV)
     if os.environ.get(ARM_ENV) == name:
+        if agent is not None:
+            os.kill(int(agent), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -1,6 +1,7 @@
 """The only caller of `machine`: journal the new plan, then perform its action, tick by tick.
 
-Nothing here blocks the loop for long: fetch, stage and clean-up run as worker jobs,
+Nothing here blocks the loop for long: fetch and stage run in a worker child (`jobs`, so the
+agent never loads TUF, HTTPS or the archive code), clean-up on a worker thread, and
 probation is judged at each tick against the deadline in the plan (process alive, then the
 probes, polled), and an activation waits across ticks for the old process to be gone
 (`Supervisor.stop` returns at once; the tick polls `stopped`). Each action is idempotent,
@@ -10,24 +11,24 @@ runs again. An `Observer` (`agent/observe.py`) is told each phase entered and ea
 step: the public hook for benchmarks.
 """
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any
 
-from uptend.agent import artifacts, decide, faults, machine
+from uptend.agent import decide, faults, jobs, machine
 from uptend.agent.attempts import AttemptLog
 from uptend.agent.crashpoints import crashpoint
-from uptend.agent.installers import Installer, Signed, for_kind
+from uptend.agent.installers import Installer, for_kind
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.observe import NO_OBSERVER, Observer, spans
 from uptend.agent.probes import ProbeRound
 from uptend.agent.supervisor import Supervisor, tail
-from uptend.agent.worker import CancelledError, Job
-from uptend.errors import ConfigError, VerificationError
+from uptend.agent.worker import CancelledError, Job, Spawn, Work, in_child
+from uptend.errors import ConfigError
 
 log = logging.getLogger("uptend.agent")
 PROBE_PAUSE_S = 0.5  # between rounds of probes that failed, until their timeout
@@ -63,6 +64,7 @@ class AppDriver:
         supervisor: Supervisor,
         targets_url: str,
         facts: Callable[[], decide.Facts],
+        spawn: Spawn = in_child,
         observer: Observer = NO_OBSERVER,
     ) -> None:
         self.layout = layout
@@ -71,10 +73,12 @@ class AppDriver:
         self.targets_url = targets_url
         self.facts = facts
         self.observer = observer
+        self.spawn = spawn  # in_child; unit tests run the child's code in_thread
         self.journal = Journal(layout.journal(app), layout.app_dir(app))
         self.plan = self.journal.load()
         self.action: machine.Action | None = None
-        self.job: Job[Any] | None = None
+        self.job: Work[Any] | None = None
+        self.timing: tuple[str, str, float] | None = None  # the observed job: name, version, start
         self.switching: _Switching | None = None
         self.judging: _Judging | None = None
         self.attempt: AttemptLog | None = None
@@ -111,10 +115,11 @@ class AppDriver:
         self._log(plan.target or "?", f"resuming {plan.phase} after a restart")
         self._commit(plan, action)
 
-    def start(self, signed: Signed) -> None:
-        self.attempt = AttemptLog(self.layout.update_logs, self.app, signed.custom.version)
-        artifacts.save(self.layout, signed)
-        self._step(machine.Directed(signed.custom.version))
+    def start(self, version: str, record: dict[str, Any]) -> None:
+        """Update to `version`, whose signed record (`jobs.Answer.record`) the look-up gave."""
+        self.attempt = AttemptLog(self.layout.update_logs, self.app, version)
+        jobs.keep_record(self.layout, self.app, version, record)
+        self._step(machine.Directed(version))
 
     def abandon(self) -> None:
         if self.job is not None:
@@ -149,6 +154,10 @@ class AppDriver:
             if not self.job.done():
                 return
             job, self.job = self.job, None
+            if self.timing is not None:
+                name, version, started = self.timing
+                self.observer.span(self.app, name, version, started, time.perf_counter())
+                self.timing = None
             if (event := self._outcome_of(job)) is not None:
                 self._step(event)
         elif self.switching is not None:
@@ -182,7 +191,7 @@ class AppDriver:
 
     def _settled(self) -> None:
         """Clean-up off the loop: it took 0.1-2.9 s after each update."""
-        installer = for_kind("bundle", self.layout, self.app)
+        installer = self._installer()
         keep = {self.plan.current}
         span = spans(self.observer, self.app, self.plan.current)
 
@@ -191,6 +200,14 @@ class AppDriver:
                 installer.cleanup(keep)
 
         self.job = Job(f"{self.app}-cleanup", cleanup)
+
+    def _observed(self, name: str, version: str, job: Work[Any]) -> Work[Any]:
+        """Relay the steps the job times (in the child too) and its whole span to the observer."""
+        job.on_span = lambda step, start, end: self.observer.span(
+            self.app, step, version, start, end
+        )
+        self.timing = (name, version, time.perf_counter())
+        return job
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -201,10 +218,15 @@ class AppDriver:
                     self.action = action  # a network fault: resume after the backoff
                     return
                 self._log(v, "fetching")
-                self.job = Job(f"{self.app}-fetch", partial(self._fetch, v))
+                self._log(v, self._downloading(v))
+                self.job = self._observed(
+                    "fetch", v, jobs.fetch(self.spawn, self.layout, self.app, v, self.targets_url)
+                )
             case machine.Stage(version=v):
                 self._log(v, "staging")
-                self.job = Job(f"{self.app}-stage", partial(self._stage, v))
+                self.job = self._observed(
+                    "stage", v, jobs.stage(self.spawn, self.layout, self.app, v)
+                )
             case machine.SwitchTo(version=v, verify=verify):
                 self._log(v or "-", f"switching to {v}")
                 self.switching = _Switching(v, verify, time.perf_counter())
@@ -216,37 +238,19 @@ class AppDriver:
             case machine.Report():  # never: _commit turns reports into the plan
                 raise machine.IllegalTransitionError("a report is not performed")
 
-    def _signed(self, version: str) -> Signed:
-        signed = artifacts.load(self.layout, self.app, version)
-        if signed is None:
-            raise VerificationError(f"the signed record of {self.app} {version} is gone")
-        return signed
+    def _downloading(self, version: str) -> str:
+        try:  # the record as the look-up gave it; the child checks it before use
+            kept = json.loads(self.layout.target_record(self.app, version).read_bytes())
+            return f"downloading {kept['name']} ({int(kept['target']['length'])} bytes)"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "downloading"
 
-    def _fetch(self, version: str, job: Job[Any]) -> machine.Event:
-        signed = self._signed(version)
-        self._log(version, f"downloading {signed.name} ({signed.info.length} bytes)")
-        span = spans(self.observer, self.app, version)
-        with span("fetch"):
-            artifacts.fetch(self.layout, signed, self.targets_url, job, span)
-        self._log(version, "download verified")
-        return machine.Fetched()
+    def _installer(self) -> Installer:
+        return for_kind("bundle", self.layout, self.app)
 
-    def _stage(self, version: str, job: Job[Any]) -> machine.Event:
-        signed = self._signed(version)
-        span = spans(self.observer, self.app, version)
-        with span("stage"):
-            self._installer(signed).stage(
-                signed, artifacts.artifact(self.layout, signed), job, span
-            )
-        self._log(version, "staged")
-        return machine.Staged()
-
-    def _installer(self, signed: Signed | None = None) -> Installer:
-        return for_kind(signed.custom.kind.value if signed else "bundle", self.layout, self.app)
-
-    def _outcome_of(self, job: Job[Any]) -> machine.Event | None:
+    def _outcome_of(self, job: Work[Any]) -> machine.Event | None:
         try:
-            result = job.result()
+            result: object = job.result()
         except CancelledError:
             return None
         except Exception as e:
@@ -255,11 +259,16 @@ class AppDriver:
             if found is None or machine.is_settled(self.plan):
                 raise
             self._log(self.plan.target or "?", f"failed ({found.fault}): {found.reason}")
-            if fetching and found.fault is faults.Fault.NETWORK:
+            if fetching and found.resumes:
                 at = decide.fetch_retry_at(self.plan, self.facts())
                 return machine.Failed(found.reason, retry_at=at)
             return machine.Failed(found.reason, found.fault is faults.Fault.RELEASE)
-        return result if isinstance(result, machine.Fetched | machine.Staged) else None
+        match result:
+            case machine.Fetched() | machine.Staged():
+                done = "staged" if isinstance(result, machine.Staged) else "download verified"
+                self._log(self.plan.target or "?", done)
+                return result
+        return None  # a clean-up
 
     def _switched(self, switching: _Switching) -> None:
         """The old process is gone: make `version` installed, start it, then judge or go on."""

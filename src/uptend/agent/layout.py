@@ -78,6 +78,10 @@ class Layout:
     def staging(self, app: str) -> Path:
         return self.app_dir(app) / "staging"
 
+    def target_record(self, app: str, version: str) -> Path:
+        """What the signed metadata said about `version`, kept beside its download."""
+        return self.staging(app) / f"{version}.target.json"
+
     def app_state(self, app: str) -> Path:
         return self.app_dir(app) / "state"
 

@@ -1,4 +1,4 @@
-"""Facts about a directed target, gathered off the loop: the signed metadata, preconditions.
+"""Facts about a directed target, gathered in the worker child: signed metadata, preconditions.
 
 One job per check cycle refreshes TUF once (python-tuf: one Updater per cycle) and looks up
 every target that `decide` asked about. The target's path comes from the directive (the
@@ -8,33 +8,20 @@ can refuse it by name instead of reporting a validation error.
 """
 
 import threading
-from dataclasses import dataclass
 from typing import Any
 
-from uptend.agent import files
+from uptend.agent import artifacts, files
 from uptend.agent.decide import Found, LookupFailed
 from uptend.agent.installers import Signed, supported
+from uptend.agent.jobs import Answer, Ask
 from uptend.agent.layout import Layout
 from uptend.agent.preconditions import Preconditions, unmet
 from uptend.agent.tuf_session import TargetFile, TufSession
-from uptend.agent.worker import Job
+from uptend.agent.worker import Context
 from uptend.errors import TransientError, VerificationError
 from uptend.protocol.targets import parse_custom
 
 TUF_LOCK = threading.Lock()  # ngclient is single-instance per metadata directory
-
-
-@dataclass(frozen=True, slots=True)
-class Ask:
-    app: str
-    version: str
-    path: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    facts: Found | LookupFailed
-    signed: Signed | None = None
 
 
 def session(layout: Layout, metadata_url: str) -> TufSession:
@@ -81,7 +68,7 @@ def _raw(custom: Any, key: str) -> str:
 
 
 def look(
-    layout: Layout, metadata_url: str, pre: Preconditions, asks: list[Ask], job: Job[Any]
+    layout: Layout, metadata_url: str, pre: Preconditions, asks: list[Ask], job: Context
 ) -> dict[str, Answer]:
     """Answer every ask (the job of one cycle)."""
     answers: dict[str, Answer] = {}
@@ -116,4 +103,5 @@ def _one(tuf: TufSession, layout: Layout, pre: Preconditions, ask: Ask) -> Answe
         return Answer(LookupFailed(e.message, transient=False))
     c = signed.custom
     why = unmet(pre, layout.app_dir(ask.app), signed.info.length + c.unpacked_size)
-    return Answer(Found(signed.name, c.app, c.version, c.kind.value, why), signed)
+    found = Found(signed.name, c.app, c.version, c.kind.value, why)
+    return Answer(found, artifacts.record(signed))

@@ -1,6 +1,6 @@
 """The agent's main loop: a thin loop that performs what the pure functions say.
 
-Every tick it advances each app's driver (whose slow work runs on worker threads), takes
+Every tick it advances each app's driver (whose slow work runs in worker children), takes
 finished look-ups, and keeps every app running; when a check-in is due it reports and
 receives directives, even while an update is in progress. What to do with a directive is
 `decide`'s answer; how one update proceeds is the `machine`'s. When the server is
@@ -17,7 +17,7 @@ import time
 
 from uptend import __version__
 from uptend.agent import config as agent_config
-from uptend.agent import decide, files, lookup, outbox, wire
+from uptend.agent import decide, faults, files, jobs, outbox, wire
 from uptend.agent.control import ControlClient
 from uptend.agent.driver import AppDriver
 from uptend.agent.installers import supported
@@ -27,7 +27,7 @@ from uptend.agent.lock import DataDirLock
 from uptend.agent.status import app_status, report_of
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.wire import AppDirective, AppStatus, CheckIn, Directives, Report
-from uptend.agent.worker import Job
+from uptend.agent.worker import Spawn, Work, in_child
 from uptend.errors import AuthError, TransientError, UptendError
 from uptend.policy.backoff import jittered_s, retry_delay_s
 
@@ -37,15 +37,19 @@ BUSY_TICK_S = 0.1  # an update in flight: judge it promptly
 
 
 class Agent:
-    def __init__(self, layout: Layout, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, layout: Layout, stop: threading.Event | None = None, spawn: Spawn = in_child
+    ) -> None:
         self.layout = layout
+        self.spawn = spawn  # where look-ups, fetches and stages run
         self.config = agent_config.load(layout)
         self.stop = stop or threading.Event()
         self.supervisor = Supervisor(layout)
         self.control = ControlClient(self.config.server, self.config.credential)
         self.directives = self._last_directives()
         self.drivers: dict[str, AppDriver] = {}
-        self.looking: Job[dict[str, lookup.Answer]] | None = None
+        self.looking: Work[dict[str, jobs.Answer]] | None = None
+        self.asked: list[jobs.Ask] = []  # what `looking` looks up
         self._rand = random.Random()  # noqa: S311 - jitter, not secrets
         self.checkin_failures = 0
         self.unwritable = ""  # set each cycle: why updates are held back, if they are
@@ -76,7 +80,7 @@ class Agent:
                 for driver in self.drivers.values():
                     driver.stop()
                 if self.looking is not None:
-                    self.looking.cancelled.set()
+                    self.looking.cancel()
                 self.supervisor.shut_down(keep_apps=self.config.keep_apps_on_exit)
                 self.control.close()
 
@@ -88,7 +92,14 @@ class Agent:
             driver.tick()
         if self.looking is not None and self.looking.done():
             job, self.looking = self.looking, None
-            for app, answer in job.result().items():
+            try:
+                answers = job.result()
+            except (faults.WorkerError, faults.ReportedError) as e:
+                found = faults.classify(e, staging=False)
+                reason = found.reason if found is not None else str(e)
+                log.warning("look-up failed: %s", reason)
+                answers = jobs.failed_lookup(self.asked, reason)
+            for app, answer in answers.items():
                 self._answered(app, answer)
         self.supervisor.tick([a for a in self.apps() if not self.driver(a).owns_process])
 
@@ -99,7 +110,7 @@ class Agent:
     def driver(self, app: str) -> AppDriver:
         if app not in self.drivers:
             self.drivers[app] = AppDriver(
-                self.layout, app, self.supervisor, self.config.targets_url, self.facts
+                self.layout, app, self.supervisor, self.config.targets_url, self.facts, self.spawn
             )
         return self.drivers[app]
 
@@ -157,12 +168,11 @@ class Agent:
         if asks and self.looking is None:
             pre = self.config.preconditions()
             url = self.config.metadata_url
-            self.looking = Job("lookup", lambda job: lookup.look(self.layout, url, pre, asks, job))
+            self.asked = asks
+            self.looking = jobs.lookup(self.spawn, self.layout, url, pre, asks)
         return jittered_s(self.poll_interval(), self._rand.random())
 
-    def apply(
-        self, directive: AppDirective, answer: lookup.Answer | None = None
-    ) -> lookup.Ask | None:
+    def apply(self, directive: AppDirective, answer: jobs.Answer | None = None) -> jobs.Ask | None:
         """Do what `decide` says for one directive; a look-up it asks for is returned."""
         driver = self.driver(directive.app)
         facts = self.facts(answer.facts if answer is not None else None)
@@ -170,17 +180,17 @@ class Agent:
         driver.save(plan)
         match move:
             case decide.Look(version=v, path=path):
-                return lookup.Ask(directive.app, v, path)
-            case decide.Update(version=v) if answer is not None and answer.signed is not None:
-                if answer.signed.custom.version == v:
-                    driver.start(answer.signed)
+                return jobs.Ask(directive.app, v, path)
+            case decide.Update(version=v) if answer is not None and answer.record is not None:
+                if isinstance(answer.facts, decide.Found) and answer.facts.version == v:
+                    driver.start(v, answer.record)
             case decide.Abandon():
                 driver.abandon()
             case decide.Held(reason=why) | decide.Refused(reason=why):
                 log.info("%s %s: %s", directive.app, directive.version, why)
         return None
 
-    def _answered(self, app: str, answer: lookup.Answer) -> None:
+    def _answered(self, app: str, answer: jobs.Answer) -> None:
         for directive in self.directives.apps if self.directives else []:
             if directive.app == app:
                 self.apply(directive, answer)

@@ -9,14 +9,15 @@ method is idempotent: after kill -9 the driver repeats the interrupted one.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-from tuf.api.metadata import TargetFile
+from typing import TYPE_CHECKING, Protocol
 
 from uptend.agent.observe import Span, no_span
-from uptend.agent.worker import Job
+from uptend.agent.worker import Context
 from uptend.protocol.manifest import HealthSection
 from uptend.protocol.targets import TargetCustom
+
+if TYPE_CHECKING:  # stage runs in the worker child: the agent never imports tuf
+    from tuf.api.metadata import TargetFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +25,7 @@ class Signed:
     """A target as the signed metadata describes it."""
 
     name: str
-    info: TargetFile
+    info: "TargetFile"
     custom: TargetCustom
 
 
@@ -35,7 +36,7 @@ class Installer(Protocol):
         """Whether `version` is complete on this host (staged before a crash, or earlier)."""
         ...
 
-    def stage(self, signed: Signed, artifact: Path, job: Job[Any], span: Span = no_span) -> None:
+    def stage(self, signed: Signed, artifact: Path, job: Context, span: Span = no_span) -> None:
         """Make the verified `artifact` a complete version; raise on any problem.
 
         `span` times the kind's steps (`agent/observe.py`: bundle: verify, unpack, sync).

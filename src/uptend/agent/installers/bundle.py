@@ -1,16 +1,14 @@
 """The `bundle` kind: an archive unpacked into versions/<v>, `current` pointed at it."""
 
 from pathlib import Path
-from typing import Any
 
-from uptend import archive
 from uptend.agent import files
 from uptend.agent.crashpoints import crashpoint
 from uptend.agent.installers.base import Signed
 from uptend.agent.layout import Layout
 from uptend.agent.observe import Span, no_span
 from uptend.agent.supervisor import read_manifest
-from uptend.agent.worker import Job
+from uptend.agent.worker import Context
 from uptend.protocol.manifest import HealthSection
 
 
@@ -25,7 +23,9 @@ class BundleInstaller:
         # renamed in as the last step of `stage`: complete by construction
         return self.layout.version_dir(self.app, version).is_dir()
 
-    def stage(self, signed: Signed, artifact: Path, job: Job[Any], span: Span = no_span) -> None:
+    def stage(self, signed: Signed, artifact: Path, job: Context, span: Span = no_span) -> None:
+        from uptend import archive  # in the worker child only
+
         version = signed.custom.version
         final = self.layout.version_dir(self.app, version)
         if final.is_dir():

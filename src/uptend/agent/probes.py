@@ -7,28 +7,74 @@ command runs as a child in its own process group, killed with its children at th
 
 import contextlib
 import os
+import re
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-
-import urllib3
+from urllib.parse import urlsplit
 
 from uptend.agent.worker import Job
 from uptend.protocol.manifest import HealthSection
 
+_STATUS = re.compile(rb"HTTP/\d\.\d (\d{3})\b")
+
 
 def http_probe(url: str, timeout_s: float) -> str | None:
+    """GET `url` once: None if it answers 2xx, else why not.
+
+    A raw HTTP/1.0 request on a socket rather than urllib3 or http.client: the status line is
+    all a probe needs, one deadline bounds connect, TLS and every read (an app that drips its
+    answer cannot stretch it), no redirect is followed and nothing is retried; `ssl` is only
+    imported for an https URL.
+    """
+    deadline = time.monotonic() + timeout_s
     try:
-        response = urllib3.request(
-            "GET", url, timeout=urllib3.Timeout(total=timeout_s), retries=False
-        )
-    except urllib3.exceptions.HTTPError as e:
-        return f"http probe {url} failed: {e}"
-    if 200 <= response.status < 300:
-        return None
-    return f"http probe {url} answered {response.status}"
+        parts = urlsplit(url)
+        https = parts.scheme == "https"
+        host, port = parts.hostname or "", parts.port or (443 if https else 80)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            conn = _tls(sock, host, deadline) if https else sock
+            conn.sendall(
+                f"GET {target} HTTP/1.0\r\nHost: {parts.netloc.rpartition('@')[2]}\r\n"
+                "User-Agent: uptend-agent\r\nConnection: close\r\n\r\n".encode()
+            )
+            line = _status_line(conn, deadline)
+    except (OSError, ValueError) as e:  # ValueError: a bad port, a URL that is not ASCII
+        return f"http probe {url} failed: {str(e) or type(e).__name__}"
+    if (status := _STATUS.match(line)) is None:
+        return f"http probe {url} answered something that is not HTTP: {line[:80]!r}"
+    code = int(status[1])
+    return None if 200 <= code < 300 else f"http probe {url} answered {code}"
+
+
+def _tls(sock: socket.socket, host: str, deadline: float) -> socket.socket:
+    import ssl  # ~5 MB: only for an https probe
+
+    sock.settimeout(_remaining(deadline))
+    return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+
+
+def _status_line(sock: socket.socket, deadline: float) -> bytes:
+    """The first line of the answer, read under the one deadline."""
+    data = b""
+    while b"\n" not in data and len(data) < 4096:
+        sock.settimeout(_remaining(deadline))
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("the server closed the connection without an answer")
+        data += chunk
+    return data.split(b"\n", 1)[0].rstrip(b"\r")
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    return left
 
 
 class ProbeRound:

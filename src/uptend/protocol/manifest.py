@@ -10,34 +10,117 @@ http = "http://127.0.0.1:8080/health"   # optional: 2xx = healthy
 command = ["./check.sh"]           # optional: exit 0 = healthy
 timeout = 5                        # optional: seconds one probe may take
 ```
+
+Plain frozen dataclasses checked by hand rather than pydantic: the resident agent reads the
+manifest, and pydantic alone would cost it ~8 MB. Each field carries its rule in its
+metadata; `parse_manifest` reports every problem as `loc: message` (unknown keys, wrong types
+-- a bool is not a number, a string is not a list -- NaN/inf, values out of range).
 """
 
+import math
+import re
 import tomllib
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, TypeVar
 
 from uptend.errors import ConfigError
 
 MANIFEST_NAME = "uptend.toml"
 
-
-class AppSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    command: list[str] = Field(min_length=1)
-
-
-class HealthSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    probation: float = Field(default=10.0, ge=0, le=3600)
-    http: str | None = Field(default=None, pattern=r"^https?://")
-    command: list[str] | None = Field(default=None, min_length=1)
-    timeout: float = Field(default=5.0, gt=0, le=600)
+T = TypeVar("T")
+# A rule checks one value at `loc`: it returns the value to store, or appends to problems.
+Rule = Callable[[str, object, list[str]], Any]
 
 
-class Manifest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    app: AppSection
-    health: HealthSection = HealthSection()
+def _number(low: float, high: float, *, above_low: bool = False) -> Rule:
+    """A finite int or float in [low, high] (or (low, high] with `above_low`)."""
+
+    def check(loc: str, value: object, problems: list[str]) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problems.append(f"{loc}: Input should be a valid number")
+        elif not math.isfinite(value):
+            problems.append(f"{loc}: Input should be a finite number")
+        elif above_low and value <= low:
+            problems.append(f"{loc}: Input should be greater than {low:g}")
+        elif value < low:
+            problems.append(f"{loc}: Input should be greater than or equal to {low:g}")
+        elif value > high:
+            problems.append(f"{loc}: Input should be less than or equal to {high:g}")
+        else:
+            return float(value)
+        return None
+
+    return check
+
+
+def _url(loc: str, value: object, problems: list[str]) -> str | None:
+    if not isinstance(value, str):
+        problems.append(f"{loc}: Input should be a valid string")
+    elif not re.match(r"^https?://", value):
+        problems.append(f"{loc}: String should match pattern '^https?://'")
+    else:
+        return value
+    return None
+
+
+def _command(loc: str, value: object, problems: list[str]) -> list[str] | None:
+    """A non-empty list of non-empty strings: argv, never a shell line."""
+    if not isinstance(value, list):
+        problems.append(f"{loc}: Input should be a valid list")
+        return None
+    if not value:
+        problems.append(f"{loc}: List should have at least 1 item after validation, not 0")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            problems.append(f"{loc}.{i}: Input should be a valid string")
+        elif not item:
+            problems.append(f"{loc}.{i}: String should have at least 1 character")
+    return list(value)
+
+
+def _table(cls: type[T]) -> Rule:
+    return lambda loc, value, problems: _build(cls, loc, value, problems)
+
+
+def _build(cls: type[T], loc: str, raw: object, problems: list[str]) -> T | None:
+    """`cls` from the TOML table `raw`, or None with what is wrong appended to problems."""
+    if not isinstance(raw, dict):
+        problems.append(f"{loc}: Input should be a table")
+        return None
+    before = len(problems)
+    prefix = f"{loc}." if loc else ""
+    values: dict[str, object] = {}
+    known = set()
+    for f in fields(cls):  # type: ignore[arg-type]
+        known.add(f.name)
+        if f.name in raw:
+            values[f.name] = f.metadata["rule"](prefix + f.name, raw[f.name], problems)
+        elif f.default is MISSING:
+            problems.append(f"{prefix}{f.name}: Field required")
+    problems.extend(
+        f"{prefix}{key}: Extra inputs are not permitted" for key in raw if key not in known
+    )
+    return cls(**values) if len(problems) == before else None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AppSection:
+    command: list[str] = field(metadata={"rule": _command})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HealthSection:
+    probation: float = field(default=10.0, metadata={"rule": _number(0, 3600)})
+    http: str | None = field(default=None, metadata={"rule": _url})
+    command: list[str] | None = field(default=None, metadata={"rule": _command})
+    timeout: float = field(default=5.0, metadata={"rule": _number(0, 600, above_low=True)})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Manifest:
+    app: AppSection = field(metadata={"rule": _table(AppSection)})
+    health: HealthSection = field(default=HealthSection(), metadata={"rule": _table(HealthSection)})
 
 
 def parse_manifest(data: bytes, *, where: str = MANIFEST_NAME) -> Manifest:
@@ -48,13 +131,11 @@ def parse_manifest(data: bytes, *, where: str = MANIFEST_NAME) -> Manifest:
         raise ConfigError(
             f"{where} is not valid TOML: {e}", hint="see the manifest format in README.md"
         ) from None
-    try:
-        return Manifest.model_validate(raw)
-    except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
+    problems: list[str] = []
+    manifest = _build(Manifest, "", raw, problems)
+    if manifest is None:
         raise ConfigError(
-            f"{where} is invalid: {problems}",
+            f"{where} is invalid: {'; '.join(problems)}",
             hint='it needs at least [app] command = ["prog", "arg"]; see README.md',
-        ) from None
+        )
+    return manifest

@@ -103,8 +103,8 @@ def child(agent_dir: Path) -> dict[str, Any]:
     """Install 1.0, then update to 1.1 and roll back to 1.0 through the driver; time it."""
     # Imported here: the parent does not need them, and the child's RSS is the agent's
     # (the runner too: the real agent process holds it and its control client).
-    from uptend.agent import config as agent_config
     from uptend.agent import artifacts, decide, files, lookup
+    from uptend.agent import config as agent_config
     from uptend.agent.download import target_url
     from uptend.agent.driver import AppDriver
     from uptend.agent.installers import Signed, supported

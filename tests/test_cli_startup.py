@@ -125,10 +125,9 @@ RESIDENT_NEVER_MODULES = {
     "uptend.protocol.admin_api",
     "uptend.protocol.reasons",
 }
-# Still resident on this branch, through modules that load them for work that moves into the
-# short-lived worker (h9-worker: lookup, artifacts, download, tuf_session, installers) and
-# through protocol.manifest (pydantic; read by supervisor, probes and installers.base).
-RESIDENT_LATER = {"pydantic", "tuf", "securesystemslib", "cryptography", "urllib3"}
+# The heavy machinery lives in the short-lived worker child (agent/child.py), the manifest and
+# the probes are stdlib: none of it may come back into the long-lived process.
+RESIDENT_HEAVY = {"pydantic", "tuf", "securesystemslib", "cryptography", "urllib3"}
 
 
 def test_agent_run_execs_into_the_resident_entry_point(tmp_path: Path) -> None:
@@ -170,10 +169,7 @@ def test_the_resident_agent_imports_no_cli_and_no_wire_models(tmp_path: Path) ->
     assert not set(modules) & RESIDENT_NEVER_MODULES
 
 
-@pytest.mark.xfail(
-    strict=True, reason="until h9's worker takes lookup/fetch/stage out and manifest is stdlib"
-)
-@pytest.mark.parametrize("package", sorted(RESIDENT_LATER))
+@pytest.mark.parametrize("package", sorted(RESIDENT_HEAVY))
 def test_the_resident_agent_imports_no_heavy_package(tmp_path: Path, package: str) -> None:
     assert package not in {m.split(".")[0] for m in _resident_modules(tmp_path)}
 

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Protocol
 from uptend.agent.observe import Span, no_span
 from uptend.agent.worker import Context
 from uptend.protocol.manifest import HealthSection
-from uptend.protocol.targets import TargetCustom
 
-if TYPE_CHECKING:  # stage runs in the worker child: the agent never imports tuf
+if TYPE_CHECKING:  # stage runs in the worker child: the agent never imports tuf or pydantic
     from tuf.api.metadata import TargetFile
+
+    from uptend.protocol.targets import TargetCustom
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,7 @@ class Signed:
 
     name: str
     info: "TargetFile"
-    custom: TargetCustom
+    custom: "TargetCustom"
 
 
 class Installer(Protocol):

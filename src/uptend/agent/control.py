@@ -12,6 +12,7 @@ import urllib3
 from pydantic import BaseModel, ValidationError
 
 from uptend.errors import BY_NAME, AuthError, TransientError, UptendError
+from uptend.protocol import CheckIn, Directives
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -46,6 +47,16 @@ class ControlClient:
             return answer.model_validate_json(response.data)
         except ValidationError as e:
             raise TransientError(f"the server sent an unexpected answer to {path}: {e}") from None
+
+    def checkin(self, body: CheckIn, last: Directives | None) -> Directives:
+        """Check in, saying which directives the agent holds; `last` itself if they still hold.
+
+        The server answers `unchanged` (a few bytes) when neither the generation of `last`
+        nor the agent's state moved since it last recorded them.
+        """
+        sent = body.model_copy(update={"generation": last.generation if last else None})
+        answer = self.post("api/v1/checkin", sent, Directives)
+        return last if answer.unchanged and last is not None else answer
 
 
 def _error_from(status: int, data: bytes) -> UptendError:

@@ -59,6 +59,9 @@ class CheckIn(_Wire):
     agent_version: str
     apps: list[AppStatus] = []
     reports: list[Report] = []
+    generation: int | None = Field(
+        default=None, description="the generation of the directives the agent holds, if any"
+    )
 
 
 class AppDirective(_Wire):
@@ -66,9 +69,17 @@ class AppDirective(_Wire):
     version: str | None  # None: keep what runs (auto-update off and nothing new to install)
     pinned: bool = False  # an operator pin: the agent may go down to this version
     reason: str = ""
+    target: str | None = None  # the signed TUF target path of `version`, when the server knows it
 
 
 class Directives(_Wire):
     poll_interval_s: float
     apps: list[AppDirective] = []
     retry: list[str] = Field(default=[], description="apps whose failed versions may be retried")
+    generation: int | None = Field(
+        default=None, description="the server's change generation these directives were made at"
+    )
+    unchanged: bool = Field(
+        default=False,
+        description="the agent's directives still hold (apps and retry are empty): keep them",
+    )

@@ -1,11 +1,9 @@
 """The agent API: enroll once, then check in."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 
 from uptend.protocol import CheckIn, Directives, EnrollRequest, EnrollResponse
-from uptend.server.api.deps import Ctx
+from uptend.server.api.deps import Agent, Ctx
 from uptend.server.services import checkin as service
 
 router = APIRouter(prefix="/api/v1", tags=["agent"])
@@ -18,8 +16,7 @@ async def enroll(ctx: Ctx, body: EnrollRequest, request: Request) -> EnrollRespo
 
 
 @router.post("/checkin")
-async def checkin(
-    ctx: Ctx, body: CheckIn, authorization: Annotated[str | None, Header()] = None
-) -> Directives:
+async def checkin(ctx: Ctx, agent: Agent, body: CheckIn) -> Directives:
     """Report this agent's state; receive the version each app should run."""
-    return await service.checkin(ctx, authorization, body)
+    caller, generation = agent
+    return await service.checkin(ctx, caller, generation, body)

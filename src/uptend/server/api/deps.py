@@ -1,10 +1,11 @@
-"""Request-scoped dependencies: the server context and the admin identity."""
+"""Request-scoped dependencies: the server context and the one principal every route uses."""
 
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from uptend.server.services.auth import require_admin
+from uptend.server.cache import Caller
+from uptend.server.services.auth import Principal, identify, require_admin, require_agent
 from uptend.server.services.context import Context
 
 
@@ -16,8 +17,21 @@ def context(request: Request) -> Context:
 Ctx = Annotated[Context, Depends(context)]
 
 
-async def admin(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> str:
-    return await require_admin(ctx, authorization)
+async def principal(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    return await identify(ctx, authorization)
+
+
+Who = Annotated[Principal, Depends(principal)]
+
+
+# async: FastAPI runs plain `def` dependencies in a worker thread.
+async def admin(who: Who) -> str:
+    return require_admin(who)
+
+
+async def agent(who: Who) -> tuple[Caller, int]:
+    return require_agent(who), who.generation
 
 
 Admin = Annotated[str, Depends(admin)]
+Agent = Annotated[tuple[Caller, int], Depends(agent)]  # the agent and the generation read

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,9 +13,11 @@ from fastapi.staticfiles import StaticFiles
 from uptend import __version__
 from uptend.server import errors
 from uptend.server.api import admin, agent, ops
+from uptend.server.generation import GenerationReader
 from uptend.server.lastseen import LastSeen
 from uptend.server.services.context import Context, utcnow
 from uptend.server.settings import Settings
+from uptend.server.storage import hotpath
 from uptend.server.storage.db import Database
 from uptend.server.tuf_repo import TufRepo
 
@@ -40,7 +43,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.db_url)
         lastseen = LastSeen(db, settings.lastseen_flush_s)
-        ctx = Context(settings=settings, db=db, repo=repo, lastseen=lastseen)
+        reader = GenerationReader(functools.partial(hotpath.read_generation, db))
+        ctx = Context(settings=settings, db=db, repo=repo, lastseen=lastseen, generation=reader)
         app.state.ctx = ctx
         tasks = [asyncio.create_task(_keep_signed(ctx)), asyncio.create_task(lastseen.run())]
         try:

@@ -9,7 +9,7 @@ from uptend.server.services.auth import Principal, identify, require_admin, requ
 from uptend.server.services.context import Context
 
 
-def context(request: Request) -> Context:
+async def context(request: Request) -> Context:  # async: FastAPI runs a `def` in a thread
     ctx: Context = request.app.state.ctx
     return ctx
 
@@ -24,7 +24,6 @@ async def principal(ctx: Ctx, authorization: Annotated[str | None, Header()] = N
 Who = Annotated[Principal, Depends(principal)]
 
 
-# async: FastAPI runs plain `def` dependencies in a worker thread.
 async def admin(who: Who) -> str:
     return require_admin(who)
 

@@ -46,13 +46,13 @@ async def identify(ctx: Context, authorization: str | None) -> Principal:
     token = _bearer(authorization)
     wanted = tokens.digest(token)
     remembered = ctx.memory.credentials
-    async with ctx.db.read() as conn:
-        generation = await hotpath.generation(conn)
-        caller = remembered.get(generation, wanted)
-        if caller is None:
+    generation = await ctx.generation.current()
+    caller = remembered.get(generation, wanted)
+    if caller is None:
+        async with ctx.db.read() as conn:
             caller = await _lookup(conn, token, wanted)
-            if caller is not None:
-                remembered.put(generation, wanted, caller)
+        if caller is not None:
+            remembered.put(generation, wanted, caller)
     return Principal(generation, caller)
 
 

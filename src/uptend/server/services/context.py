@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from uptend.server.cache import Memory
+from uptend.server.generation import GenerationReader
 from uptend.server.lastseen import LastSeen
 from uptend.server.settings import Settings
 from uptend.server.stats import CheckinCounters
@@ -18,6 +19,7 @@ class Context:
     db: Database
     repo: TufRepo
     lastseen: LastSeen
+    generation: GenerationReader
     # Publishing bumps TUF metadata versions: one at a time per process (TufRepo also
     # holds a file lock for several processes on one data dir).
     publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

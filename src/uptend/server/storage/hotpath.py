@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 
-from uptend.server.storage.db import FLUSH, AsyncConnection
+from uptend.server.storage.db import FLUSH, AsyncConnection, Database
 from uptend.server.storage.tables import (
     AgentAppRow,
     AgentRow,
@@ -134,6 +134,11 @@ _GROUP_PLAN = (
 async def generation(conn: AsyncConnection) -> int:
     value = (await conn.execute(_GENERATION)).scalar_one()
     return int(value)
+
+
+async def read_generation(db: Database) -> int:
+    async with db.read() as conn:
+        return await generation(conn)
 
 
 async def agent_by_credential(conn: AsyncConnection, digest: str) -> Sequence[Any] | None:

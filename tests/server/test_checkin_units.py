@@ -121,6 +121,7 @@ def test_directives_name_the_head_target_only_for_the_head() -> None:
             AppPlan("a", "stable", "2.0", "a/2.0/a-2.0.tar.gz"),
             AppPlan("b", "stable", None, None),
         ),
+        unchanged=b"",
     )
     fresh = directives_for(plan, {}, generation=3, retry=[])
     assert [(d.app, d.version, d.target) for d in fresh.apps] == [

@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -17,8 +16,8 @@ from uptend.server.generation import GenerationReader
 from uptend.server.lastseen import LastSeen
 from uptend.server.services.context import Context, utcnow
 from uptend.server.settings import Settings
-from uptend.server.storage import hotpath
 from uptend.server.storage.db import Database
+from uptend.server.storage.generation_read import GenerationRead
 from uptend.server.tuf_repo import TufRepo
 
 log = logging.getLogger("uptend.server")
@@ -43,7 +42,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.db_url)
         lastseen = LastSeen(db, settings.lastseen_flush_s)
-        reader = GenerationReader(functools.partial(hotpath.read_generation, db))
+        generation_read = GenerationRead(db)
+        reader = GenerationReader(generation_read)
         ctx = Context(settings=settings, db=db, repo=repo, lastseen=lastseen, generation=reader)
         app.state.ctx = ctx
         tasks = [asyncio.create_task(_keep_signed(ctx)), asyncio.create_task(lastseen.run())]
@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
             try:
                 await lastseen.flush()  # what is in memory reaches the database at shutdown
             finally:
+                await generation_read.close()
                 await db.dispose()
 
     app = FastAPI(title="uptend", version=__version__, lifespan=lifespan)

@@ -84,6 +84,7 @@ class GroupPlan:
     poll_interval_s: float
     auto_update: bool
     apps: tuple[AppPlan, ...]
+    unchanged: bytes  # the serialized "keep what you have" answer of this plan's generation
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,26 +13,30 @@ from collections.abc import Awaitable, Callable
 class GenerationReader:
     def __init__(self, read: Callable[[], Awaitable[int]]) -> None:
         self._read = read
-        self._next: asyncio.Future[int] | None = None  # the read not yet started
-        self._running = False
+        self._waiting: list[asyncio.Future[int]] = []  # for the read not yet started
         self._task: asyncio.Task[None] | None = None
 
     async def current(self) -> int:
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-            if not self._running:
-                self._running = True
-                self._task = asyncio.create_task(self._reads())
-        return await asyncio.shield(self._next)
+        # One future per waiter: a cancelled request (client gone) cancels only its own.
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        if self._task is None:
+            self._task = asyncio.create_task(self._reads())
+        return await waiter
 
     async def _reads(self) -> None:
         try:
-            while self._next is not None:
-                waiting, self._next = self._next, None  # later arrivals wait for the next read
+            while self._waiting:
+                batch, self._waiting = self._waiting, []  # later arrivals wait for the next read
                 try:
-                    waiting.set_result(await self._read())
+                    value = await self._read()
                 except Exception as e:  # noqa: BLE001 - every waiter of this read gets it
-                    waiting.set_exception(e)
-                    waiting.exception()  # retrieved: no "never retrieved" warning if all left
+                    for waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(e)
+                    continue
+                for waiter in batch:
+                    if not waiter.done():
+                        waiter.set_result(value)
         finally:
-            self._running = False
+            self._task = None

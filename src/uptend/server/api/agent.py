@@ -1,6 +1,6 @@
 """The agent API: enroll once, then check in."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from uptend.protocol import CheckIn, Directives, EnrollRequest, EnrollResponse
 from uptend.server.api.deps import Agent, Ctx
@@ -15,8 +15,10 @@ async def enroll(ctx: Ctx, body: EnrollRequest, request: Request) -> EnrollRespo
     return await service.enroll(ctx, body, str(request.base_url))
 
 
-@router.post("/checkin")
-async def checkin(ctx: Ctx, agent: Agent, body: CheckIn) -> Directives:
+@router.post("/checkin", response_model=Directives)
+async def checkin(call: Agent, body: CheckIn) -> Directives | Response:
     """Report this agent's state; receive the version each app should run."""
-    caller, generation = agent
-    return await service.checkin(ctx, caller, generation, body)
+    answer = await service.checkin(call.ctx, call.agent, call.generation, body)
+    if isinstance(answer, bytes):  # "unchanged", serialized once per generation and group
+        return Response(answer, media_type="application/json")
+    return answer

@@ -1,8 +1,14 @@
-"""Request-scoped dependencies: the server context and the one principal every route uses."""
+"""Request-scoped dependencies: the server context and the one principal every route uses.
 
+Each route takes one dependency that resolves the caller (`Admin` or `Agent`): both go
+through `principal`, which reads the Authorization header itself (no header parameter to
+validate, no nested dependencies: on the check-in path, every step counts).
+"""
+
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from uptend.server.cache import Caller
 from uptend.server.services.auth import Principal, identify, require_admin, require_agent
@@ -17,20 +23,26 @@ async def context(request: Request) -> Context:  # async: FastAPI runs a `def` i
 Ctx = Annotated[Context, Depends(context)]
 
 
-async def principal(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return await identify(ctx, authorization)
+async def principal(request: Request) -> Principal:
+    """Who calls: an admin, an agent, or an unknown credential (a missing one raises)."""
+    return await identify(request.app.state.ctx, request.headers.get("authorization"))
 
 
-Who = Annotated[Principal, Depends(principal)]
+async def admin(request: Request) -> str:
+    return require_admin(await principal(request))
 
 
-async def admin(who: Who) -> str:
-    return require_admin(who)
+@dataclass(frozen=True, slots=True)
+class AgentCall:
+    ctx: Context
+    agent: Caller
+    generation: int  # read for this request
 
 
-async def agent(who: Who) -> tuple[Caller, int]:
-    return require_agent(who), who.generation
+async def agent(request: Request) -> AgentCall:
+    who = await principal(request)
+    return AgentCall(request.app.state.ctx, require_agent(who), who.generation)
 
 
 Admin = Annotated[str, Depends(admin)]
-Agent = Annotated[tuple[Caller, int], Depends(agent)]  # the agent and the generation read
+Agent = Annotated[AgentCall, Depends(agent)]

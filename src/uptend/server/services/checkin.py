@@ -21,7 +21,7 @@ from uptend.protocol.names import check_name
 from uptend.server import tokens
 from uptend.server.cache import Caller, GroupPlan, Known
 from uptend.server.services.context import Context, utcnow
-from uptend.server.services.directives import directives_for, plan_for, unchanged
+from uptend.server.services.directives import directives_for, plan_for
 from uptend.server.storage import agents as rows
 from uptend.server.storage import audit, hotpath
 from uptend.server.storage import groups as group_rows
@@ -188,11 +188,14 @@ async def _record(
     return known, retry, same, not recorded.seen
 
 
-async def checkin(ctx: Context, agent: Caller, generation: int, body: CheckIn) -> Directives:
+async def checkin(
+    ctx: Context, agent: Caller, generation: int, body: CheckIn
+) -> Directives | bytes:
     """Record what changed in what the agent says; answer what it should run.
 
     The idle check-in (same state, directives of the current generation) reads only the
     generation (in `auth.identify`) and writes nothing; its last-seen time goes to memory.
+    Its answer, "unchanged", comes already serialized (bytes of a `Directives`).
     """
     assert agent.agent_id is not None
     now = utcnow()
@@ -211,5 +214,5 @@ async def checkin(ctx: Context, agent: Caller, generation: int, body: CheckIn) -
         ctx.lastseen.seen(agent.agent_id, now)
     if body.generation == generation and same and not retry:
         ctx.checkins.unchanged += 1
-        return unchanged(plan, generation)
+        return plan.unchanged
     return directives_for(plan, known.installed, generation=generation, retry=retry)

@@ -21,11 +21,13 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
         async with ctx.db.read() as conn:
             settings, rows = await hotpath.group_plan(conn, group)
         assert settings is not None  # agents.group is a foreign key; groups are never deleted
+        keep = Directives(poll_interval_s=settings[0], generation=generation, unchanged=True)
         plan = GroupPlan(
             name=group,
             poll_interval_s=settings[0],
             auto_update=settings[1],
             apps=tuple(AppPlan(app, channel, head, target) for app, channel, head, target in rows),
+            unchanged=keep.model_dump_json().encode(),
         )
         ctx.memory.plans.put(generation, group, plan)
     return plan
@@ -56,8 +58,3 @@ def directives_for(
     return Directives(
         poll_interval_s=plan.poll_interval_s, apps=apps, retry=retry, generation=generation
     )
-
-
-def unchanged(plan: GroupPlan, generation: int) -> Directives:
-    """Keep what you have: the agent's directives are of this generation and of its state."""
-    return Directives(poll_interval_s=plan.poll_interval_s, generation=generation, unchanged=True)

@@ -50,7 +50,7 @@ def _async_url(url: str) -> str:
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
 
 
-def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+def configure_sqlite(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=10000")
@@ -65,7 +65,7 @@ def migrate(url: str) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     engine = create_engine(_sync_url(url))
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "connect", configure_sqlite)
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
@@ -97,7 +97,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(async_url, pool_pre_ping=ping)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _on_sqlite_connect)
+            event.listen(self.engine.sync_engine, "connect", configure_sqlite)
         self.statements: dict[str, int] = {"read": 0, "write": 0, "flush": 0}
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -134,4 +134,13 @@ class Database:
         await self.engine.dispose()
 
 
-__all__ = ["FLUSH", "AsyncConnection", "Database", "SQLAlchemyError", "Tx", "migrate", "sqlite_url"]
+__all__ = [
+    "FLUSH",
+    "AsyncConnection",
+    "Database",
+    "SQLAlchemyError",
+    "Tx",
+    "configure_sqlite",
+    "migrate",
+    "sqlite_url",
+]

@@ -11,12 +11,11 @@ from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 
-from uptend.server.storage.db import FLUSH, AsyncConnection, Database
+from uptend.server.storage.db import FLUSH, AsyncConnection
 from uptend.server.storage.tables import (
     AgentAppRow,
     AgentRow,
     ChannelHeadRow,
-    GenerationRow,
     GroupAppRow,
     GroupRow,
     ReportRow,
@@ -27,7 +26,6 @@ AGENTS = cast(Table, AgentRow.__table__)
 AGENT_APPS = cast(Table, AgentAppRow.__table__)
 REPORTS = cast(Table, ReportRow.__table__)
 TOKENS = cast(Table, TokenRow.__table__)
-GENERATION = cast(Table, GenerationRow.__table__)
 GROUPS = cast(Table, GroupRow.__table__)
 GROUP_APPS = cast(Table, GroupAppRow.__table__)
 HEADS = cast(Table, ChannelHeadRow.__table__)
@@ -54,7 +52,6 @@ class Recorded:
     retry: frozenset[str]
 
 
-_GENERATION = select(GENERATION.c.value).where(GENERATION.c.id == 1)
 _AGENT_BY_CREDENTIAL = select(
     AGENTS.c.id, AGENTS.c.name, AGENTS.c.group, AGENTS.c.credential_hash
 ).where(AGENTS.c.credential_hash == bindparam("digest"))
@@ -129,16 +126,6 @@ _GROUP_PLAN = (
     .where(GROUP_APPS.c.group == bindparam("group"))
     .order_by(GROUP_APPS.c.app)
 )
-
-
-async def generation(conn: AsyncConnection) -> int:
-    value = (await conn.execute(_GENERATION)).scalar_one()
-    return int(value)
-
-
-async def read_generation(db: Database) -> int:
-    async with db.read() as conn:
-        return await generation(conn)
 
 
 async def agent_by_credential(conn: AsyncConnection, digest: str) -> Sequence[Any] | None:

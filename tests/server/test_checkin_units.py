@@ -1,15 +1,20 @@
-"""The check-in path's parts without a server: the listening socket, the generation reader,
-the bounded caches, the pure directive decision."""
+"""The check-in path's parts without a server: the listening socket, the generation reader
+and its driver-level read, the bounded caches, the pure directive decision."""
 
 import asyncio
 import socket
+from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy import create_engine, text
 
 from uptend.cli.server import listening_socket
 from uptend.server.cache import AppPlan, Bounded, ByGeneration, GroupPlan
 from uptend.server.generation import GenerationReader
 from uptend.server.services.directives import directives_for
+from uptend.server.storage.db import Database, migrate, sqlite_url
+from uptend.server.storage.generation_read import GenerationRead
 
 
 async def _accepted_nodelay(sock: socket.socket) -> int:
@@ -137,3 +142,44 @@ def test_directives_name_the_head_target_only_for_the_head() -> None:
         30.0,
         False,
     )
+
+
+def test_the_generation_read_follows_changes_and_survives_a_lost_connection(
+    database_url: str, tmp_path: Path
+) -> None:
+    url = database_url or sqlite_url(tmp_path)
+    migrate(url)
+
+    def bump() -> None:
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE generation SET value = value + 1"))
+        finally:
+            engine.dispose()
+
+    async def scenario() -> list[int]:
+        db = Database(url)
+        read = GenerationRead(db)
+        seen = []
+        try:
+            seen.append(await read())
+            bump()
+            seen.append(await read())
+            if db.dialect == "postgresql":  # the server restarts under us: one read fails ...
+                with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as admin:
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                with pytest.raises(psycopg.OperationalError):
+                    await read()
+            bump()
+            seen.append(await read())  # ... and the next one connects again
+            assert db.statements["read"] == (4 if db.dialect == "postgresql" else 3)
+        finally:
+            await read.close()
+            await db.dispose()
+        return seen
+
+    assert asyncio.run(scenario()) == [1, 2, 3]

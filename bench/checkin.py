@@ -13,11 +13,13 @@ What it does, in one run (about three minutes):
    with one app assigned to group `default` and one release published through the admin API.
    Agents are SEEDED WITH SQL (agents and agent_apps rows, as enrollment and a first check-in
    would leave them), as are the 999 older releases of the 1,000-release points (rows only,
-   not signed: a check-in never reads TUF). Points: 2,000 agents and 1 release (idle, then
-   with a state change: each check-in reports a new reason), 2,000 agents and 1,000 releases,
-   20,000 agents and 1,000 releases (idle). Idle check-ins send the state recorded and the
-   generation of their directives, as the agent does; every point rotates over all agents'
-   credentials, so each request authenticates a different agent.
+   not signed: a check-in never reads TUF). Points, idle: 2,000 agents and 1 release (twice,
+   each right after a hello-world run: the ratios come from adjacent runs, as other work on
+   the machine drifts), 2,000 agents and 1,000 releases, 20,000 agents and 1,000 releases;
+   then with a state change (each check-in reports a new reason) at 20,000 agents. Idle
+   check-ins send the state recorded and the generation of their directives, as the agent
+   does; every point rotates over all agents' credentials, so each request authenticates a
+   different agent.
 3. Load: `wrk` (1 thread, 64 connections, a Lua script rotating the credentials), pinned to
    CPU 1 while the server is pinned to CPU 0 (taskset). Writes per check-in are COUNTED from
    the server's statement counters (GET /api/v1/server/stats) over the measured window.
@@ -358,9 +360,15 @@ def measure(
     body = idle_body(url, up.creds[0])
     if change:
         body = {**body, "apps": [{**body["apps"][0], "reason": "REASON"}]}
-    # every agent checks in once (twice over) before measuring: a steady state, not a cold one
-    warm = lua_script(where, up.creds, body, change=change, limit=2 * len(up.creds))
-    wrk(f"{url}/api/v1/checkin", warm, 120, args.connections)
+    # every agent checks in once before measuring: a steady state, not a cold one (wrk runs
+    # for its whole duration even when the script stops its thread, so size it to the count)
+    warm = lua_script(where, up.creds, body, change=change, limit=len(up.creds))
+    wrk(
+        f"{url}/api/v1/checkin",
+        warm,
+        2 if change else max(2, len(up.creds) / 1500),
+        args.connections,
+    )
     script = lua_script(where, up.creds, body, change=change)
     before = stats(url, up.admin_token)
     rps, p99 = wrk(f"{url}/api/v1/checkin", script, args.duration, args.connections)
@@ -388,23 +396,37 @@ def postgres_db() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class Hello:
+    """The hello-world ceiling, measured again right before each point it is compared with."""
+
+    def __init__(self, url: str, args: argparse.Namespace) -> None:
+        self.url, self.args = url, args
+
+    def measure(self) -> float:
+        rps, p99 = wrk(f"{self.url}/hello", None, self.args.duration, self.args.connections)
+        say(f"  {'GET /hello (FastAPI)':<44} {rps:8.0f} req/s  p99 {p99:7.1f} ms")
+        return rps
+
+
 def run_dialect(
-    dialect: str, database_url: str, root: Path, args: argparse.Namespace, hello: float
-) -> dict[str, Point]:
+    dialect: str, database_url: str, root: Path, args: argparse.Namespace, hello: Hello
+) -> tuple[dict[str, Point], list[float]]:
+    """The points on one database, and the idle/hello ratios (each from adjacent runs)."""
     say(f"\nuptend check-in on {dialect} (agents and old releases seeded with SQL):")
     up = Uptend(root / dialect, database_url)
     up.seed_agents(2000)
     cmd = [*UPTEND, "server", "run", str(up.dir), "--port", "0"]
     points: dict[str, Point] = {}
+    ratios: list[float] = []
     with serving(cmd) as url:
         publish_one(url, up.admin_token, root / dialect)
-        points["idle"] = measure(up, url, root, "idle, 2,000 agents, 1 release", args, change=False)
-        points["idle2"] = measure(
-            up, url, root, "idle, 2,000 agents, 1 release (again)", args, change=False
-        )
-        points["change"] = measure(
-            up, url, root, "state change, 2,000 agents, 1 release", args, change=True
-        )
+        for key in ("idle", "idle2"):
+            ceiling = hello.measure()
+            points[key] = measure(
+                up, url, root, "idle, 2,000 agents, 1 release", args, change=False
+            )
+            ratios.append(points[key].rps / ceiling)
+            say(f"  ratio idle/hello: {ratios[-1]:.2f}")
         up.seed_old_releases(999)
         points["releases"] = measure(
             up, url, root, "idle, 2,000 agents, 1,000 releases", args, change=False
@@ -428,12 +450,11 @@ def run_dialect(
             headers={"Authorization": f"Bearer {up.creds[1]}"},
         )
         say(f"  an unchanged answer: {len(answer.content)} bytes of body: {answer.text}")
-    for key in ("idle", "idle2"):
-        say(f"  ratio idle/hello ({key}): {points[key].rps / hello:.2f}")
-    base = points["idle"].rps
-    say(f"  loss 1 -> 1,000 releases: {1 - points['releases'].rps / base:+.1%}")
-    say(f"  loss 2,000 -> 20,000 agents: {1 - points['agents'].rps / points['releases'].rps:+.1%}")
-    return points
+        # last: a state change leaves every agent's state different from the seeded one
+        points["change"] = measure(
+            up, url, root, "state change, 20,000 agents, 1,000 releases", args, change=True
+        )
+    return points, ratios
 
 
 def main() -> None:
@@ -449,35 +470,28 @@ def main() -> None:
         say(f"baselines (FastAPI, same uvicorn settings; {args.connections} connections):")
         baseline = root / "baseline.py"
         baseline.write_text(BASELINE)
-        hello: list[float] = []
         with serving([sys.executable, str(baseline)]) as url:
-            for _ in range(2):
-                rps, p99 = wrk(f"{url}/hello", None, args.duration, args.connections)
-                hello.append(rps)
-                say(f"  {'GET /hello':<44} {rps:8.0f} req/s  p99 {p99:7.1f} ms")
-            up = Uptend(root / "shape", "")
-            up.creds = ["utc_x"]
+            hello = Hello(url, args)
+            hello.measure()
             body = {"agent_version": "0.1.0", "apps": [{"app": APP, "version": "1.0"}]}
-            script = lua_script(root, up.creds, body, change=False)
+            script = lua_script(root, ["utc_x"], body, change=False)
             rps, p99 = wrk(f"{url}/api/v1/checkin", script, args.duration, args.connections)
-            say(
-                f"  {'POST pydantic CheckIn -> Directives':<44} {rps:8.0f} req/s  p99 {p99:7.1f} ms"
-            )
-        ceiling = statistics.mean(hello)
-        results = {"sqlite": run_dialect("sqlite", "", root, args, ceiling)}
-        if not args.no_postgresql:
-            with postgres_db() as url:
-                results["postgresql"] = run_dialect("postgresql", url, root, args, ceiling)
+            label = "POST pydantic CheckIn -> Directives"
+            say(f"  {label:<44} {rps:8.0f} req/s  p99 {p99:7.1f} ms")
+            results = {"sqlite": run_dialect("sqlite", "", root, args, hello)}
+            if not args.no_postgresql:
+                with postgres_db() as db_url:
+                    results["postgresql"] = run_dialect("postgresql", db_url, root, args, hello)
         say("\ntargets:")
-        for dialect, points in results.items():
+        for dialect, (points, ratios) in results.items():
             target = TARGETS[f"idle_vs_hello_{dialect}"]
-            ratio = min(points["idle"].rps, points["idle2"].rps) / ceiling
+            shown = ", ".join(f"{r:.2f}" for r in ratios)
             say(
-                f"  {dialect}: idle/hello {ratio:.2f} (target >= {target:.2f})"
-                f" {'ok' if ratio >= target else 'MISSED'}"
+                f"  {dialect}: idle/hello {shown} (target >= {target:.2f})"
+                f" {'ok' if min(ratios) >= target else 'MISSED'}"
             )
             for key, what in (("releases", "1 -> 1,000 releases"), ("agents", "2k -> 20k agents")):
-                ref = points["idle"] if key == "releases" else points["releases"]
+                ref = points["idle2"] if key == "releases" else points["releases"]
                 loss = 1 - points[key].rps / ref.rps
                 say(
                     f"  {dialect}: lost {what}: {loss:+.1%} (target <= 10%)"
@@ -488,11 +502,13 @@ def main() -> None:
                 f"  {dialect}: writes per idle check-in {idle_writes:.3f} (target 0)"
                 f" {'ok' if idle_writes == 0 else 'MISSED'}"
             )
-        fixed = min(results["sqlite"][f"fixed{i}"].p99 for i in (1, 2))
-        say(
-            f"  sqlite: p99 at {FIXED_RATE:.0f}/s {fixed:.1f} ms (target < {P99_TARGET_MS:.0f})"
-            f" {'ok' if fixed < P99_TARGET_MS else 'MISSED'}"
-        )
+            if dialect == "sqlite":
+                fixed = [points[f"fixed{i}"].p99 for i in (1, 2)]
+                verdict = "ok" if min(fixed) < P99_TARGET_MS else "MISSED"
+                say(
+                    f"  sqlite: p99 at {FIXED_RATE:.0f}/s {fixed[0]:.1f}, {fixed[1]:.1f} ms"
+                    f" (target < {P99_TARGET_MS:.0f}) {verdict}"
+                )
 
 
 if __name__ == "__main__":

@@ -67,13 +67,6 @@ LUA = """
 local creds = {%(creds)s}
 local bodies = {%(bodies)s}
 local i = %(offset)d  -- a new one per run: a state change must differ from the last run's
-local limit, done = %(limit)d, 0
-if limit > 0 then
-  response = function(status, headers, body)
-    done = done + 1
-    if done >= limit then wrk.thread:stop() end
-  end
-end
 request = function()
   i = i + 1
   local n = (i %% #creds) + 1
@@ -160,10 +153,8 @@ def _ms(match: re.Match[str]) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def lua_script(
-    where: Path, creds: list[str], body: dict[str, Any], *, change: bool, limit: int = 0
-) -> Path:
-    """A wrk script rotating `creds`; with `limit`, it stops after that many responses."""
+def lua_script(where: Path, creds: list[str], body: dict[str, Any], *, change: bool) -> Path:
+    """A wrk script rotating `creds` (with `change`, each request reports a new reason)."""
     path = where / f"checkin-{time.monotonic_ns()}.lua"
     path.write_text(
         LUA
@@ -172,7 +163,6 @@ def lua_script(
             "bodies": _lua_string(json.dumps(body)),
             "change": "true" if change else "false",
             "offset": time.monotonic_ns() % 10**12,
-            "limit": limit,
         }
     )
     return path
@@ -216,14 +206,10 @@ async def _fixed_rate(
     return latencies
 
 
-def fixed_rate_p99(
-    url: str, creds: list[str], body: dict[str, Any], duration: float
-) -> tuple[float, float]:
-    """p50 and p99 (ms) of check-ins sent at FIXED_RATE for `duration` seconds."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
+def _requests(url: str, creds: list[str], body: dict[str, Any], count: int) -> list[bytes]:
+    host = url.removeprefix("http://").rsplit(":", 1)[0]
     payload = json.dumps(body).encode()
-    count = int(FIXED_RATE * duration)
-    requests = [
+    return [
         (
             f"POST /api/v1/checkin HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer "
             f"{creds[k % len(creds)]}\r\nContent-Type: application/json\r\n"
@@ -232,12 +218,28 @@ def fixed_rate_p99(
         + payload
         for k in range(count)
     ]
+
+
+def _open_loop(url: str, requests: list[bytes], rate: float) -> list[float]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
     os.sched_setaffinity(0, {int(LOAD_CPU)})
     try:
-        latencies = asyncio.run(_fixed_rate(host, int(port), requests, FIXED_RATE, 64))
+        return asyncio.run(_fixed_rate(host, int(port), requests, rate, 64))
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-    cuts = statistics.quantiles(latencies, n=100)
+
+
+def warm_up(url: str, creds: list[str], body: dict[str, Any]) -> None:
+    """One check-in per agent, as fast as the server answers (wrk cannot stop at a count)."""
+    _open_loop(url, _requests(url, creds, body, len(creds)), rate=1e9)
+
+
+def fixed_rate_p99(
+    url: str, creds: list[str], body: dict[str, Any], duration: float
+) -> tuple[float, float]:
+    """p50 and p99 (ms) of check-ins sent at FIXED_RATE for `duration` seconds."""
+    requests = _requests(url, creds, body, int(FIXED_RATE * duration))
+    cuts = statistics.quantiles(_open_loop(url, requests, FIXED_RATE), n=100)
     return cuts[49] * 1000, cuts[98] * 1000
 
 
@@ -360,15 +362,8 @@ def measure(
     body = idle_body(url, up.creds[0])
     if change:
         body = {**body, "apps": [{**body["apps"][0], "reason": "REASON"}]}
-    # every agent checks in once before measuring: a steady state, not a cold one (wrk runs
-    # for its whole duration even when the script stops its thread, so size it to the count)
-    warm = lua_script(where, up.creds, body, change=change, limit=len(up.creds))
-    wrk(
-        f"{url}/api/v1/checkin",
-        warm,
-        2 if change else max(2, len(up.creds) / 1500),
-        args.connections,
-    )
+    if not change:  # every agent checks in once first: the steady state, not a cold one
+        warm_up(url, up.creds, body)
     script = lua_script(where, up.creds, body, change=change)
     before = stats(url, up.admin_token)
     rps, p99 = wrk(f"{url}/api/v1/checkin", script, args.duration, args.connections)

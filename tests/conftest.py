@@ -17,6 +17,9 @@ PG_ADMIN_URL = os.environ.get("UPTEND_TEST_PG", "postgresql://postgres@127.0.0.1
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("UPTEND_SERVER", "UPTEND_TOKEN", "UPTEND_CRASHPOINT", "UPTEND_CRASHPOINT_LOG"):
         monkeypatch.delenv(name, raising=False)
+    # Servers started by a test write last-seen times often, so tests that wait for a
+    # check-in by watching last_seen move see every one (the default is every 5 s).
+    monkeypatch.setenv("UPTEND_LASTSEEN_FLUSH_S", "0.2")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -156,6 +156,14 @@ def add_release_row(fleet: Fleet, version: str, target: str, length: int, sha256
             " VALUES (?, ?, 'stable', ?, ?, ?, ?)",
             (APP, version, target, length, sha256, now),
         )
+        # the server directs its channel heads, and its replicas notice by the generation
+        db.execute(
+            "INSERT INTO channel_heads (app, channel, version, target) VALUES (?, 'stable', ?, ?)"
+            " ON CONFLICT (app, channel) DO UPDATE SET version = excluded.version,"
+            " target = excluded.target",
+            (APP, version, target),
+        )
+        db.execute("UPDATE generation SET value = value + 1")
 
 
 def tar_entry(

@@ -49,6 +49,23 @@ def init(
     )
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket whose accepted connections get TCP_NODELAY.
+
+    The protocol must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on an accepted socket
+    only when its `proto` says TCP, and without it each response on a kept-alive connection
+    waits ~40 ms for the client's delayed ACK.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    # Listen before saying so: a client that connects on seeing the line must not be refused
+    # while uvicorn is still starting (the backlog holds it until the app is up).
+    sock.listen(2048)
+    return sock
+
+
 @app.command(epilog="Example: uptend server run /var/lib/uptend --port 8470")
 def run(
     data_dir: Annotated[Path, typer.Argument(help="directory made by `uptend server init`")],
@@ -72,12 +89,7 @@ def run(
     settings = load_settings(data_dir, database_url or None)
     migrate(settings.db_url)
     application = create_app(settings)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    # Listen before saying so: a client that connects on seeing the line must not be refused
-    # while uvicorn is still starting (the backlog holds it until the app is up).
-    sock.listen(2048)
+    sock = listening_socket(host, port)
     bound = sock.getsockname()[1]
     config = uvicorn.Config(application, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)

@@ -11,10 +11,13 @@ from fastapi.staticfiles import StaticFiles
 
 from uptend import __version__
 from uptend.server import errors
-from uptend.server.api import admin, agent
+from uptend.server.api import admin, agent, ops
+from uptend.server.generation import GenerationReader
+from uptend.server.lastseen import LastSeen
 from uptend.server.services.context import Context, utcnow
 from uptend.server.settings import Settings
 from uptend.server.storage.db import Database
+from uptend.server.storage.generation_read import GenerationRead
 from uptend.server.tuf_repo import TufRepo
 
 log = logging.getLogger("uptend.server")
@@ -37,21 +40,31 @@ def create_app(settings: Settings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = Context(settings=settings, db=Database(settings.db_url), repo=repo)
+        db = Database(settings.db_url)
+        lastseen = LastSeen(db, settings.lastseen_flush_s)
+        generation_read = GenerationRead(db)
+        reader = GenerationReader(generation_read)
+        ctx = Context(settings=settings, db=db, repo=repo, lastseen=lastseen, generation=reader)
         app.state.ctx = ctx
-        task = asyncio.create_task(_keep_signed(ctx))
+        tasks = [asyncio.create_task(_keep_signed(ctx)), asyncio.create_task(lastseen.run())]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await ctx.db.dispose()
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            try:
+                await lastseen.flush()  # what is in memory reaches the database at shutdown
+            finally:
+                await generation_read.close()
+                await db.dispose()
 
     app = FastAPI(title="uptend", version=__version__, lifespan=lifespan)
     errors.install(app)
     app.include_router(agent.router)
     app.include_router(admin.router)
+    app.include_router(ops.router)
     app.mount("/tuf/metadata", StaticFiles(directory=repo.metadata_dir), name="tuf-metadata")
     app.mount("/tuf/targets", StaticFiles(directory=repo.targets_dir), name="tuf-targets")
 

@@ -6,6 +6,9 @@ want a tighter freeze-attack window; both `server init` and `server run` read th
 - `UPTEND_TIMESTAMP_EXPIRY_S`: lifetime of `timestamp.json` in seconds (default 86400); the
   server re-signs it once less than half of that is left.
 - `UPTEND_RESIGN_CHECK_S`: seconds between the server's re-signing checks (default 60).
+
+`UPTEND_LASTSEEN_FLUSH_S` sets how often `server run` writes the agents' last-seen times
+(default 5; see `uptend.server.lastseen`).
 """
 
 import os
@@ -22,6 +25,7 @@ MAX_FILES = 200_000
 
 TIMESTAMP_EXPIRY_ENV = "UPTEND_TIMESTAMP_EXPIRY_S"
 RESIGN_CHECK_ENV = "UPTEND_RESIGN_CHECK_S"
+LASTSEEN_FLUSH_ENV = "UPTEND_LASTSEEN_FLUSH_S"
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -53,6 +57,7 @@ class Settings:
     database_url: str = ""
     expiry: Expiry = field(default_factory=_expiry_from_env)
     resign_check_s: float = field(default_factory=lambda: _env_seconds(RESIGN_CHECK_ENV, 60.0))
+    lastseen_flush_s: float = field(default_factory=lambda: _env_seconds(LASTSEEN_FLUSH_ENV, 5.0))
 
     @property
     def db_url(self) -> str:

@@ -1,11 +1,9 @@
 """The agent API: enroll once, then check in."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request, Response
 
 from uptend.protocol import CheckIn, Directives, EnrollRequest, EnrollResponse
-from uptend.server.api.deps import Ctx
+from uptend.server.api.deps import Agent, Ctx
 from uptend.server.services import checkin as service
 
 router = APIRouter(prefix="/api/v1", tags=["agent"])
@@ -17,9 +15,10 @@ async def enroll(ctx: Ctx, body: EnrollRequest, request: Request) -> EnrollRespo
     return await service.enroll(ctx, body, str(request.base_url))
 
 
-@router.post("/checkin")
-async def checkin(
-    ctx: Ctx, body: CheckIn, authorization: Annotated[str | None, Header()] = None
-) -> Directives:
+@router.post("/checkin", response_model=Directives)
+async def checkin(call: Agent, body: CheckIn) -> Directives | Response:
     """Report this agent's state; receive the version each app should run."""
-    return await service.checkin(ctx, authorization, body)
+    answer = await service.checkin(call.ctx, call.agent, call.generation, body)
+    if isinstance(answer, bytes):  # "unchanged", serialized once per generation and group
+        return Response(answer, media_type="application/json")
+    return answer

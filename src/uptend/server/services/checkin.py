@@ -1,30 +1,36 @@
 """The agent's side: enrollment, then check-ins (state in, directives out)."""
 
+import dataclasses
+import hashlib
+import json
 import uuid
+from datetime import datetime
 
 from uptend.errors import AuthError, ConfigError, NotFoundError
 from uptend.policy.desired import Decision, desired_version
 from uptend.protocol import (
-    AppDirective,
     AppState,
+    AppStatus,
     CheckIn,
     Directives,
     EnrollRequest,
     EnrollResponse,
+    Report,
 )
 from uptend.protocol.names import check_name
+from uptend.protocol.reasons import FAILED_OUTCOMES
 from uptend.server import tokens
-from uptend.server.services.auth import require_agent
+from uptend.server.cache import Caller, GroupPlan, Known
 from uptend.server.services.context import Context, utcnow
+from uptend.server.services.directives import directives_for, plan_for
 from uptend.server.storage import agents as rows
-from uptend.server.storage import audit
+from uptend.server.storage import audit, hotpath
 from uptend.server.storage import groups as group_rows
 from uptend.server.storage import releases as release_rows
 from uptend.server.storage import tokens as token_rows
 from uptend.server.storage.db import Tx
-from uptend.server.storage.tables import AgentAppRow, AgentRow, GroupRow, ReportRow
+from uptend.server.storage.tables import AgentRow, GroupRow
 
-FAILED_OUTCOMES = {"failed", "rolled_back", "rollback_failed"}
 
 
 async def enroll(ctx: Context, request: EnrollRequest, base_url: str) -> EnrollResponse:
@@ -87,59 +93,126 @@ def decide(
     )
 
 
-async def checkin(ctx: Context, authorization: str | None, body: CheckIn) -> Directives:
-    """Record what the agent says, answer what it should run."""
-    async with ctx.db.transaction() as tx:
-        agent = await require_agent(tx, authorization)
-        now = utcnow()
-        rows.touch(agent, now, body.agent_version)
-        group = await group_rows.get(tx, agent.group)
-        assert group is not None  # agents.group is a foreign key
-        existing = (await rows.apps_of(tx, [agent.id]))[agent.id]
-        for status in body.apps:
-            row = existing.get(status.app)
-            if row is None:
-                row = AgentAppRow(agent_id=agent.id, app=status.app, retry=False, log_tail="")
-                tx.add(row)
-                existing[status.app] = row
-            row.installed = status.version
-            row.state = status.state.value
-            row.target = status.target
-            row.reason = status.reason
-            row.updated_at = now
-            if status.state is not AppState.FAILED:
-                row.log_tail = ""
-        for report in body.reports:
-            rows.add_report(
-                tx,
-                ReportRow(
-                    agent_id=agent.id,
-                    app=report.app,
-                    version=report.version,
-                    outcome=report.outcome,
-                    reason=report.reason,
-                    log_tail=report.log_tail,
-                    at=report.at,
-                ),
-            )
-            row = existing.get(report.app)
-            if row is not None and report.outcome in FAILED_OUTCOMES:
-                row.log_tail = report.log_tail
-        directives: list[AppDirective] = []
-        retry: list[str] = []
-        for app, (channel, versions) in (await plan_of(tx, group)).items():
-            row = existing.get(app)
-            decision = decide(group, app, channel, versions, row.installed if row else None)
-            targets = {r.version: r.target for r in await release_rows.listing(tx, app)}
-            directives.append(
-                AppDirective(
-                    app=app,
-                    version=decision.version,
-                    reason=decision.reason,
-                    target=targets.get(decision.version or ""),
+def _reported(body: CheckIn) -> tuple[bytes, dict[str, AppStatus]]:
+    """The state an agent reports, by app (the last entry wins), and its digest.
+
+    Computed here from the parsed body: what is recorded never rests on a client's digest.
+    """
+    by_app = {status.app: status for status in body.apps}
+    canonical = [body.agent_version] + [
+        [app, s.version, s.state.value, s.target, s.reason] for app, s in sorted(by_app.items())
+    ]
+    return hashlib.sha256(json.dumps(canonical).encode()).digest(), by_app
+
+
+def _same(before: hotpath.AppRecord, status: AppStatus) -> bool:
+    return (before.installed, before.state, before.target, before.reason) == (
+        status.version,
+        status.state.value,
+        status.target,
+        status.reason,
+    )
+
+
+def _changes(
+    recorded: hotpath.Recorded, reported: dict[str, AppStatus], reports: list[Report]
+) -> tuple[dict[str, hotpath.AppRecord], dict[str, hotpath.AppRecord]]:
+    """The agent_apps rows to insert and to update: only those whose content differs."""
+    new: dict[str, hotpath.AppRecord] = {}
+    changed: dict[str, hotpath.AppRecord] = {}
+    for app, status in reported.items():
+        before = recorded.apps.get(app)
+        if before is not None and _same(before, status):
+            continue
+        keep_tail = before is not None and status.state is AppState.FAILED
+        after = hotpath.AppRecord(
+            status.version,
+            status.state.value,
+            status.target,
+            status.reason,
+            before.log_tail if before is not None and keep_tail else "",
+        )
+        (changed if before is not None else new)[app] = after
+    for report in reports:  # a failure's log tail stays on the app's row for `fleet list`
+        if report.outcome not in FAILED_OUTCOMES:
+            continue
+        app = report.app
+        row = new.get(app) or changed.get(app) or recorded.apps.get(app)
+        if row is not None and row.log_tail != report.log_tail:
+            row = dataclasses.replace(row, log_tail=report.log_tail)
+            (new if app in new else changed)[app] = row
+    return new, changed
+
+
+async def _record(
+    ctx: Context,
+    agent_id: str,
+    generation: int,
+    plan: GroupPlan,
+    body: CheckIn,
+    reported: dict[str, AppStatus],
+    digest: bytes,
+    now: datetime,
+) -> tuple[Known, list[str], bool, bool]:
+    """Compare with the rows (one read); write only what differs; pick up pending retries.
+
+    Returns what is now known, the apps to retry, whether the state was already recorded,
+    and whether last_seen was written (an agent's first check-in).
+    """
+    async with ctx.db.read() as conn:
+        recorded = await hotpath.recorded(conn, agent_id)
+    new, changed = _changes(recorded, reported, body.reports)
+    version_changed = recorded.agent_version != body.agent_version
+    retry = [a.app for a in plan.apps if a.app in recorded.retry]
+    if new or changed or version_changed or body.reports or retry or not recorded.seen:
+        async with ctx.db.write() as conn:
+            await hotpath.write_apps(conn, agent_id, now, new, changed)
+            if version_changed:
+                await hotpath.set_agent_version(conn, agent_id, body.agent_version)
+            if body.reports:
+                await hotpath.add_reports(
+                    conn, [{"agent_id": agent_id, **r.model_dump()} for r in body.reports]
                 )
-            )
-            if row is not None and row.retry:
-                retry.append(app)
-                row.retry = False
-    return Directives(poll_interval_s=group.poll_interval_s, apps=directives, retry=retry)
+            if retry:
+                await hotpath.clear_retry(conn, agent_id, retry)
+            if not recorded.seen:  # "never checked in" ends now, not at the next flush
+                await hotpath.set_last_seen(conn, {agent_id: now}, batch=False)
+        ctx.checkins.recorded += 1
+    installed = {app: r.installed for app, r in recorded.apps.items()}
+    installed.update({app: s.version for app, s in reported.items()})
+    known = Known(digest=digest, generation=generation, installed=installed)
+    ctx.memory.known.put(agent_id, known)
+    same = not version_changed and all(
+        app in recorded.apps and _same(recorded.apps[app], s) for app, s in reported.items()
+    )
+    return known, retry, same, not recorded.seen
+
+
+async def checkin(
+    ctx: Context, agent: Caller, generation: int, body: CheckIn
+) -> Directives | bytes:
+    """Record what changed in what the agent says; answer what it should run.
+
+    The idle check-in (same state, directives of the current generation) reads only the
+    generation (in `auth.identify`) and writes nothing; its last-seen time goes to memory.
+    Its answer, "unchanged", comes already serialized (bytes of a `Directives`).
+    """
+    assert agent.agent_id is not None
+    now = utcnow()
+    ctx.checkins.total += 1
+    plan = await plan_for(ctx, agent.group, generation)
+    digest, reported = _reported(body)
+    known = ctx.memory.known.get(agent.agent_id)
+    retry: list[str] = []
+    if known is None or known.digest != digest or known.generation != generation or body.reports:
+        known, retry, same, seen = await _record(
+            ctx, agent.agent_id, generation, plan, body, reported, digest, now
+        )
+    else:
+        same, seen = True, False
+    if not seen:
+        ctx.lastseen.seen(agent.agent_id, now)
+    if body.generation == generation and same and not retry:
+        ctx.checkins.unchanged += 1
+        return plan.unchanged
+    return directives_for(plan, known.installed, generation=generation, retry=retry)

@@ -1,10 +1,14 @@
-"""What every use case needs: settings, the database, the TUF repository."""
+"""What every use case needs: settings, the database, the TUF repository, process memory."""
 
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from uptend.server.cache import Memory
+from uptend.server.generation import GenerationReader
+from uptend.server.lastseen import LastSeen
 from uptend.server.settings import Settings
+from uptend.server.stats import CheckinCounters
 from uptend.server.storage.db import Database
 from uptend.server.tuf_repo import TufRepo
 
@@ -14,9 +18,13 @@ class Context:
     settings: Settings
     db: Database
     repo: TufRepo
+    lastseen: LastSeen
+    generation: GenerationReader
     # Publishing bumps TUF metadata versions: one at a time per process (TufRepo also
     # holds a file lock for several processes on one data dir).
     publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    memory: Memory = field(default_factory=Memory)
+    checkins: CheckinCounters = field(default_factory=CheckinCounters)
 
 
 def utcnow() -> datetime:

@@ -1,7 +1,5 @@
 """Queries on agents, their per-app state and their reports."""
 
-from datetime import datetime
-
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -19,10 +17,6 @@ async def add(tx: Tx, row: AgentRow) -> None:
             f"an agent named {row.name!r} is already enrolled",
             hint="pick another --name, or remove the old agent first",
         ) from None
-
-
-async def by_credential(tx: Tx, credential_hash: str) -> AgentRow | None:
-    return await tx.scalar(select(AgentRow).where(AgentRow.credential_hash == credential_hash))
 
 
 async def by_id_or_name(tx: Tx, key: str) -> AgentRow | None:
@@ -48,10 +42,6 @@ async def app_row(tx: Tx, agent_id: str, app: str) -> AgentAppRow | None:
     return await tx.get(AgentAppRow, (agent_id, app))
 
 
-def add_report(tx: Tx, row: ReportRow) -> None:
-    tx.add(row)
-
-
 async def reports_of(tx: Tx, agent_id: str, limit: int) -> list[ReportRow]:
     stmt = (
         select(ReportRow)
@@ -60,8 +50,3 @@ async def reports_of(tx: Tx, agent_id: str, limit: int) -> list[ReportRow]:
         .limit(limit)
     )
     return list(await tx.scalars(stmt))
-
-
-def touch(row: AgentRow, now: datetime, agent_version: str) -> None:
-    row.last_seen = now
-    row.agent_version = agent_version

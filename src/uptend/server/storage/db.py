@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -49,7 +50,7 @@ def _async_url(url: str) -> str:
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
 
 
-def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+def configure_sqlite(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=10000")
@@ -64,7 +65,7 @@ def migrate(url: str) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     engine = create_engine(_sync_url(url))
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "connect", configure_sqlite)
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
@@ -77,24 +78,69 @@ def migrate(url: str) -> None:
         engine.dispose()
 
 
+FLUSH = {"uptend_kind": "flush"}  # execution options that mark the batched last-seen write
+
+
 class Database:
-    """The server's handle: one async engine, one session per transaction."""
+    """The server's handle: one async engine, one session per transaction.
+
+    The check-in path uses Core connections (`read`, `write`): no unit of work, no identity
+    map. Every statement is counted by kind, so tests and the bench count writes rather
+    than assume them.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(_async_url(url), pool_pre_ping=True)
+        async_url = _async_url(url)
+        # A file has no server to lose the connection to: no ping round trip on SQLite.
+        ping = make_url(async_url).get_backend_name() != "sqlite"
+        self.engine: AsyncEngine = create_async_engine(async_url, pool_pre_ping=ping)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _on_sqlite_connect)
+            event.listen(self.engine.sync_engine, "connect", configure_sqlite)
+        self.statements: dict[str, int] = {"read": 0, "write": 0, "flush": 0}
+        event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def _count(
+        self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        if context is not None and context.execution_options.get("uptend_kind") == "flush":
+            kind = "flush"
+        elif statement.lstrip()[:6].upper() == "SELECT":
+            kind = "read"
+        else:
+            kind = "write"
+        self.statements[kind] += 1
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection for reads (never committed)."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in a transaction, committed on success."""
+        async with self.engine.begin() as conn:
+            yield conn
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-__all__ = ["Database", "SQLAlchemyError", "Tx", "migrate", "sqlite_url"]
+__all__ = [
+    "FLUSH",
+    "AsyncConnection",
+    "Database",
+    "SQLAlchemyError",
+    "Tx",
+    "configure_sqlite",
+    "migrate",
+    "sqlite_url",
+]

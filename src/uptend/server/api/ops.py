@@ -1,0 +1,23 @@
+"""Operating the server itself: counters of what requests cost (admin only)."""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from uptend.server import stats
+from uptend.server.api.deps import Admin, Ctx
+
+router = APIRouter(prefix="/api/v1/server", tags=["ops"])
+
+
+@router.get("/stats")
+async def server_stats(ctx: Ctx, _: Admin) -> dict[str, Any]:
+    """Statements run by kind (read, write, flush), check-ins, last-seen batching, caches."""
+    memory = ctx.memory
+    caches = {
+        "generation": memory.credentials.generation,
+        "credentials": len(memory.credentials),
+        "plans": len(memory.plans),
+        "agents": len(memory.known),
+    }
+    return stats.snapshot(ctx.db.statements, ctx.checkins, ctx.lastseen, caches)

@@ -1,0 +1,219 @@
+"""The per-request statements (authenticate, check in), in SQLAlchemy Core.
+
+No ORM here: no identity map, no unit of work, no per-row object; statements are built once
+at import so SQLAlchemy's compiled cache hits on every call.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
+
+from uptend.server.storage.db import FLUSH, AsyncConnection
+from uptend.server.storage.tables import (
+    AgentAppRow,
+    AgentRow,
+    ChannelHeadRow,
+    GroupAppRow,
+    GroupRow,
+    ReportRow,
+    TokenRow,
+)
+
+AGENTS = cast(Table, AgentRow.__table__)
+AGENT_APPS = cast(Table, AgentAppRow.__table__)
+REPORTS = cast(Table, ReportRow.__table__)
+TOKENS = cast(Table, TokenRow.__table__)
+GROUPS = cast(Table, GroupRow.__table__)
+GROUP_APPS = cast(Table, GroupAppRow.__table__)
+HEADS = cast(Table, ChannelHeadRow.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class AppRecord:
+    """What the server holds about one app on one agent (an `agent_apps` row's content)."""
+
+    installed: str | None
+    state: str
+    target: str | None
+    reason: str
+    log_tail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An agent's rows as stored: what a check-in compares with before writing anything."""
+
+    agent_version: str | None
+    seen: bool  # last_seen is set
+    apps: dict[str, AppRecord]
+    retry: frozenset[str]
+
+
+_AGENT_BY_CREDENTIAL = select(
+    AGENTS.c.id, AGENTS.c.name, AGENTS.c.group, AGENTS.c.credential_hash
+).where(AGENTS.c.credential_hash == bindparam("digest"))
+_ADMIN_BY_TOKEN = select(TOKENS.c.id, TOKENS.c.token_hash).where(
+    TOKENS.c.token_hash == bindparam("digest"),
+    TOKENS.c.kind == "admin",
+    TOKENS.c.revoked.is_(False),
+)
+_RECORDED = (
+    select(
+        AGENTS.c.agent_version,
+        AGENTS.c.last_seen,
+        AGENT_APPS.c.app,
+        AGENT_APPS.c.installed,
+        AGENT_APPS.c.state,
+        AGENT_APPS.c.target,
+        AGENT_APPS.c.reason,
+        AGENT_APPS.c.log_tail,
+        AGENT_APPS.c.retry,
+    )
+    .select_from(AGENTS.outerjoin(AGENT_APPS, AGENT_APPS.c.agent_id == AGENTS.c.id))
+    .where(AGENTS.c.id == bindparam("agent_id"))
+)
+_INSERT_APP = insert(AGENT_APPS)
+_UPDATE_APP = (
+    update(AGENT_APPS)
+    .where(AGENT_APPS.c.agent_id == bindparam("b_agent_id"), AGENT_APPS.c.app == bindparam("b_app"))
+    .values(
+        installed=bindparam("installed"),
+        state=bindparam("state"),
+        target=bindparam("target"),
+        reason=bindparam("reason"),
+        log_tail=bindparam("log_tail"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+_CLEAR_RETRY = (
+    update(AGENT_APPS)
+    .where(
+        AGENT_APPS.c.agent_id == bindparam("b_agent_id"),
+        AGENT_APPS.c.app == bindparam("b_app"),
+        AGENT_APPS.c.retry.is_(True),
+    )
+    .values(retry=False)
+)
+_SET_AGENT = (
+    update(AGENTS)
+    .where(AGENTS.c.id == bindparam("b_id"))
+    .values(agent_version=bindparam("agent_version"))
+)
+# Never move last_seen backwards: replicas flush in any order.
+_SEEN = (
+    update(AGENTS)
+    .where(
+        AGENTS.c.id == bindparam("b_id"),
+        or_(AGENTS.c.last_seen.is_(None), AGENTS.c.last_seen < bindparam("last_seen")),
+    )
+    .values(last_seen=bindparam("last_seen"))
+)
+_SEEN_BATCH = _SEEN.execution_options(**FLUSH)
+_INSERT_REPORT = insert(REPORTS)
+_GROUP = select(GROUPS.c.poll_interval_s, GROUPS.c.auto_update).where(
+    GROUPS.c.name == bindparam("group")
+)
+_GROUP_PLAN = (
+    select(GROUP_APPS.c.app, GROUP_APPS.c.channel, HEADS.c.version, HEADS.c.target)
+    .select_from(
+        GROUP_APPS.outerjoin(
+            HEADS, and_(HEADS.c.app == GROUP_APPS.c.app, HEADS.c.channel == GROUP_APPS.c.channel)
+        )
+    )
+    .where(GROUP_APPS.c.group == bindparam("group"))
+    .order_by(GROUP_APPS.c.app)
+)
+
+
+async def agent_by_credential(conn: AsyncConnection, digest: str) -> Sequence[Any] | None:
+    """(id, name, group, credential_hash) of the agent holding this credential digest."""
+    return (await conn.execute(_AGENT_BY_CREDENTIAL, {"digest": digest})).first()
+
+
+async def admin_by_token(conn: AsyncConnection, digest: str) -> Sequence[Any] | None:
+    """(id, token_hash) of the live admin token with this digest."""
+    return (await conn.execute(_ADMIN_BY_TOKEN, {"digest": digest})).first()
+
+
+async def recorded(conn: AsyncConnection, agent_id: str) -> Recorded:
+    """The agent's version, whether it was ever seen, and its per-app rows: one read."""
+    apps: dict[str, AppRecord] = {}
+    retry: set[str] = set()
+    agent_version: str | None = None
+    seen = False
+    for row in await conn.execute(_RECORDED, {"agent_id": agent_id}):
+        agent_version, seen = row.agent_version, row.last_seen is not None
+        if row.app is not None:
+            apps[row.app] = AppRecord(
+                row.installed, row.state, row.target, row.reason, row.log_tail
+            )
+            if row.retry:
+                retry.add(row.app)
+    return Recorded(agent_version, seen, apps, frozenset(retry))
+
+
+async def write_apps(
+    conn: AsyncConnection,
+    agent_id: str,
+    now: datetime,
+    new: dict[str, AppRecord],
+    changed: dict[str, AppRecord],
+) -> None:
+    if new:
+        await conn.execute(
+            _INSERT_APP,
+            [
+                {"agent_id": agent_id, "app": app, "retry": False, "updated_at": now, **_values(r)}
+                for app, r in new.items()
+            ],
+        )
+    if changed:
+        await conn.execute(
+            _UPDATE_APP,
+            [
+                {"b_agent_id": agent_id, "b_app": app, "updated_at": now, **_values(r)}
+                for app, r in changed.items()
+            ],
+        )
+
+
+def _values(r: AppRecord) -> dict[str, Any]:
+    return {
+        "installed": r.installed,
+        "state": r.state,
+        "target": r.target,
+        "reason": r.reason,
+        "log_tail": r.log_tail,
+    }
+
+
+async def clear_retry(conn: AsyncConnection, agent_id: str, apps: Iterable[str]) -> None:
+    await conn.execute(_CLEAR_RETRY, [{"b_agent_id": agent_id, "b_app": app} for app in apps])
+
+
+async def set_agent_version(conn: AsyncConnection, agent_id: str, version: str) -> None:
+    await conn.execute(_SET_AGENT, {"b_id": agent_id, "agent_version": version})
+
+
+async def add_reports(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    await conn.execute(_INSERT_REPORT, rows)
+
+
+async def set_last_seen(conn: AsyncConnection, seen: dict[str, datetime], *, batch: bool) -> None:
+    """One statement for all of `seen` (executemany); `batch` marks the coalesced flush."""
+    params = [{"b_id": agent_id, "last_seen": at} for agent_id, at in seen.items()]
+    await conn.execute(_SEEN_BATCH if batch else _SEEN, params)
+
+
+async def group_plan(
+    conn: AsyncConnection, group: str
+) -> tuple[tuple[float, bool] | None, list[Sequence[Any]]]:
+    """The group's (poll interval, auto-update) and its (app, channel, head version, target)."""
+    settings = (await conn.execute(_GROUP, {"group": group})).first()
+    if settings is None:
+        return None, []
+    rows: list[Sequence[Any]] = list(await conn.execute(_GROUP_PLAN, {"group": group}))
+    return (float(settings[0]), bool(settings[1])), rows

@@ -1,0 +1,185 @@
+"""The check-in path's parts without a server: the listening socket, the generation reader
+and its driver-level read, the bounded caches, the pure directive decision."""
+
+import asyncio
+import socket
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, text
+
+from uptend.cli.server import listening_socket
+from uptend.server.cache import AppPlan, Bounded, ByGeneration, GroupPlan
+from uptend.server.generation import GenerationReader
+from uptend.server.services.directives import directives_for
+from uptend.server.storage.db import Database, migrate, sqlite_url
+from uptend.server.storage.generation_read import GenerationRead
+
+
+async def _accepted_nodelay(sock: socket.socket) -> int:
+    """TCP_NODELAY of the socket asyncio accepted from `sock`, as uvicorn serves it."""
+    seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def accepted(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn: socket.socket = writer.get_extra_info("socket")
+        seen.set_result(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(accepted, sock=sock)
+    async with server:
+        _reader, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(seen, 10)
+        finally:
+            writer.close()
+
+
+def test_accepted_connections_get_tcp_nodelay() -> None:
+    assert asyncio.run(_accepted_nodelay(listening_socket("127.0.0.1", 0))) != 0
+
+
+def test_a_protocol_0_socket_would_not_get_it() -> None:
+    """The control: the old socket (protocol 0) shows the test can see the difference."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    assert asyncio.run(_accepted_nodelay(sock)) == 0
+
+
+def test_a_request_never_shares_a_read_begun_before_it_arrived() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        value = 1
+        pending: list[asyncio.Future[None]] = []  # one per read in flight, released by the test
+        started = asyncio.Event()
+
+        async def read() -> int:
+            seen = value
+            pending.append(asyncio.get_running_loop().create_future())
+            started.set()
+            await pending[-1]
+            return seen
+
+        async def until(count: int) -> None:
+            await started.wait()
+            started.clear()
+            assert len(pending) == count
+
+        reader = GenerationReader(read)
+        early = asyncio.create_task(reader.current())
+        await until(1)  # the first read is in flight (it saw value 1) ...
+        value = 2  # ... when a change commits; then three requests arrive
+        late = [asyncio.create_task(reader.current()) for _ in range(3)]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        pending[0].set_result(None)  # the first read ends; the next starts for the late three
+        await until(2)
+        pending[1].set_result(None)
+        return [await early] + [await t for t in late], len(pending)
+
+    results, reads = asyncio.run(scenario())
+    assert results == [1, 2, 2, 2]  # the late ones saw the change ...
+    assert reads == 2  # ... with one read between them
+
+
+def test_a_failed_read_fails_its_waiters_and_the_next_read_runs() -> None:
+    async def scenario() -> int:
+        calls = 0
+
+        async def read() -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise OSError("database away")
+            return 7
+
+        reader = GenerationReader(read)
+        with pytest.raises(OSError, match="database away"):
+            await reader.current()
+        return await reader.current()
+
+    assert asyncio.run(scenario()) == 7
+
+
+def test_caches_are_bounded_and_forget_on_a_new_generation() -> None:
+    bounded: Bounded[str, int] = Bounded(2)
+    for key, value in (("a", 1), ("b", 2), ("c", 3)):
+        bounded.put(key, value)
+    assert (bounded.get("a"), bounded.get("b"), bounded.get("c"), len(bounded)) == (None, 2, 3, 2)
+
+    cache: ByGeneration[str, int] = ByGeneration(10)
+    cache.put(5, "x", 1)
+    assert cache.get(5, "x") == 1
+    assert cache.get(6, "x") is None  # a newer generation: not trusted
+    cache.put(4, "y", 2)  # read before a change already seen: not kept
+    assert cache.get(5, "y") is None
+    cache.put(6, "z", 3)
+    assert (cache.get(6, "z"), cache.get(6, "x"), len(cache)) == (3, None, 1)
+
+
+def test_directives_name_the_head_target_only_for_the_head() -> None:
+    plan = GroupPlan(
+        name="g",
+        poll_interval_s=30.0,
+        auto_update=False,
+        apps=(
+            AppPlan("a", "stable", "2.0", "a/2.0/a-2.0.tar.gz"),
+            AppPlan("b", "stable", None, None),
+        ),
+        unchanged=b"",
+    )
+    fresh = directives_for(plan, {}, generation=3, retry=[])
+    assert [(d.app, d.version, d.target) for d in fresh.apps] == [
+        ("a", "2.0", "a/2.0/a-2.0.tar.gz"),
+        ("b", None, None),
+    ]
+    held = directives_for(plan, {"a": "1.0"}, generation=3, retry=["a"])
+    assert (held.apps[0].version, held.apps[0].target) == ("1.0", None)  # it runs 1.0 already
+    assert "automatic updates are off" in held.apps[0].reason
+    assert (held.retry, held.generation, held.poll_interval_s, held.unchanged) == (
+        ["a"],
+        3,
+        30.0,
+        False,
+    )
+
+
+def test_the_generation_read_follows_changes_and_survives_a_lost_connection(
+    database_url: str, tmp_path: Path
+) -> None:
+    url = database_url or sqlite_url(tmp_path)
+    migrate(url)
+
+    def bump() -> None:
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE generation SET value = value + 1"))
+        finally:
+            engine.dispose()
+
+    async def scenario() -> list[int]:
+        db = Database(url)
+        read = GenerationRead(db)
+        seen = []
+        try:
+            seen.append(await read())
+            bump()
+            seen.append(await read())
+            if db.dialect == "postgresql":  # the server restarts under us: one read fails ...
+                with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as admin:
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                with pytest.raises(psycopg.OperationalError):
+                    await read()
+            bump()
+            seen.append(await read())  # ... and the next one connects again
+            assert db.statements["read"] == (4 if db.dialect == "postgresql" else 3)
+        finally:
+            await read.close()
+            await db.dispose()
+        return seen
+
+    assert asyncio.run(scenario()) == [1, 2, 3]

@@ -32,7 +32,6 @@ from uptend.server.storage.db import Tx
 from uptend.server.storage.tables import AgentRow, GroupRow
 
 
-
 async def enroll(ctx: Context, request: EnrollRequest, base_url: str) -> EnrollResponse:
     check_name("group", request.group)
     name = request.name.strip()

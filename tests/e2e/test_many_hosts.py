@@ -40,18 +40,18 @@ def test_a_thousand_hosts_go_from_v1_to_v2_and_the_bad_ones_roll_back(tmp_path: 
         first, checkins = asyncio.run(scenario())
         assert first == 1  # told, installed (the fake install is instant), reported next round
 
-        admin = Admin(fleet.url, fleet.admin_token)
-        (app,) = [a for a in admin.summary().apps if a.app == APP]
-        assert app.agents == HOSTS
-        assert app.versions == {"2.0": 900, "1.0": 100}
-        assert app.reasons == {"up_to_date": 900, "failed": 100}
+        with Admin(fleet.url, fleet.admin_token) as admin:
+            (app,) = [a for a in admin.summary().apps if a.app == APP]
+            assert app.agents == HOSTS
+            assert app.versions == {"2.0": 900, "1.0": 100}
+            assert app.reasons == {"up_to_date": 900, "failed": 100}
 
-        failed = admin.agents(reason="failed", limit=1000)
-        assert failed.total == 100
-        sample = failed.agents[0]
-        (row,) = [a for a in sample.apps if a.app == APP]
-        assert row.installed == "1.0"
-        assert "unhealthy" in row.reason.message
-        outcomes = {r.outcome for r in admin.agent(sample.name).reports}
+            failed = admin.agents(reason="failed", limit=1000)
+            assert failed.total == 100
+            sample = failed.agents[0]
+            (row,) = [a for a in sample.apps if a.app == APP]
+            assert row.installed == "1.0"
+            assert "unhealthy" in row.reason.message
+            outcomes = {r.outcome for r in admin.agent(sample.name).reports}
         assert {"installed", "rolled_back"} <= outcomes
         assert checkins == 3 * HOSTS

@@ -147,10 +147,13 @@ def test_a_retry_is_delivered_once_then_cleared(server: Fleet) -> None:
     assert later["retry"] == []
 
 
-def test_the_control_client_keeps_its_directives_while_nothing_changes(server: Fleet) -> None:
+def test_the_control_client_keeps_its_directives_while_nothing_changes(
+    server: Fleet, request: pytest.FixtureRequest
+) -> None:
     group_with_release(server, "client", "client-app")
     credential = enrolled(server, "client-1", group="client")
     control = ControlClient(server.url, credential)
+    request.addfinalizer(control.close)
     body = CheckIn(agent_version="0.1.0", apps=[AppStatus(app="client-app", version="1.0")])
     first = control.checkin(body, None)
     assert isinstance(first, Directives)

@@ -136,7 +136,9 @@ def test_a_pid_nobody_has_opens_nothing() -> None:
 
 def test_stop_group_kills_an_app_that_ignores_sigterm() -> None:
     proc = subprocess.Popen(["sh", "-c", 'trap "" TERM; exec sleep 600'], start_new_session=True)
-    wait_until(lambda: b"sleep" in Path(f"/proc/{proc.pid}/cmdline").read_bytes(), what="exec")
+    # comm, not cmdline: the shell's own cmdline names sleep before the trap has even run
+    comm = Path(f"/proc/{proc.pid}/comm")
+    wait_until(lambda: comm.read_bytes().strip() == b"sleep", what="the exec after the trap")
     handle = procs.Adopted.open(proc.pid, start_time(proc.pid))
     assert handle is not None
     try:

@@ -302,6 +302,9 @@ def test_a_record_without_a_pid_reaps_the_run_by_its_id(layout: Layout) -> None:
     env = {**os.environ, procs.RUN_ID_ENV: "0123456789abcdef"}
     orphan = subprocess.Popen(["sleep", "600"], env=env, start_new_session=True)
     try:
+        # until the exec, the child's /proc environ is still this process's, without the run id
+        comm = Path(f"/proc/{orphan.pid}/comm")
+        wait_until(lambda: comm.read_bytes().strip() == b"sleep", what="the orphan's exec")
         pre = Record("0123456789abcdef", "1.0", str(layout.version_dir("app", "1.0")), agent=1)
         layout.run_file("app").write_bytes(pre.to_json())
         Supervisor(layout).adopt()

@@ -499,7 +499,8 @@ def main() -> None:
             )
             if dialect == "sqlite":
                 fixed = [points[f"fixed{i}"].p99 for i in (1, 2)]
-                verdict = "ok" if max(fixed) < P99_TARGET_MS else "MISSED"  # every run, not the best
+                # every run must pass, not the better of the two
+                verdict = "ok" if max(fixed) < P99_TARGET_MS else "MISSED"
                 say(
                     f"  sqlite: p99 at {FIXED_RATE:.0f}/s {fixed[0]:.1f}, {fixed[1]:.1f} ms"
                     f" (target < {P99_TARGET_MS:.0f}) {verdict}"

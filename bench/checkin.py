@@ -316,7 +316,7 @@ class Uptend:
 
 def publish_one(url: str, token: str, root: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.fleet import make_release
+    from tests.support.fleet import make_release
 
     from uptend import archive
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fleet import Fleet, Host, wait_until
+from tests.support.fleet import Fleet, Host, wait_until
 
 from uptend.agent.layout import Layout
 from uptend.agent.runner import Agent

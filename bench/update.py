@@ -11,7 +11,7 @@ What it does:
    added), each with an `uptend.toml` (a tiny long-running command, probation 0; 1.1's
    command probe fails, so the update ends in a real rollback), into CACHE/bundles; reused
    when present.
-2. Starts a real `uptend server` (tests/fleet.py's `Fleet`), publishes both versions through
+2. Starts a real `uptend server` (tests/support/fleet.py's `Fleet`), publishes both versions through
    the CLI and enrolls one agent data dir per run.
 3. Per run, in a child process (so its peak RSS is its own), drives uptend's own
    `AppDriver` the way the agent's loop does: the look-up the loop's job makes, then
@@ -55,7 +55,7 @@ from bench.baselines import (  # noqa: E402 - after the path that finds them
     tree_stats,
     wait_rusage,
 )
-from tests.fleet import Fleet  # noqa: E402
+from tests.support.fleet import Fleet  # noqa: E402
 
 APP = "bench"
 TARGETS = {"update_vs_mender": 0.6, "update_vs_floor": 1.3, "rollback_vs_mender": 0.3}

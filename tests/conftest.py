@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.fleet import Fleet
+from tests.support.fleet import Fleet
 
 PG_ADMIN_URL = os.environ.get("UPTEND_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

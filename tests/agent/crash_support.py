@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.fleet import Fleet, Host, wait_until
+from tests.support.fleet import Fleet, Host, wait_until
 
 RELEASE_FILES = ["app.py", "uptend.toml"]  # what make_release puts in every release
 PROBATION_S = 0.3

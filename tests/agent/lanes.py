@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.agent.crash_support import PROBATION_S, bring_up, kill_app_processes
-from tests.fleet import Fleet, Host
+from tests.support.fleet import Fleet, Host
 
 _numbers = itertools.count(1)
 

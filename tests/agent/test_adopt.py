@@ -28,7 +28,7 @@ from tests.agent.crash_support import (
     wait_settled,
 )
 from tests.agent.lanes import Lane, lane, shared_fleet
-from tests.fleet import Host, wait_until
+from tests.support.fleet import Host, wait_until
 from uptend.agent import files, procs
 from uptend.agent.layout import Layout
 from uptend.agent.procs import Record

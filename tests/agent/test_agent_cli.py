@@ -6,7 +6,7 @@ import os
 import threading
 from pathlib import Path
 
-from tests.fleet import Fleet, wait_until
+from tests.support.fleet import Fleet, wait_until
 from uptend.agent.attempts import KEEP, AttemptLog, attempt_logs
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.agent.test_driver import facts, settle
-from tests.fleet import Fleet, wait_until
+from tests.support.fleet import Fleet, wait_until
 from uptend.agent import artifacts, download, files, lookup
 from uptend.agent.driver import AppDriver
 from uptend.agent.layout import Layout

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.crash_support import running, start_time
-from tests.fleet import wait_until
+from tests.support.fleet import wait_until
 from uptend.agent import procs
 from uptend.agent.procs import Facts, Record, Verdict, judge
 

@@ -23,7 +23,7 @@ from tests.agent.crash_support import (
     wait_settled,
 )
 from tests.agent.lanes import Lane, lane, shared_fleet
-from tests.fleet import Host, wait_until
+from tests.support.fleet import Host, wait_until
 
 __all__ = ["lane", "shared_fleet"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.crash_support import running
-from tests.fleet import wait_until
+from tests.support.fleet import wait_until
 from uptend.agent import files, supervisor
 from uptend.agent.layout import Layout
 from uptend.agent.procs import Record

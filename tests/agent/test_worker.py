@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from tuf.api.metadata import TargetFile
 
-from tests.fleet import wait_until
+from tests.support.fleet import wait_until
 from uptend.agent import artifacts, faults, jobs
 from uptend.agent.installers import Signed
 from uptend.agent.layout import Layout

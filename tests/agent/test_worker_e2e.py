@@ -9,8 +9,8 @@ import signal
 from pathlib import Path
 
 from tests.e2e.test_hostile import APP, PROBATION, artifact, host_on_1_0, proxy, via
-from tests.fleet import Fleet, make_release, wait_until
-from tests.tamper_proxy import TamperProxy
+from tests.support.fleet import Fleet, make_release, wait_until
+from tests.support.tamper_proxy import TamperProxy
 
 __all__ = ["proxy"]
 

@@ -22,8 +22,8 @@ from tests.e2e.test_hostile import (
     release_tar,
     via,
 )
-from tests.fleet import Fleet, Host, make_release, wait_until
-from tests.tamper_proxy import TamperProxy
+from tests.support.fleet import Fleet, Host, make_release, wait_until
+from tests.support.tamper_proxy import TamperProxy
 from uptend.server.tuf_repo import TufRepo
 
 __all__ = ["proxy"]

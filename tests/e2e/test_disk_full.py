@@ -14,7 +14,7 @@ import pytest
 
 from tests import userns
 from tests.e2e.test_hostile import APP, PROBATION, app_row, host_on_1_0, reports
-from tests.fleet import UPTEND, Fleet, Host, make_release, wait_until
+from tests.support.fleet import UPTEND, Fleet, Host, make_release, wait_until
 
 TMPFS = "1m"
 

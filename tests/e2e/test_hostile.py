@@ -40,8 +40,8 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Timestamp
 
 from tests import userns
-from tests.fleet import UPTEND, Fleet, Host, make_release, wait_until
-from tests.tamper_proxy import Seen, TamperProxy
+from tests.support.fleet import UPTEND, Fleet, Host, make_release, wait_until
+from tests.support.tamper_proxy import Seen, TamperProxy
 from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
 from uptend.server.tuf_repo import TufRepo
 
@@ -478,8 +478,11 @@ def test_server_away_then_back_keeps_app_running_and_converges(fleet: Fleet) -> 
 def test_second_agent_on_the_same_data_dir_exits_and_leaves_tuf_intact(fleet: Fleet) -> None:
     host = host_on_1_0(fleet)
     wait_until(lambda: app_row(fleet, host)["installed"] == "1.0", what="1.0 reported")
+    path = host.dir / "state/demo.journal"
+    # the running agent drops the delivered report from its journal after that check-in
+    wait_until(lambda: json.loads(path.read_bytes())["plan"]["pending"] == [], what="settled")
     before = tuf_files(host)
-    journal = (host.dir / "state/demo.journal").read_bytes()
+    journal = path.read_bytes()
     second = subprocess.run(
         [*UPTEND, "agent", "run", str(host.dir)],
         capture_output=True,

@@ -8,7 +8,7 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-from tests.fleet import Fleet
+from tests.support.fleet import Fleet
 from tests.support.sim import SimFleet
 from uptend.cli._client import Admin
 

@@ -12,7 +12,7 @@ from tests.agent.crash_support import (
     wait_checkins,
     wait_settled,
 )
-from tests.fleet import Fleet, wait_until
+from tests.support.fleet import Fleet, wait_until
 
 
 def test_rollout_survives_a_server_restart_mid_way(fleet: Fleet) -> None:

@@ -1,6 +1,6 @@
 """The whole path with real processes: publish, agents install, run, and move to v2."""
 
-from tests.fleet import Fleet, wait_until
+from tests.support.fleet import Fleet, wait_until
 
 
 def test_v1_to_v2_runs_the_new_code_on_every_host(any_db_fleet: Fleet) -> None:

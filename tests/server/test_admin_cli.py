@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from tests.fleet import UPTEND, Fleet, make_release
 from tests.server.test_agent_api import (
     admin_client,
     check_in,
@@ -33,6 +32,7 @@ from tests.server.test_agent_api import (
     running,
     upload,
 )
+from tests.support.fleet import UPTEND, Fleet, make_release
 from uptend import archive
 
 SQLITE_ONLY = pytest.mark.parametrize("server", ["sqlite"], indirect=True)

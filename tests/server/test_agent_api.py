@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.conftest import PG_ADMIN_URL
-from tests.fleet import Fleet, make_release
+from tests.support.fleet import Fleet, make_release
 from uptend import archive
 
 

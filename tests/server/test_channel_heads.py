@@ -6,8 +6,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-from tests.fleet import Fleet
 from tests.server.test_agent_api import admin_client, upload
+from tests.support.fleet import Fleet
 from uptend.server.storage.db import MIGRATIONS, migrate, sqlite_url
 
 

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.fleet import UPTEND, Fleet, wait_until
 from tests.server.test_agent_api import (
     admin_client,
     check_in,
@@ -24,6 +23,7 @@ from tests.server.test_agent_api import (
     running,
     upload,
 )
+from tests.support.fleet import UPTEND, Fleet, wait_until
 from uptend.agent.control import ControlClient
 from uptend.agent.wire import AppStatus, CheckIn, Directives
 from uptend.server.storage.db import sqlite_url

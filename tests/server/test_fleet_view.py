@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from tests.fleet import Fleet, wait_until
 from tests.server.test_admin_cli import wide
 from tests.server.test_agent_api import admin_client, check_in, enrolled, fleet_on, upload
+from tests.support.fleet import Fleet, wait_until
 from uptend.policy.desired import is_outdated
 from uptend.protocol import ReasonCode
 from uptend.protocol.versions import newest

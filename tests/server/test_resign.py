@@ -15,7 +15,7 @@ import httpx
 import pytest
 from tuf.api.metadata import Metadata
 
-from tests.fleet import Fleet, wait_until
+from tests.support.fleet import Fleet, wait_until
 from uptend.errors import ConfigError
 from uptend.server.settings import RESIGN_CHECK_ENV, TIMESTAMP_EXPIRY_ENV, Settings
 

@@ -52,8 +52,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from sqlalchemy import create_engine, text
+from tests.support.pg import fresh_database
 
 UPTEND = [sys.executable, "-m", "uptend"]
 PG_ADMIN_URL = os.environ.get("UPTEND_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -378,19 +378,6 @@ def measure(
     return Point(label, rps, p99, writes, flushes)
 
 
-@contextlib.contextmanager
-def postgres_db() -> Iterator[str]:
-    name = f"uptend_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 class Hello:
     """The hello-world ceiling, measured again right before each point it is compared with."""
 
@@ -475,7 +462,7 @@ def main() -> None:
             say(f"  {label:<44} {rps:8.0f} req/s  p99 {p99:7.1f} ms")
             results = {"sqlite": run_dialect("sqlite", "", root, args, hello)}
             if not args.no_postgresql:
-                with postgres_db() as db_url:
+                with fresh_database(PG_ADMIN_URL, "uptend_bench") as db_url:
                     results["postgresql"] = run_dialect("postgresql", db_url, root, args, hello)
         say("\ntargets:")
         for dialect, (points, ratios) in results.items():

@@ -1,16 +1,12 @@
 """Shared fixtures: a database URL over SQLite and PostgreSQL, and the fleet harness."""
 
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from tests.support.fleet import Fleet
-
-PG_ADMIN_URL = os.environ.get("UPTEND_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.support.pg import fresh_database
 
 
 @pytest.fixture(autouse=True)
@@ -28,15 +24,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield ""
         return
-    name = f"uptend_test_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture

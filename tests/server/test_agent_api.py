@@ -7,18 +7,16 @@ assert "unchanged" rather than "empty" where another test could have added rows.
 
 import contextlib
 import hashlib
-import secrets
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
-from tests.conftest import PG_ADMIN_URL
 from tests.support.fleet import Fleet, make_release
+from tests.support.pg import fresh_database
 from uptend import archive
 
 
@@ -32,16 +30,8 @@ def fleet_on(dialect: str, root: Path) -> Iterator[Fleet]:
         with Fleet(root) as fleet:
             yield fleet
         return
-    name = f"uptend_test_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        with Fleet(root, database_url=f"{base}/{name}") as fleet:
-            yield fleet
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database() as url, Fleet(root, database_url=url) as fleet:
+        yield fleet
 
 
 def admin_client(fleet: Fleet, token: str | None = None) -> httpx.Client:

@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime
 
 from uptend.errors import AuthError, ConfigError, NotFoundError
-from uptend.policy.desired import Decision, desired_version
 from uptend.protocol import (
     AppState,
     AppStatus,
@@ -26,10 +25,8 @@ from uptend.server.services.directives import directives_for, plan_for
 from uptend.server.storage import agents as rows
 from uptend.server.storage import audit, hotpath
 from uptend.server.storage import groups as group_rows
-from uptend.server.storage import releases as release_rows
 from uptend.server.storage import tokens as token_rows
-from uptend.server.storage.db import Tx
-from uptend.server.storage.tables import AgentRow, GroupRow
+from uptend.server.storage.tables import AgentRow
 
 
 async def enroll(ctx: Context, request: EnrollRequest, base_url: str) -> EnrollResponse:
@@ -69,26 +66,6 @@ async def enroll(ctx: Context, request: EnrollRequest, base_url: str) -> EnrollR
         metadata_url=f"{base_url}tuf/metadata/",
         targets_url=f"{base_url}tuf/targets/",
         poll_interval_s=group.poll_interval_s,
-    )
-
-
-async def plan_of(tx: Tx, group: GroupRow) -> dict[str, tuple[str, list[str]]]:
-    """Assigned app -> (channel, versions on that channel) for one group."""
-    assigned = (await group_rows.apps_of(tx, [group.name]))[group.name]
-    versions = await release_rows.versions_by_channel(tx, [(a.app, a.channel) for a in assigned])
-    return {a.app: (a.channel, versions[(a.app, a.channel)]) for a in assigned}
-
-
-def decide(
-    group: GroupRow, app: str, channel: str, versions: list[str], installed: str | None
-) -> Decision:
-    return desired_version(
-        app=app,
-        channel=channel,
-        group=group.name,
-        releases=versions,
-        installed=installed,
-        auto_update=group.auto_update,
     )
 
 

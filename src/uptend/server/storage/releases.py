@@ -34,22 +34,6 @@ async def listing(tx: Tx, app: str | None) -> list[ReleaseRow]:
     return list(await tx.scalars(stmt))
 
 
-async def versions_by_channel(
-    tx: Tx, pairs: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], list[str]]:
-    """Every version of each (app, channel) pair, in one query."""
-    wanted = list(set(pairs))
-    out: dict[tuple[str, str], list[str]] = {pair: [] for pair in wanted}
-    if not wanted:
-        return out
-    stmt = select(ReleaseRow.app, ReleaseRow.channel, ReleaseRow.version).where(
-        tuple_(ReleaseRow.app, ReleaseRow.channel).in_(wanted)
-    )
-    for app, channel, version in await tx.execute(stmt):
-        out[(app, channel)].append(version)
-    return out
-
-
 async def heads(tx: Tx, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], ChannelHeadRow]:
     """The newest release of each (app, channel) pair that has one, in one query."""
     wanted = list(set(pairs))

@@ -38,7 +38,8 @@ NEEDS = {
     "release": {"httpx", "uptend.protocol", "uptend.archive"},
     "group": {"httpx", "uptend.protocol"},
     "fleet": {"httpx", "uptend.protocol"},  # reason codes and states are its options
-    "agent": set(),
+    "agent": set(),  # its admin commands (revoke, remove, ...) load httpx when they run
+    "token": set(),  # likewise
     "tuf-client": {"tuf", "urllib3", "cryptography", "uptend.agent"},
 }
 

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 import uptend.protocol
 from uptend.cli import app, load_command
-from uptend.protocol import ReasonCode, admin_api, agent_api, errors, reasons
+from uptend.protocol import ReasonCode, admin_api, agent_api, credentials, errors, reasons
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -86,7 +86,8 @@ def test_protocol_exports_are_sorted_and_complete() -> None:
     assert len(exported) == len(set(exported))
     for name in exported:
         assert hasattr(uptend.protocol, name), name
-    wire = set().union(*(_public_wire_types(m) for m in (agent_api, admin_api, errors, reasons)))
+    modules = (agent_api, admin_api, credentials, errors, reasons)
+    wire = set().union(*(_public_wire_types(m) for m in modules))
     assert wire - set(exported) == set(), "public wire types missing from uptend.protocol"
 
 

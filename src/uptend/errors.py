@@ -7,6 +7,7 @@
     ├── AuthError          (7)  missing, wrong or revoked credential
     ├── VerificationError  (5)  signature, hash, length, expiry: never retried quietly
     └── TransientError     (6)  network down, server busy: back off and retry
+        └── RateLimitedError    too many failures or enrollments: retry after N seconds
 
 Bugs are not UptendErrors: they crash with a traceback.
 """
@@ -43,6 +44,12 @@ class TransientError(UptendError):
     exit_code = 6
 
 
+class RateLimitedError(TransientError):
+    def __init__(self, message: str, *, hint: str = "", retry_after_s: int = 1) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s
+
+
 class AuthError(UptendError):
     exit_code = 7
 
@@ -56,6 +63,7 @@ BY_NAME: dict[str, type[UptendError]] = {
         ConflictError,
         VerificationError,
         TransientError,
+        RateLimitedError,
         AuthError,
     )
 }

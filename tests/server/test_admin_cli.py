@@ -485,7 +485,7 @@ def test_fleet_list_show_and_retry(server: Fleet) -> None:
     assert list(agents) == ["ops-behind", "ops-current", "ops-silent"]  # name order
     for agent in agents.values():
         assert set(agent) == {
-            "id", "name", "group", "last_seen", "agent_version", "outdated", "apps",
+            "id", "name", "group", "last_seen", "agent_version", "outdated", "apps", "revoked",
         }  # fmt: skip
         for app in agent["apps"]:
             assert set(app) == {
@@ -533,13 +533,13 @@ def test_fleet_list_show_and_retry(server: Fleet) -> None:
         ("ops-app", "2.0", "rolled_back")
     ]
     assert shown["reports"][0]["log_tail"] == "fatal: this build cannot start"
-    by_id = server.cli("fleet", "show", agents["ops-behind"]["id"])
+    by_id = server.cli("fleet", "show", "--id", agents["ops-behind"]["id"])
     assert "health probe exited 3" in by_id.stdout
 
     assert_fails(
         server.cli("fleet", "show", "nobody", check=False),
         3,
-        "agent 'nobody' does not exist",
+        "no agent named 'nobody'",
         "uptend fleet list",
     )
     assert_fails(

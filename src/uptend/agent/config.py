@@ -51,6 +51,13 @@ def load(layout: Layout) -> AgentConfig:
         raise ConfigError(f"{layout.config} is damaged: {e}", hint="re-enroll the agent") from None
 
 
+def store_credential(layout: Layout, credential: str) -> None:
+    """Replace the credential in agent.json (atomic, 0600), keeping every other setting."""
+    raw = json.loads(layout.config.read_text())
+    raw["credential"] = credential
+    files.write_atomically(layout.config, json.dumps(raw, indent=2).encode(), mode=0o600)
+
+
 def enroll(layout: Layout, server: str, token: str, name: str, group: str) -> AgentConfig:
     """Enroll with the server, checking the TUF root against the token's fingerprint."""
     if layout.config.exists():

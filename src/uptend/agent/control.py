@@ -8,27 +8,44 @@ classes the server raised (`protocol.errors`); network trouble and answers that 
 what `agent.wire` expects are TransientErrors: the agent keeps its apps running and retries.
 """
 
+import dataclasses
 import http.client
+import logging
+import re
+from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from uptend import __version__
 from uptend.agent import wire
+from uptend.agent.crashpoints import crashpoint
 from uptend.agent.wire import CheckIn, Directives
 from uptend.errors import ConfigError, TransientError
 from uptend.protocol.errors import error_from_body
+from uptend.protocol.tokens import AGENT_PREFIX
 
 T = TypeVar("T")
+log = logging.getLogger("uptend.agent")
 CONNECT_TIMEOUT_S = 10.0
+_CREDENTIAL = re.compile(re.escape(AGENT_PREFIX) + r"[A-Za-z0-9_\-]{16,200}")
 _RETRY_HINT = "the agent keeps its apps running and retries with backoff"
 # What a kept-alive connection the server has closed meanwhile raises on its next request.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class ControlClient:
-    def __init__(self, server: str, credential: str | None = None, timeout_s: float = 30.0):
+    """`store` keeps a rotated credential durably; it is used only once `store` returned."""
+
+    def __init__(
+        self,
+        server: str,
+        credential: str | None = None,
+        timeout_s: float = 30.0,
+        store: Callable[[str], None] | None = None,
+    ):
         self.server = server.rstrip("/") + "/"
         self.credential = credential
+        self.store = store
         self.timeout_s = timeout_s
         url = urlsplit(self.server)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -62,7 +79,29 @@ class ControlClient:
             generation=last.generation if last else None,
         )
         answer = self.post("api/v1/checkin", sent, Directives)
+        if answer.credential is not None:
+            self._rotate(answer.credential)
+            answer = dataclasses.replace(answer, credential=None)  # never in directives.json
         return last if answer.unchanged and last is not None else answer
+
+    def _rotate(self, credential: str) -> None:
+        """Store the new credential, then use it.
+
+        The server accepts the old one until it sees the new one, so a kill -9 before the
+        store means only that the next check-in (with the old one) gets another new one.
+        """
+        if self.store is None or not _CREDENTIAL.fullmatch(credential):
+            log.warning("ignoring a malformed credential from the server; keeping the old one")
+            return
+        crashpoint("credential:received")
+        try:
+            self.store(credential)
+        except OSError as e:  # the old credential still works: the next check-in gets another
+            log.warning("cannot store the new credential (%s); keeping the old one", e)
+            return
+        crashpoint("credential:stored")
+        self.credential = credential
+        log.info("stored the new credential the server handed over; using it from now on")
 
     def close(self) -> None:
         if self._conn is not None:

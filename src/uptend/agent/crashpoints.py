@@ -33,6 +33,9 @@ ALL_CRASHPOINTS = (
     "saved:idle",  # committed (or rolled back), cleanup may be pending
 )
 
+# A credential rotation (agent/control.py): handed over, not yet stored / stored, not yet used.
+CREDENTIAL_CRASHPOINTS = ("credential:received", "credential:stored")
+
 
 def crashpoint(name: str) -> None:
     if log := os.environ.get(LOG_ENV):

@@ -108,6 +108,7 @@ class Directives:
     retry: list[str] = field(default_factory=list)
     generation: int | None = None
     unchanged: bool = False
+    credential: str | None = None  # a rotated credential: store it, then use it
 
     def __post_init__(self) -> None:
         if not 0 < self.poll_interval_s <= MAX_POLL_S:  # 0 would spin the agent

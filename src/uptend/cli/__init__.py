@@ -32,6 +32,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "group": ("uptend.cli.group", "Manage groups of agents and their policies."),
     "fleet": ("uptend.cli.fleet", "See the fleet: versions, states, failures."),
     "agent": ("uptend.cli.agent", "The agent: installs, runs and updates apps on this host."),
+    "token": ("uptend.cli.token", "Create, list and revoke admin and enrollment tokens."),
     "tuf-client": (
         "uptend.cli.tuf_client",
         "A TUF client for the tuf-conformance suite, built on the agent's fetch path.",

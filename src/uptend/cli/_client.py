@@ -1,13 +1,14 @@
 """The admin CLI's HTTP client (httpx): errors from the server come back as UptendErrors."""
 
 from collections.abc import Iterator
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-import typer
 from pydantic import TypeAdapter, ValidationError
 
+from uptend.cli._options import ServerOpt as ServerOpt  # re-exported for the command modules
+from uptend.cli._options import TokenOpt as TokenOpt
 from uptend.errors import ConfigError, TransientError, UptendError
 from uptend.protocol import (
     AgentDetail,
@@ -18,16 +19,9 @@ from uptend.protocol import (
     Release,
     error_from_body,
 )
+from uptend.protocol.credentials import AgentRef, TokenCreate, TokenCreated, TokenInfo
 
 T = TypeVar("T")
-
-ServerOpt = Annotated[
-    str,
-    typer.Option("--server", envvar="UPTEND_SERVER", help="server URL, e.g. http://127.0.0.1:8470"),
-]
-TokenOpt = Annotated[
-    str, typer.Option("--token", envvar="UPTEND_TOKEN", help="admin token from `server init`")
-]
 
 
 class Admin:
@@ -101,12 +95,35 @@ class Admin:
     def summary(self) -> FleetSummary:
         return _typed(FleetSummary, self.call("GET", "/api/v1/fleet/summary"))
 
-    def agent(self, key: str) -> AgentDetail:
-        return _typed(AgentDetail, self.call("GET", f"/api/v1/agents/{quote(key, safe='')}"))
+    def agent(self, key: str, *, by_id: bool = False) -> AgentDetail:
+        """One agent by name (or by id with `by_id`: the two are never mixed up)."""
+        return _typed(AgentDetail, self._on_agent("GET", key, "", by_id))
 
-    def retry(self, agent: str, app: str) -> None:
-        path = f"/api/v1/agents/{quote(agent, safe='')}/apps/{quote(app, safe='')}/retry"
-        self.call("POST", path)
+    def retry(self, agent: str, app: str, *, by_id: bool = False) -> None:
+        self._on_agent("POST", agent, f"/apps/{quote(app, safe='')}/retry", by_id)
+
+    def revoke_agent(self, key: str, *, by_id: bool = False) -> AgentRef:
+        return _typed(AgentRef, self._on_agent("POST", key, "/revoke", by_id))
+
+    def rotate_agent(self, key: str, *, by_id: bool = False) -> AgentRef:
+        return _typed(AgentRef, self._on_agent("POST", key, "/rotate-credential", by_id))
+
+    def remove_agent(self, key: str, *, by_id: bool = False) -> AgentRef:
+        return _typed(AgentRef, self._on_agent("DELETE", key, "", by_id))
+
+    def _on_agent(self, method: str, key: str, then: str, by_id: bool) -> Any:
+        params = {"by_id": "true"} if by_id else {}
+        return self.call(method, f"/api/v1/agents/{quote(key, safe='')}{then}", params=params)
+
+    def create_token(self, body: TokenCreate) -> TokenCreated:
+        data = self.call("POST", "/api/v1/tokens", json=body.model_dump(mode="json"))
+        return _typed(TokenCreated, data)
+
+    def tokens(self) -> list[TokenInfo]:
+        return _typed(list[TokenInfo], self.call("GET", "/api/v1/tokens"))
+
+    def revoke_token(self, token_id: int) -> TokenInfo:
+        return _typed(TokenInfo, self.call("POST", f"/api/v1/tokens/{token_id}/revoke"))
 
 
 def _typed(kind: type[T], data: Any) -> T:

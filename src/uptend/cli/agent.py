@@ -1,4 +1,8 @@
-"""`uptend agent`: enroll a host, run the agent, inspect it."""
+"""`uptend agent`: enroll a host, run the agent, inspect it.
+
+The operator's commands on an agent (revoke, remove, rotate-credential) are in the same
+group, from `uptend.cli.agent_admin`.
+"""
 
 import os
 import socket
@@ -8,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from uptend.cli import agent_admin
 from uptend.cli._output import console, print_json
 
 app = typer.Typer(
@@ -108,3 +113,6 @@ def log(
         console.print(f"== {path.name}", style="bold")
         sys.stdout.write(path.read_text())
         sys.stdout.flush()
+
+
+agent_admin.register(app)

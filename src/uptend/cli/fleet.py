@@ -55,7 +55,7 @@ def fleet_table(agents: list[dict[str, Any]]) -> Table:
         apps = agent["apps"] or [None]
         for i, a in enumerate(apps):
             head = [
-                _cell(agent["name"]),
+                _cell(agent["name"] + (" (revoked)" if agent.get("revoked") else "")),
                 _cell(agent["group"]),
                 _cell((agent["last_seen"] or "never")[:19].replace("T", " ")),
             ]
@@ -132,15 +132,19 @@ def summary(server: ServerOpt = "", token: TokenOpt = "", json_out: JsonOpt = Fa
     console.print(table)
 
 
+ByIdOpt = Annotated[bool, typer.Option("--id", help="AGENT is an agent id, not a name")]
+
+
 @app.command(epilog="Example: uptend fleet show web-01 --json")
 def show(
-    agent: Annotated[str, typer.Argument(help="agent name or id")],
+    agent: Annotated[str, typer.Argument(help="agent name (or id, with --id)")],
+    by_id: ByIdOpt = False,
     server: ServerOpt = "",
     token: TokenOpt = "",
     json_out: JsonOpt = False,
 ) -> None:
     """Show one agent: its apps, their state, and its latest update reports with log tails."""
-    data = Admin(server, token).agent(agent).model_dump(mode="json")
+    data = Admin(server, token).agent(agent, by_id=by_id).model_dump(mode="json")
     if json_out:
         print_json(data)
         return
@@ -155,11 +159,12 @@ def show(
 
 @app.command(epilog="Example: uptend fleet retry web-01 demo")
 def retry(
-    agent: Annotated[str, typer.Argument(help="agent name or id")],
+    agent: Annotated[str, typer.Argument(help="agent name (or id, with --id)")],
     app_name: Annotated[str, typer.Argument(metavar="APP", help="the app to retry")],
+    by_id: ByIdOpt = False,
     server: ServerOpt = "",
     token: TokenOpt = "",
 ) -> None:
     """Let AGENT try again a version of APP that failed its health check there."""
-    Admin(server, token).retry(agent, app_name)
+    Admin(server, token).retry(agent, app_name, by_id=by_id)
     console.print(literal(f"{agent} will retry {app_name} at its next check-in"))

@@ -32,6 +32,14 @@ if TYPE_CHECKING:
         EnrollResponse,
         Report,
     )
+    from uptend.protocol.credentials import (
+        AgentRef,
+        TokenCreate,
+        TokenCreated,
+        TokenInfo,
+        TokenRole,
+        TokenState,
+    )
     from uptend.protocol.errors import ErrorBody, error_from_body
     from uptend.protocol.reasons import (
         AutoUpdateOff,
@@ -57,6 +65,7 @@ _MODULES = {
     "agent_api": (
         "AppDirective AppState AppStatus CheckIn Directives EnrollRequest EnrollResponse Report"
     ),
+    "credentials": "AgentRef TokenCreate TokenCreated TokenInfo TokenRole TokenState",
     "errors": "ErrorBody error_from_body",
     "reasons": (
         "AutoUpdateOff DeferredPrecondition Failed NeverCheckedIn NoRelease NotAssigned Offline"
@@ -81,6 +90,7 @@ __all__ = [
     "AgentApp",
     "AgentDetail",
     "AgentPage",
+    "AgentRef",
     "AppDirective",
     "AppState",
     "AppStatus",
@@ -107,6 +117,11 @@ __all__ = [
     "Release",
     "Report",
     "ReportView",
+    "TokenCreate",
+    "TokenCreated",
+    "TokenInfo",
+    "TokenRole",
+    "TokenState",
     "UpToDate",
     "UpdatePending",
     "Updating",

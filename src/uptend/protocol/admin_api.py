@@ -59,6 +59,7 @@ class Agent(_Wire):
     agent_version: str | None
     outdated: bool
     apps: list[AgentApp] = []
+    revoked: bool = False  # `uptend agent revoke`: its credential is refused
 
 
 class AgentPage(_Wire):

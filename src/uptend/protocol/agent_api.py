@@ -88,3 +88,8 @@ class Directives(_Wire):
         default=False,
         description="the agent's directives still hold (apps and retry are empty): keep them",
     )
+    credential: str | None = Field(
+        default=None,
+        description="a new credential for this agent (after `uptend agent rotate-credential`):"
+        " store it, then use it; the old one works until the new one is first used",
+    )

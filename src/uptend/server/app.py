@@ -14,6 +14,7 @@ from uptend.server import errors
 from uptend.server.api import admin, agent, ops
 from uptend.server.generation import GenerationReader
 from uptend.server.lastseen import LastSeen
+from uptend.server.ratelimit import Guard
 from uptend.server.services.context import Context, utcnow
 from uptend.server.settings import Settings
 from uptend.server.storage.db import Database
@@ -44,7 +45,10 @@ def create_app(settings: Settings) -> FastAPI:
         lastseen = LastSeen(db, settings.lastseen_flush_s)
         generation_read = GenerationRead(db)
         reader = GenerationReader(generation_read)
-        ctx = Context(settings=settings, db=db, repo=repo, lastseen=lastseen, generation=reader)
+        guard = Guard(settings.limits)
+        ctx = Context(
+            settings=settings, db=db, repo=repo, lastseen=lastseen, generation=reader, guard=guard
+        )
         app.state.ctx = ctx
         tasks = [asyncio.create_task(_keep_signed(ctx)), asyncio.create_task(lastseen.run())]
         try:

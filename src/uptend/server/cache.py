@@ -8,6 +8,7 @@ What agents report (`Known`) is not derived from operator data and outlives gene
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -66,6 +67,9 @@ class Caller:
     actor: str  # for audit rows: admin#<token id> or agent:<name>
     agent_id: str | None = None
     group: str = ""
+    token_id: int | None = None  # an admin token's id
+    expires_at: datetime | None = None  # an admin token's expiry: checked on every request
+    rotating: bool = False  # an agent to hand a new credential at this check-in
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from uptend.errors import (
     ConfigError,
     ConflictError,
     NotFoundError,
+    RateLimitedError,
     TransientError,
     UptendError,
     VerificationError,
@@ -19,6 +20,7 @@ STATUS: dict[type[UptendError], int] = {
     ConfigError: 422,
     VerificationError: 422,
     AuthError: 401,
+    RateLimitedError: 429,
     TransientError: 503,
 }
 
@@ -34,6 +36,8 @@ async def _handle(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, UptendError)
     body = {"error": type(exc).__name__, "message": exc.message, "hint": exc.hint}
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+    if isinstance(exc, RateLimitedError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(body, status_code=status_of(exc), headers=headers)
 
 

@@ -9,6 +9,10 @@ want a tighter freeze-attack window; both `server init` and `server run` read th
 
 `UPTEND_LASTSEEN_FLUSH_S` sets how often `server run` writes the agents' last-seen times
 (default 5; see `uptend.server.lastseen`).
+
+Rate limits, per server process (`uptend.server.ratelimit`; 0 turns one off):
+`UPTEND_AUTH_FAILURES_PER_MIN` failed authentications per source address and per token id
+(default 60), `UPTEND_ENROLLS_PER_MIN` enrollments per source address (default 1200).
 """
 
 import os
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from uptend.errors import ConfigError
+from uptend.server.ratelimit import Limits, Rate
 from uptend.server.storage.db import sqlite_url
 from uptend.server.tuf_repo import Expiry
 
@@ -26,6 +31,8 @@ MAX_FILES = 200_000
 TIMESTAMP_EXPIRY_ENV = "UPTEND_TIMESTAMP_EXPIRY_S"
 RESIGN_CHECK_ENV = "UPTEND_RESIGN_CHECK_S"
 LASTSEEN_FLUSH_ENV = "UPTEND_LASTSEEN_FLUSH_S"
+AUTH_FAILURES_ENV = "UPTEND_AUTH_FAILURES_PER_MIN"
+ENROLLS_ENV = "UPTEND_ENROLLS_PER_MIN"
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -51,6 +58,26 @@ def _expiry_from_env() -> Expiry:
     )
 
 
+def _env_per_min(name: str, default: int) -> Rate:
+    text = os.environ.get(name, "")
+    if not text:
+        return Rate(default)
+    if not text.isdigit() or int(text) > 10**9:
+        raise ConfigError(
+            f"{name}={text!r} must be a whole number of events per minute (0: no limit)",
+            hint=f"unset {name}",
+        )
+    return Rate(int(text))
+
+
+def _limits_from_env() -> Limits:
+    default = Limits()
+    return Limits(
+        failures=_env_per_min(AUTH_FAILURES_ENV, default.failures.burst),
+        enrollments=_env_per_min(ENROLLS_ENV, default.enrollments.burst),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
@@ -58,6 +85,7 @@ class Settings:
     expiry: Expiry = field(default_factory=_expiry_from_env)
     resign_check_s: float = field(default_factory=lambda: _env_seconds(RESIGN_CHECK_ENV, 60.0))
     lastseen_flush_s: float = field(default_factory=lambda: _env_seconds(LASTSEEN_FLUSH_ENV, 5.0))
+    limits: Limits = field(default_factory=_limits_from_env)
 
     @property
     def db_url(self) -> str:

@@ -1,4 +1,4 @@
-"""The admin API: releases, groups, the fleet. Every route needs the admin token."""
+"""The admin API: releases, groups, the fleet, credentials. Every route needs an admin token."""
 
 import secrets
 from typing import Annotated
@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query, Request
 
 from uptend.errors import ConfigError
 from uptend.protocol import AgentDetail, AgentPage, FleetSummary, Group, GroupSet, Release
+from uptend.protocol.credentials import AgentRef, TokenCreate, TokenCreated, TokenInfo
 from uptend.protocol.targets import ArchiveFormat
 from uptend.server.api.deps import Admin, Ctx
-from uptend.server.services import fleet, groups, releases
+from uptend.server.services import agents, fleet, groups, releases, tokens
 from uptend.server.settings import MAX_UPLOAD_BYTES
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -92,13 +93,52 @@ async def fleet_summary(ctx: Ctx, _: Admin) -> FleetSummary:
     return await fleet.summary(ctx)
 
 
-@router.get("/agents/{key:path}")  # a name may hold a "/"
-async def show_agent(ctx: Ctx, _: Admin, key: str) -> AgentDetail:
-    """One agent (by id or name) with its latest update reports."""
-    return await fleet.show(ctx, key)
+ById = Annotated[bool, Query(description="KEY is the agent's id, not its name")]
+
+
+@router.post("/agents/{key:path}/revoke")  # a name may hold a "/"
+async def revoke_agent(ctx: Ctx, actor: Admin, key: str, by_id: ById = False) -> AgentRef:
+    """Refuse the agent's credential from now on; it stays in the fleet view, as revoked."""
+    return await agents.revoke(ctx, actor, key, by_id=by_id)
+
+
+@router.post("/agents/{key:path}/rotate-credential")
+async def rotate_agent(ctx: Ctx, actor: Admin, key: str, by_id: ById = False) -> AgentRef:
+    """Hand the agent a new credential at its next check-in (the old one works until then)."""
+    return await agents.rotate(ctx, actor, key, by_id=by_id)
 
 
 @router.post("/agents/{key}/apps/{app}/retry", status_code=204)
-async def retry(ctx: Ctx, actor: Admin, key: str, app: str) -> None:
+async def retry(ctx: Ctx, actor: Admin, key: str, app: str, by_id: ById = False) -> None:
     """Let the agent try again a version that failed its health check there."""
-    await fleet.retry(ctx, actor, key, app)
+    await fleet.retry(ctx, actor, key, app, by_id=by_id)
+
+
+@router.get("/agents/{key:path}")
+async def show_agent(ctx: Ctx, _: Admin, key: str, by_id: ById = False) -> AgentDetail:
+    """One agent (by name, or by id with `by_id`) with its latest update reports."""
+    return await fleet.show(ctx, key, by_id=by_id)
+
+
+@router.delete("/agents/{key:path}")
+async def remove_agent(ctx: Ctx, actor: Admin, key: str, by_id: ById = False) -> AgentRef:
+    """Forget the agent: gone from the fleet view, its credential refused; audited."""
+    return await agents.remove(ctx, actor, key, by_id=by_id)
+
+
+@router.post("/tokens", status_code=201)
+async def create_token(ctx: Ctx, actor: Admin, body: TokenCreate) -> TokenCreated:
+    """Create an admin or enrollment token; the answer holds its secret, shown only this once."""
+    return await tokens.create(ctx, actor, body)
+
+
+@router.get("/tokens")
+async def list_tokens(ctx: Ctx, _: Admin) -> list[TokenInfo]:
+    """Every token without its secret: role, name, group, uses, expiry, state."""
+    return await tokens.listing(ctx)
+
+
+@router.post("/tokens/{token_id}/revoke")
+async def revoke_token(ctx: Ctx, actor: Admin, token_id: int) -> TokenInfo:
+    """Revoke a token for good (refused at the next request on every server process)."""
+    return await tokens.revoke(ctx, actor, token_id)

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from uptend.server.cache import Caller
-from uptend.server.services.auth import Principal, identify, require_admin, require_agent
+from uptend.server.services.auth import ADMIN, AGENT, Principal, identify
 from uptend.server.services.context import Context
 
 
@@ -23,13 +23,24 @@ async def context(request: Request) -> Context:  # async: FastAPI runs a `def` i
 Ctx = Annotated[Context, Depends(context)]
 
 
-async def principal(request: Request) -> Principal:
-    """Who calls: an admin, an agent, or an unknown credential (a missing one raises)."""
-    return await identify(request.app.state.ctx, request.headers.get("authorization"))
+def source_of(request: Request) -> str:
+    """The address a request came from: the peer, not a header a client could forge.
+
+    Behind a reverse proxy every request comes from the proxy (rate limits then apply to
+    all callers behind it together; see the README).
+    """
+    return request.client.host if request.client is not None else "unknown"
+
+
+async def principal(request: Request, role: str) -> Principal:
+    """Who calls, as `role`: AuthError or RateLimitedError if not allowed."""
+    return await identify(
+        request.app.state.ctx, request.headers.get("authorization"), source_of(request), role
+    )
 
 
 async def admin(request: Request) -> str:
-    return require_admin(await principal(request))
+    return (await principal(request, ADMIN)).caller.actor
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +51,8 @@ class AgentCall:
 
 
 async def agent(request: Request) -> AgentCall:
-    who = await principal(request)
-    return AgentCall(request.app.state.ctx, require_agent(who), who.generation)
+    who = await principal(request, AGENT)
+    return AgentCall(request.app.state.ctx, who.caller, who.generation)
 
 
 Admin = Annotated[str, Depends(admin)]

@@ -12,7 +12,10 @@ router = APIRouter(prefix="/api/v1/server", tags=["ops"])
 
 @router.get("/stats")
 async def server_stats(ctx: Ctx, _: Admin) -> dict[str, Any]:
-    """Statements run by kind (read, write, flush), check-ins, last-seen batching, caches."""
+    """Statements by kind, check-ins, last-seen batching, caches, authentication failures.
+
+    `auth` counts failed authentications by reason and the 429s the rate limits answered.
+    """
     memory = ctx.memory
     caches = {
         "generation": memory.credentials.generation,
@@ -20,4 +23,6 @@ async def server_stats(ctx: Ctx, _: Admin) -> dict[str, Any]:
         "plans": len(memory.plans),
         "agents": len(memory.known),
     }
-    return stats.snapshot(ctx.db.statements, ctx.checkins, ctx.lastseen, caches)
+    return stats.snapshot(ctx.db.statements, ctx.checkins, ctx.lastseen, caches) | {
+        "auth": ctx.guard.as_json()
+    }

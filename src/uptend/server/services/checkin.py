@@ -1,72 +1,16 @@
-"""The agent's side: enrollment, then check-ins (state in, directives out)."""
+"""The agent's check-ins: state in, directives out (enrollment is `services.enroll`)."""
 
 import dataclasses
 import hashlib
 import json
-import uuid
 from datetime import datetime
 
-from uptend.errors import AuthError, ConfigError, NotFoundError
-from uptend.protocol import (
-    AppState,
-    AppStatus,
-    CheckIn,
-    Directives,
-    EnrollRequest,
-    EnrollResponse,
-    Report,
-)
-from uptend.protocol.names import check_name
+from uptend.protocol import AppState, AppStatus, CheckIn, Directives, Report
 from uptend.protocol.reasons import FAILED_OUTCOMES
-from uptend.server import tokens
 from uptend.server.cache import Caller, GroupPlan, Known
 from uptend.server.services.context import Context, utcnow
 from uptend.server.services.directives import directives_for, plan_for
-from uptend.server.storage import agents as rows
-from uptend.server.storage import audit, hotpath
-from uptend.server.storage import groups as group_rows
-from uptend.server.storage import tokens as token_rows
-from uptend.server.storage.tables import AgentRow
-
-
-async def enroll(ctx: Context, request: EnrollRequest, base_url: str) -> EnrollResponse:
-    check_name("group", request.group)
-    name = request.name.strip()
-    if not name or len(name) > 128:
-        raise ConfigError("agent name must be 1-128 characters", hint="pass --name")
-    credential = tokens.new_secret(tokens.AGENT_PREFIX)
-    async with ctx.db.transaction() as tx:
-        wanted = tokens.digest(request.token)
-        token = await token_rows.find(tx, "enroll", wanted)
-        if token is None or not tokens.same_digest(token.token_hash, wanted):
-            raise AuthError(
-                "the enrollment token is not valid",
-                hint="use the enroll_token printed by `uptend server init`",
-            )
-        group = await group_rows.get(tx, request.group)
-        if group is None:
-            raise NotFoundError(
-                f"group {request.group} does not exist",
-                hint=f"create it with `uptend group set {request.group} --app APP`",
-            )
-        now = utcnow()
-        agent = AgentRow(
-            id=uuid.uuid4().hex,
-            name=name,
-            group=group.name,
-            credential_hash=tokens.digest(credential),
-            enrolled_at=now,
-        )
-        await rows.add(tx, agent)
-        audit.record(tx, now, f"token#{token.id}", "agent.enroll", f"{name} into {group.name}")
-    return EnrollResponse(
-        agent_id=agent.id,
-        credential=credential,
-        root=ctx.repo.initial_root().decode(),
-        metadata_url=f"{base_url}tuf/metadata/",
-        targets_url=f"{base_url}tuf/targets/",
-        poll_interval_s=group.poll_interval_s,
-    )
+from uptend.server.storage import hotpath
 
 
 def _reported(body: CheckIn) -> tuple[bytes, dict[str, AppStatus]]:

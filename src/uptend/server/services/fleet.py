@@ -29,6 +29,7 @@ from uptend.protocol import (
     ReportView,
 )
 from uptend.protocol.reasons import FINE_CODES
+from uptend.server.services.agents import find as find_agent
 from uptend.server.services.context import Context, utcnow
 from uptend.server.storage import agents as rows
 from uptend.server.storage import audit, generation
@@ -126,6 +127,7 @@ async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime)
                 agent_version=agent.agent_version,
                 outdated=any(a.reason.code not in FINE_CODES for a in apps),
                 apps=apps,
+                revoked=agent.revoked_at is not None,
             )
         )
     return out
@@ -198,19 +200,10 @@ async def summary(ctx: Context) -> FleetSummary:
     )
 
 
-async def _find(tx: Tx, key: str) -> AgentRow:
-    agent = await rows.by_id_or_name(tx, key)
-    if agent is None:
-        raise NotFoundError(
-            f"agent {key!r} does not exist", hint="list the agents with `uptend fleet list`"
-        )
-    return agent
-
-
-async def show(ctx: Context, key: str) -> AgentDetail:
+async def show(ctx: Context, key: str, *, by_id: bool = False) -> AgentDetail:
     now = utcnow()
     async with ctx.db.transaction() as tx:
-        agent = await _find(tx, key)
+        agent = await find_agent(tx, key, by_id=by_id)
         [view] = await _views(tx, [agent], None, now)
         reports = await rows.reports_of(tx, agent.id, 20)
     return AgentDetail(
@@ -229,9 +222,9 @@ async def show(ctx: Context, key: str) -> AgentDetail:
     )
 
 
-async def retry(ctx: Context, actor: str, key: str, app: str) -> None:
+async def retry(ctx: Context, actor: str, key: str, app: str, *, by_id: bool = False) -> None:
     async with ctx.db.transaction() as tx:
-        agent = await _find(tx, key)
+        agent = await find_agent(tx, key, by_id=by_id)
         row = await rows.app_row(tx, agent.id, app)
         if row is None:
             raise NotFoundError(

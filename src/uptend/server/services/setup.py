@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uptend.errors import ConfigError
+from uptend.protocol.credentials import TokenCreate, TokenCreated
 from uptend.server import tokens
+from uptend.server.services import tokens as token_service
 from uptend.server.services.context import utcnow
 from uptend.server.settings import Settings
 from uptend.server.storage import db, groups
@@ -56,14 +58,32 @@ async def _seed(url: str, admin: str, enroll: str) -> None:
     try:
         async with database.transaction() as tx:
             now = utcnow()
-            await token_rows.add(tx, "admin", tokens.digest(admin), now)
-            await token_rows.add(tx, "enroll", tokens.digest(enroll), now)
+            # the first of each kind (`uptend token create` makes more)
+            await token_rows.add(tx, "admin", tokens.digest(admin), now, name="server init")
+            await token_rows.add(tx, "enroll", tokens.digest(enroll), now, name="server init")
             if await groups.get(tx, DEFAULT_GROUP) is None:
                 await groups.add(
                     tx, GroupRow(name=DEFAULT_GROUP, poll_interval_s=60.0, auto_update=True)
                 )
     finally:
         await database.dispose()
+
+
+def create_token_locally(data_dir: Path, body: TokenCreate) -> TokenCreated:
+    """`uptend token create --data-dir`: on the server host, straight into its database."""
+    settings = load_settings(data_dir, None)
+    db.migrate(settings.db_url)
+    fingerprint = TufRepo.open(settings.tuf_dir, expiry=settings.expiry).root_fingerprint()
+
+    async def add() -> TokenCreated:
+        database = db.Database(settings.db_url)
+        try:
+            async with database.transaction() as tx:
+                return await token_service.add(tx, body, fingerprint, "local")
+        finally:
+            await database.dispose()
+
+    return asyncio.run(add())
 
 
 def load_settings(data_dir: Path, database_url: str | None) -> Settings:

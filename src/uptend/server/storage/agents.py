@@ -1,6 +1,6 @@
 """Queries on agents, their per-app state and their reports."""
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from uptend.errors import ConflictError
@@ -15,13 +15,24 @@ async def add(tx: Tx, row: AgentRow) -> None:
     except IntegrityError:
         raise ConflictError(
             f"an agent named {row.name!r} is already enrolled",
-            hint="pick another --name, or remove the old agent first",
+            hint=f"pick another --name, or remove the old agent first: "
+            f"`uptend agent remove {row.name}`",
         ) from None
 
 
-async def by_id_or_name(tx: Tx, key: str) -> AgentRow | None:
-    stmt = select(AgentRow).where((AgentRow.id == key) | (AgentRow.name == key))
-    return await tx.scalar(stmt)
+async def by_name(tx: Tx, name: str) -> AgentRow | None:
+    return await tx.scalar(select(AgentRow).where(AgentRow.name == name))
+
+
+async def by_id(tx: Tx, agent_id: str) -> AgentRow | None:
+    return await tx.get(AgentRow, agent_id)
+
+
+async def remove(tx: Tx, agent_id: str) -> None:
+    """Delete the agent with its per-app rows and reports (the audit log keeps its story)."""
+    for table in (ReportRow, AgentAppRow):
+        await tx.execute(delete(table).where(table.agent_id == agent_id))
+    await tx.execute(delete(AgentRow).where(AgentRow.id == agent_id))
 
 
 async def listing(tx: Tx) -> list[AgentRow]:

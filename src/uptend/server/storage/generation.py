@@ -2,7 +2,7 @@
 
 from sqlalchemy import select, update
 
-from uptend.server.storage.db import Tx
+from uptend.server.storage.db import AsyncConnection, Tx
 from uptend.server.storage.tables import GenerationRow
 
 
@@ -12,7 +12,7 @@ async def current(tx: Tx) -> int:
     return value
 
 
-async def bump(tx: Tx) -> None:
+async def bump(tx: Tx | AsyncConnection) -> None:
     """Part of the caller's transaction: the change and the new generation commit together."""
     await tx.execute(
         update(GenerationRow).where(GenerationRow.id == 1).values(value=GenerationRow.value + 1)

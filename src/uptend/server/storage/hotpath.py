@@ -19,13 +19,11 @@ from uptend.server.storage.tables import (
     GroupAppRow,
     GroupRow,
     ReportRow,
-    TokenRow,
 )
 
 AGENTS = cast(Table, AgentRow.__table__)
 AGENT_APPS = cast(Table, AgentAppRow.__table__)
 REPORTS = cast(Table, ReportRow.__table__)
-TOKENS = cast(Table, TokenRow.__table__)
 GROUPS = cast(Table, GroupRow.__table__)
 GROUP_APPS = cast(Table, GroupAppRow.__table__)
 HEADS = cast(Table, ChannelHeadRow.__table__)
@@ -52,14 +50,6 @@ class Recorded:
     retry: frozenset[str]
 
 
-_AGENT_BY_CREDENTIAL = select(
-    AGENTS.c.id, AGENTS.c.name, AGENTS.c.group, AGENTS.c.credential_hash
-).where(AGENTS.c.credential_hash == bindparam("digest"))
-_ADMIN_BY_TOKEN = select(TOKENS.c.id, TOKENS.c.token_hash).where(
-    TOKENS.c.token_hash == bindparam("digest"),
-    TOKENS.c.kind == "admin",
-    TOKENS.c.revoked.is_(False),
-)
 _RECORDED = (
     select(
         AGENTS.c.agent_version,
@@ -126,16 +116,6 @@ _GROUP_PLAN = (
     .where(GROUP_APPS.c.group == bindparam("group"))
     .order_by(GROUP_APPS.c.app)
 )
-
-
-async def agent_by_credential(conn: AsyncConnection, digest: str) -> Sequence[Any] | None:
-    """(id, name, group, credential_hash) of the agent holding this credential digest."""
-    return (await conn.execute(_AGENT_BY_CREDENTIAL, {"digest": digest})).first()
-
-
-async def admin_by_token(conn: AsyncConnection, digest: str) -> Sequence[Any] | None:
-    """(id, token_hash) of the live admin token with this digest."""
-    return (await conn.execute(_ADMIN_BY_TOKEN, {"digest": digest})).first()
 
 
 async def recorded(conn: AsyncConnection, agent_id: str) -> Recorded:

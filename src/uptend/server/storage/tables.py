@@ -104,6 +104,12 @@ class TokenRow(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    group: Mapped[str | None] = mapped_column(String(64), nullable=True)  # enroll: agents go here
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    max_uses: Mapped[int | None] = mapped_column(Integer, nullable=True)  # enroll only
+    uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # enrollments
+    last_used: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class AgentRow(Base):
@@ -111,6 +117,7 @@ class AgentRow(Base):
     __table_args__ = (
         Index("ix_agents_group_name", "group", "name"),  # fleet list --group, in page order
         Index("ix_agents_last_seen", "last_seen"),
+        Index("ix_agents_pending_credential", "pending_credential_hash", unique=True),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
@@ -119,6 +126,12 @@ class AgentRow(Base):
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # `agent rotate-credential`: set until the agent first uses the credential handed over;
+    # the pending digest is the one handed over last (each check-in with the old one gets a
+    # new one, since only digests are stored).
+    rotate_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    pending_credential_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AgentAppRow(Base):

@@ -211,16 +211,13 @@ def test_an_enroll_token_bound_to_a_group_enrolls_there_until_used_up(server: Fl
 def test_an_expired_or_revoked_enroll_token_is_refused(server: Fleet) -> None:
     short = token_cli(server, "create", "--role", "enroll", "--expires", "1s")
 
-    def expired() -> bool:
-        return any(
-            t["state"] == "expired"
-            for t in token_cli(server, "list")
-            if t is not None and t["id"] == short["id"]
-        )
+    def state() -> str:
+        [listed] = [t for t in token_cli(server, "list") if t["id"] == short["id"]]
+        return str(listed["state"])
 
-    wait_until(expired, what="the enrollment token to expire")
-    expired = enroll(server, "late", token=short["token"]).json()
-    assert f"enrollment token #{short['id']} expired at" in expired["message"]
+    wait_until(lambda: state() == "expired", what="the enrollment token to expire")
+    late = enroll(server, "late", token=short["token"]).json()
+    assert f"enrollment token #{short['id']} expired at" in late["message"]
     gone = token_cli(server, "create", "--role", "enroll")
     token_cli(server, "revoke", str(gone["id"]))
     revoked = enroll(server, "never", token=gone["token"]).json()

@@ -27,7 +27,7 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
             poll_interval_s=settings[0],
             auto_update=settings[1],
             apps=tuple(AppPlan(app, channel, head, target) for app, channel, head, target in rows),
-            unchanged=keep.model_dump_json().encode(),
+            unchanged=keep.model_dump_json(exclude_none=True).encode(),  # no "credential": null
         )
         ctx.memory.plans.put(generation, group, plan)
     return plan

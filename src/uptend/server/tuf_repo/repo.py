@@ -89,8 +89,10 @@ class TufRepo(Rotations):
         """
         repo = cls(root, Keyring(root / "keys", keys), expiry)
         if repo.keyring.staged_any():
-            with repo._locked() as state:
-                repo._finish_rotations(state)
+            with repo._locked():  # finishes or discards what a killed rotation left
+                pass
+        else:
+            repo._load_keys(repo._state)
         return repo
 
     def initial_root(self) -> bytes:

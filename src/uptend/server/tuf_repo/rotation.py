@@ -57,7 +57,6 @@ class Rotations(Store):
         if name not in KEY_NAMES:
             raise ConfigError(f"no TUF key is called {name!r}", hint=f"one of {list(KEY_NAMES)}")
         with self._locked() as state:
-            self._finish_rotations(state)
             old = self._signer(name)
             self._signer(Targets.type if name == RELEASES_KEY else Root.type)  # needed too
             staged = self.keyring.stage(name)

@@ -214,7 +214,8 @@ def sign_release(
         _signed_by(top, targets.public_key, Targets.type)
         delegate(top.signed, role, releases.public_key)
         _resign(top, targets, now + lifetime)
-        app_md = Metadata(Targets(version=0, expires=now))
+        app_md = Metadata(Targets(expires=now))
+        app_md.signed.version = 0  # _resign makes it 1
         out = {Targets.type: top}
     if target.path in app_md.signed.targets:
         raise ConfigError(f"target {target.path!r} is already published")

@@ -74,7 +74,6 @@ class Store:
         self._stamp: tuple[int, ...] = ()
         self._warned: dict[str, float] = {}
         self._state = self._load()  # a cache for readers; mutations always re-read
-        self._load_keys(self._state)
 
     @property
     def _root(self) -> Root:
@@ -98,7 +97,10 @@ class Store:
         self._root_md = newest
         state = self._load()
         if rooted or self.keyring.stamp() != self._stamp:
-            self._load_keys(state)
+            if self.keyring.staged_any():
+                self._finish_rotations(state)  # loads the keys too
+            else:
+                self._load_keys(state)
         return state
 
     def _load_keys(self, state: Published) -> None:

@@ -43,7 +43,6 @@ from tuf.api.serialization import DeserializationError
 from uptend.errors import ConfigError, VerificationError
 from uptend.server.tuf_repo.files import APP_ROLE, file_name
 
-SIGNED_FILE = "uptend-signed.json"  # what `release sign` writes beside the archive
 MAX_SIGNED_BYTES = 16 << 20  # an app's role grows ~270 B per release
 MIN_LIFE = timedelta(days=1)
 

@@ -296,6 +296,11 @@ class TufRepo(Rotations):
             ConfigError: they are not all on the server.
         """
         with self._locked() as state:
+            if self.keyring.exported():
+                raise ConfigError(
+                    "this server's root, targets and releases keys were exported already",
+                    hint="`uptend keys show DATA_DIR` says where each key is",
+                )
             self._releases_signer(state.targets.signed)  # made now if no app has a role yet
             moved = self.keyring.export(OFFLINE, dest, now.isoformat(timespec="seconds"))
             self._load_keys(state)

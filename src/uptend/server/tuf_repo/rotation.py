@@ -76,12 +76,6 @@ class Rotations(Store):
         )
         return Rotated(name, old.public_key.keyid, new.public_key.keyid, self._root.version)
 
-    def renew_root(self, now: datetime) -> int:
-        """Write the next root version with the same keys and a new expiry; return it."""
-        with self._locked():
-            self._renew_root(now, Metadata.from_bytes(self._root_md.to_bytes()), [])
-        return self._root.version
-
     def _renew_root(self, now: datetime, md: Metadata[Root], extra: list[CryptoSigner]) -> None:
         """Write `md` as the next root, signed by the root key (and `extra`): clients see it."""
         self._write(md, now, Root.type, [self._signer(Root.type), *extra])

@@ -35,6 +35,7 @@ OURS = {"uptend.protocol", "uptend.server", "uptend.agent", "uptend.archive"}
 NEEDS = {
     "demo": {"httpx", "uptend.protocol", "uptend.archive"},  # it publishes through release
     "server": set(),
+    "keys": set(),  # it opens the repository only when a command runs
     "release": {"httpx", "uptend.protocol", "uptend.archive"},
     "group": {"httpx", "uptend.protocol"},
     "fleet": {"httpx", "uptend.protocol"},  # reason codes and states are its options

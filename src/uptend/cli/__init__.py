@@ -29,6 +29,7 @@ GROUPS: dict[str, tuple[str, str]] = {
         "Run the uptend server (control plane + signed release repository).",
     ),
     "release": ("uptend.cli.release", "Publish and list releases (each one a signed TUF target)."),
+    "keys": ("uptend.cli.keys", "Show, rotate, renew and export the TUF signing keys of a server."),
     "group": ("uptend.cli.group", "Manage groups of agents and their policies."),
     "fleet": ("uptend.cli.fleet", "See the fleet: versions, states, failures."),
     "agent": ("uptend.cli.agent", "The agent: installs, runs and updates apps on this host."),

@@ -1,6 +1,6 @@
 """The admin CLI's HTTP client (httpx): errors from the server come back as UptendErrors."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -124,6 +124,30 @@ class Admin:
 
     def revoke_token(self, token_id: int) -> TokenInfo:
         return _typed(TokenInfo, self.call("POST", f"/api/v1/tokens/{token_id}/revoke"))
+
+
+def public_metadata(server: str) -> Callable[[str], bytes]:
+    """A getter for the server's public TUF metadata (`/tuf/metadata/NAME`): no token."""
+    if not server:
+        raise ConfigError("no server given", hint="pass --server URL or set UPTEND_SERVER")
+    base = server.rstrip("/")
+
+    def get(name: str) -> bytes:
+        url = f"{base}/tuf/metadata/{quote(name, safe='')}"
+        try:
+            response = httpx.get(url, timeout=httpx.Timeout(60.0, connect=10.0))
+        except httpx.TransportError as e:
+            raise TransientError(
+                f"cannot reach the server at {base}: {e}", hint="check --server / UPTEND_SERVER"
+            ) from None
+        if response.status_code != 200:
+            raise TransientError(
+                f"{url} answered HTTP {response.status_code}",
+                hint="check --server / UPTEND_SERVER points at the uptend server",
+            )
+        return response.content
+
+    return get
 
 
 def _typed(kind: type[T], data: Any) -> T:

@@ -1,22 +1,25 @@
 """`uptend release`: publish and list signed releases."""
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
 from uptend import archive
-from uptend.cli._client import Admin, ServerOpt, TokenOpt
+from uptend.cli._client import Admin, ServerOpt, TokenOpt, public_metadata
 from uptend.cli._output import console, err_console, print_json
 from uptend.errors import ConfigError
 from uptend.protocol.manifest import MANIFEST_NAME, parse_manifest
 from uptend.protocol.names import check_name
-from uptend.protocol.targets import ArchiveFormat
+from uptend.protocol.targets import ArchiveFormat, target_path
 from uptend.protocol.versions import parse_version
 
 app = typer.Typer(
@@ -25,6 +28,7 @@ app = typer.Typer(
     epilog="Example: uptend release publish demo 2.0 ./build",
 )
 
+SIGNED_FILE = "uptend-signed.json"  # what `release sign` writes beside the archive
 CHUNK = 1 << 20
 LOCAL_MAX_BYTES = 8 << 30
 
@@ -62,12 +66,22 @@ def _check_local(path: Path) -> tuple[Path, ArchiveFormat, Path | None]:
 
 
 def upload_release(
-    admin: Admin, name: str, version: str, path: Path, channel: str, *, show_progress: bool
+    admin: Admin,
+    name: str,
+    version: str,
+    path: Path,
+    channel: str,
+    *,
+    show_progress: bool,
+    signed: bytes = b"",
 ) -> dict[str, Any]:
-    """Check PATH locally, pack it if it is a directory, upload it with a progress bar."""
+    """Check PATH locally, pack it if it is a directory, upload it with a progress bar.
+
+    `signed`: the roles `release sign` made, sent ahead of the archive in the same body.
+    """
     bundle, fmt, tmp = _check_local(path)
     try:
-        size = bundle.stat().st_size
+        size = len(signed) + bundle.stat().st_size
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -80,12 +94,16 @@ def upload_release(
             task = progress.add_task(f"uploading {name} {version}", total=size)
 
             def chunks() -> Iterator[bytes]:
+                if signed:
+                    yield signed
                 with bundle.open("rb") as f:
                     while data := f.read(CHUNK):
                         progress.advance(task, len(data))
                         yield data
 
             params = {"app": name, "version": version, "channel": channel, "format": fmt.value}
+            if signed:
+                params["signed"] = str(len(signed))
             release = admin.publish(params, chunks(), size).model_dump(mode="json")
     finally:
         if tmp is not None:
@@ -97,18 +115,35 @@ def upload_release(
 def publish(
     name: Annotated[str, typer.Argument(metavar="APP", help="app name")],
     version: Annotated[str, typer.Argument(help="PEP 440 version, e.g. 1.2.0")],
-    path: Annotated[Path, typer.Argument(help="directory, .tar.gz or .zip with uptend.toml")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="directory, .tar.gz or .zip with uptend.toml; or `release sign`'s"),
+    ],
     server: ServerOpt = "",
     token: TokenOpt = "",
     channel: Annotated[str, typer.Option(help="channel the release goes to")] = "stable",
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
-    """Publish PATH as release VERSION of APP: signed by the server's targets key."""
+    """Publish PATH as release VERSION of APP, signed by the server's releases key.
+
+    When PATH is the directory `uptend release sign` wrote, the release goes up with the
+    signature made there (the only way to publish once the keys are offline); its channel
+    is the one it was signed for.
+    """
     check_name("app", name)
     parse_version(version)
     check_name("channel", channel)
+    signed = b""
+    if path.is_dir() and (path / SIGNED_FILE).is_file():
+        path, channel, signed = _signed_release(path, name, version)
     release = upload_release(
-        Admin(server, token), name, version, path, channel, show_progress=not json_out
+        Admin(server, token),
+        name,
+        version,
+        path,
+        channel,
+        show_progress=not json_out,
+        signed=signed,
     )
     if json_out:
         print_json(release)
@@ -117,6 +152,91 @@ def publish(
             f"[green]published[/] {name} {version} on {channel} "
             f"({release['length']} bytes, sha256 {release['sha256'][:12]}…)"
         )
+
+
+def _signed_release(out: Path, name: str, version: str) -> tuple[Path, str, bytes]:
+    """(archive, channel, signed document) of a directory `release sign` wrote."""
+    data = (out / SIGNED_FILE).read_bytes()
+    try:
+        release = json.loads(data)["release"]
+        signed_as = (str(release["app"]), str(release["version"]))
+        archive_path, channel = out / Path(str(release["file"])).name, str(release["channel"])
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(
+            f"{out / SIGNED_FILE} is not what `uptend release sign` writes",
+            hint="sign the release again",
+        ) from None
+    if signed_as != (name, version):
+        raise ConfigError(
+            f"{out} holds {signed_as[0]} {signed_as[1]}, not {name} {version}",
+            hint="publish it under the app and version it was signed for",
+        )
+    return archive_path, channel, data
+
+
+@app.command(
+    epilog="Example: uptend release sign demo 2.0 ./build --keys ~/uptend-keys --out ./signed"
+)
+def sign(
+    name: Annotated[str, typer.Argument(metavar="APP", help="app name")],
+    version: Annotated[str, typer.Argument(help="PEP 440 version, e.g. 1.2.0")],
+    path: Annotated[Path, typer.Argument(help="directory, .tar.gz or .zip with uptend.toml")],
+    keys: Annotated[Path, typer.Option("--keys", help="the offline keys (export-targets)")],
+    out: Annotated[Path, typer.Option("--out", help="new directory for the signed release")],
+    server: ServerOpt = "",
+    channel: Annotated[str, typer.Option(help="channel the release goes to")] = "stable",
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """Sign release VERSION of APP with the offline keys, ready for `release publish OUT`.
+
+    Reads the app's published role from the server's public /tuf/metadata/ (no token),
+    checks that these keys signed it, and signs its next version with the new archive.
+    """
+    from tuf.api.metadata import TargetFile
+
+    from uptend.durable import write_atomically
+    from uptend.server.services.releases import describe
+    from uptend.server.tuf_repo import Expiry
+    from uptend.server.tuf_repo.files import load_key
+    from uptend.server.tuf_repo.signed import sign_release
+
+    check_name("app", name)
+    parse_version(version)
+    check_name("channel", channel)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out} exists and is not empty", hint="give a new directory to --out")
+    signers = {
+        n: load_key(keys / f"{n}.pem")
+        for n in ("releases", "targets")
+        if (keys / f"{n}.pem").is_file()
+    }
+    if "releases" not in signers:
+        raise ConfigError(f"{keys} holds no releases.pem", hint="pass the dir export-targets made")
+    bundle, fmt, tmp = _check_local(path)
+    target_name = target_path(name, version, fmt)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        archive_path = out / target_name.rsplit("/", 1)[1]
+        shutil.copyfile(bundle, archive_path)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    custom = describe(archive_path, name, version, channel, fmt)
+    target = TargetFile.from_file(target_name, str(archive_path), ["sha256"])
+    target.unrecognized_fields["custom"] = custom.model_dump(mode="json")
+    now = datetime.now(UTC)
+    roles = sign_release(public_metadata(server), signers, target, now, Expiry().of("targets"))
+    release = {"app": name, "version": version, "channel": channel, "format": fmt.value,
+               "file": archive_path.name}  # fmt: skip
+    doc = {"release": release, "roles": {n: md.to_dict() for n, md in roles.items()}}
+    write_atomically(out / SIGNED_FILE, json.dumps(doc).encode())
+    if json_out:
+        print_json({**release, "out": str(out), "roles": sorted(roles)})
+        return
+    console.print(
+        f"[green]signed[/] {name} {version} for {channel} into {escape(str(out))}: "
+        f"publish it with `uptend release publish {name} {version} {escape(str(out))}`"
+    )
 
 
 @app.command("list", epilog="Example: uptend release list demo --json")

@@ -13,6 +13,7 @@ from uptend.protocol.targets import ArchiveFormat
 from uptend.server.api.deps import Admin, Ctx
 from uptend.server.services import agents, fleet, groups, releases, tokens
 from uptend.server.settings import MAX_UPLOAD_BYTES
+from uptend.server.tuf_repo.signed import MAX_SIGNED_BYTES
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -26,16 +27,25 @@ async def publish(
     version: Annotated[str, Query()],
     channel: Annotated[str, Query()] = "stable",
     fmt: Annotated[ArchiveFormat, Query(alias="format")] = ArchiveFormat.TAR_GZ,
+    signed: Annotated[int | None, Query(ge=2, le=MAX_SIGNED_BYTES)] = None,
 ) -> Release:
-    """Publish a release: the body is the .tar.gz or .zip archive, streamed."""
+    """Publish a release: the body is the .tar.gz or .zip archive, streamed.
+
+    With `signed=N`, the body's first N bytes are the release's TUF roles signed on the
+    publisher's workstation (`uptend release sign`), and the archive follows.
+    """
     releases.check_request(app, version, channel)
     await releases.refuse_duplicate(ctx, app, version)
     ctx.settings.upload_dir.mkdir(exist_ok=True)
     upload = ctx.settings.upload_dir / f"{secrets.token_hex(8)}.upload"
     size = 0
+    head = bytearray()
     try:
         async with await anyio.open_file(upload, "wb") as f:
-            async for chunk in request.stream():
+            async for data in request.stream():
+                take = max(0, (signed or 0) - len(head))
+                head += data[:take]
+                chunk = data[take:]
                 size += len(chunk)
                 if size > MAX_UPLOAD_BYTES:
                     raise ConfigError(
@@ -43,10 +53,13 @@ async def publish(
                         hint="ship large data outside the release",
                     )
                 await f.write(chunk)
+        if len(head) < (signed or 0):
+            raise ConfigError(f"the body ends inside its {signed} bytes of signed metadata")
     except BaseException:
         upload.unlink(missing_ok=True)
         raise
-    return await releases.publish(ctx, actor, app, version, channel, fmt, upload)
+    roles = bytes(head) if signed else None
+    return await releases.publish(ctx, actor, app, version, channel, fmt, upload, roles)
 
 
 @router.get("/releases")

@@ -1,11 +1,12 @@
 """Publishing a release: validate, sign as a TUF target, record; nothing half-published."""
 
+import logging
 from pathlib import Path
 
 import anyio.to_thread
 
 from uptend import archive
-from uptend.errors import ConflictError
+from uptend.errors import ConflictError, UptendError
 from uptend.protocol import Release
 from uptend.protocol.manifest import parse_manifest
 from uptend.protocol.names import check_name
@@ -16,6 +17,9 @@ from uptend.server.settings import MAX_FILES, MAX_UNPACKED_BYTES
 from uptend.server.storage import audit, generation
 from uptend.server.storage import releases as rows
 from uptend.server.storage.tables import ReleaseRow
+from uptend.server.tuf_repo.signed import decode
+
+log = logging.getLogger(__name__)
 
 
 def check_request(app: str, version: str, channel: str) -> None:
@@ -34,26 +38,43 @@ async def refuse_duplicate(ctx: Context, app: str, version: str) -> None:
             )
 
 
-def _inspect(upload: Path, fmt: ArchiveFormat) -> archive.ArchiveInfo:
+def describe(
+    upload: Path, app: str, version: str, channel: str, fmt: ArchiveFormat
+) -> TargetCustom:
+    """The signed `custom` of a release archive: what the server and `release sign` compute.
+
+    Both sides build it here, so that a workstation's signature covers what the server checks.
+    """
     info = archive.inspect(upload, fmt, max_bytes=MAX_UNPACKED_BYTES, max_files=MAX_FILES)
     parse_manifest(info.manifest, where="the release's uptend.toml")
-    return info
+    return TargetCustom(
+        app=app,
+        version=version,
+        channel=channel,
+        format=fmt,
+        unpacked_size=info.unpacked_size,
+        files=info.files,
+    )
 
 
 async def publish(
-    ctx: Context, actor: str, app: str, version: str, channel: str, fmt: ArchiveFormat, upload: Path
+    ctx: Context,
+    actor: str,
+    app: str,
+    version: str,
+    channel: str,
+    fmt: ArchiveFormat,
+    upload: Path,
+    signed: bytes | None = None,
 ) -> Release:
-    """Sign `upload` as target <app>/<version>/... and record it; `upload` is consumed."""
+    """Sign `upload` as target <app>/<version>/... and record it; `upload` is consumed.
+
+    `signed`: the roles `uptend release sign` made on the publisher's workstation (required
+    when the server's release keys are offline); checked before anything is published.
+    """
     try:
-        info = await anyio.to_thread.run_sync(_inspect, upload, fmt)
-        custom = TargetCustom(
-            app=app,
-            version=version,
-            channel=channel,
-            format=fmt,
-            unpacked_size=info.unpacked_size,
-            files=info.files,
-        )
+        roles = None if signed is None else decode(signed)
+        custom = await anyio.to_thread.run_sync(describe, upload, app, version, channel, fmt)
         name = target_path(app, version, fmt)
         async with ctx.publish_lock, ctx.db.transaction() as tx:
             now = utcnow()
@@ -68,12 +89,16 @@ async def publish(
             )
             await rows.add(tx, row)  # raises ConflictError before anything is signed
             target = await anyio.to_thread.run_sync(
-                ctx.repo.add_target, name, upload, custom.model_dump(mode="json")
+                ctx.repo.add_target, name, upload, custom.model_dump(mode="json"), roles
             )
             row.sha256 = target.hashes["sha256"]
             await rows.advance_head(tx, row)
             await generation.bump(tx)
-            audit.record(tx, now, actor, "release.publish", f"{app} {version} on {channel}")
+            how = "signed offline" if roles is not None else "signed by the server"
+            audit.record(tx, now, actor, "release.publish", f"{app} {version} on {channel} ({how})")
+    except UptendError as e:  # a refused release is visible in the server's log
+        log.warning("refused release %s %s: %s", app, version, e.message)
+        raise
     finally:
         upload.unlink(missing_ok=True)
     return to_wire(row)

@@ -40,13 +40,20 @@ Invariants:
   Once the grace period has passed, metadata on disk is linear in releases. Target files are
   never deleted.
 
-Not done here: root rotation, an offline targets key (issue 10), hash-bin delegation for an
-app with very many releases. `tuf.repository.Repository` is not used: its abstract
-`open(role)` clashes with `TufRepo.open`, and its `edit()` re-signs one role at a time where a
-publish must order several.
+Keys (keyring.py, rotation.py, signed.py; docs/threat-model.md): each of the five keys can be
+rotated with enrolled agents following (`uptend keys rotate`), root is renewed before it
+expires like every other role whose key is here, and `uptend keys export-targets` moves the
+root, targets and releases keys off the server: then releases are signed on the publisher's
+workstation and the server only checks, orders and commits them.
+
+Not done here: hash-bin delegation for an app with very many releases.
+`tuf.repository.Repository` is not used: its abstract `open(role)` clashes with
+`TufRepo.open`, and its `edit()` re-signs one role at a time where a publish must order several.
 """
 
 from uptend.server.tuf_repo.files import app_role
-from uptend.server.tuf_repo.repo import Expiry, TufRepo
+from uptend.server.tuf_repo.lifetimes import Expiry
+from uptend.server.tuf_repo.repo import KeyStatus, TufRepo
+from uptend.server.tuf_repo.rotation import Rotated
 
-__all__ = ["Expiry", "TufRepo", "app_role"]
+__all__ = ["Expiry", "KeyStatus", "Rotated", "TufRepo", "app_role"]

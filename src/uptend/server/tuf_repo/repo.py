@@ -1,31 +1,19 @@
 """`TufRepo`: create, open, publish, re-sign and prune the repository (see the package doc)."""
 
-import fcntl
 import hashlib
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import CryptoSigner
-from tuf.api.metadata import (
-    DelegatedRole,
-    Delegations,
-    Metadata,
-    MetaFile,
-    Root,
-    Snapshot,
-    TargetFile,
-    Targets,
-    Timestamp,
-)
+from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
 
 from uptend.durable import fsync_dir, write_atomically
 from uptend.errors import ConfigError, ConflictError
@@ -33,68 +21,34 @@ from uptend.server.tuf_repo.files import (
     APP_ROLE,
     RELEASES_KEY,
     ROLES,
-    S,
     app_of,
     app_role,
-    file_name,
-    load_key,
     new_key,
-    read_md,
     write_md,
 )
-from uptend.server.tuf_repo.prune import Pruner
+from uptend.server.tuf_repo.keyring import KEY_NAMES, OFFLINE, Keyring
+from uptend.server.tuf_repo.lifetimes import Expiry, due, warning
+from uptend.server.tuf_repo.rotation import Rotations
+from uptend.server.tuf_repo.signed import accept, delegate
+from uptend.server.tuf_repo.store import Published
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Expiry:
-    """Metadata lifetimes in seconds, and how long superseded metadata stays on disk.
+class KeyStatus:
+    """One key and the metadata it signs, for `uptend keys show`."""
 
-    `targets_s` is also the lifetime of every app's role; `superseded_s` is the grace period
-    for clients still fetching what an older timestamp.json names.
-    """
-
-    root_s: int = 365 * 86400
-    targets_s: int = 365 * 86400
-    snapshot_s: int = 7 * 86400
-    timestamp_s: int = 86400
-    superseded_s: int = 15 * 60
-
-    def of(self, role_type: str) -> timedelta:
-        return timedelta(seconds=getattr(self, f"{role_type}_s"))
+    key: str
+    keyids: list[str]
+    where: str  # server | offline | missing
+    version: int  # of the role's metadata (for releases: the app role expiring first)
+    expires: datetime
+    warning: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Published:
-    """The state `timestamp.json` commits to (app roles are read on demand)."""
-
-    targets: Metadata[Targets]
-    snapshot: Metadata[Snapshot]
-    timestamp: Metadata[Timestamp]
-
-    def versions(self) -> dict[str, int]:
-        """Map each role but root and timestamp to its published version."""
-        meta = self.snapshot.signed.meta
-        return {Snapshot.type: self.snapshot.signed.version} | {
-            name.removesuffix(".json"): m.version for name, m in meta.items()
-        }
-
-
-class TufRepo:
+class TufRepo(Rotations):
     """A TUF repository on disk; get one with `create` or `open`."""
-
-    def __init__(
-        self, root: Path, root_md: Metadata[Root], signers: dict[str, CryptoSigner], expiry: Expiry
-    ) -> None:
-        self.root = root
-        self.metadata_dir = root / "metadata"
-        self.targets_dir = root / "targets"
-        self._root = root_md.signed
-        self._signers = signers  # the top-level roles' keys, and RELEASES_KEY once needed
-        self._expiry = expiry
-        self._pruner = Pruner(self.metadata_dir)
-        self._state = self._load()  # a cache for readers; mutations always re-read
 
     @classmethod
     def create(cls, root: Path, *, expiry: Expiry = Expiry()) -> "TufRepo":
@@ -120,26 +74,25 @@ class TufRepo:
         return cls.open(root, expiry=expiry)
 
     @classmethod
-    def open(cls, root: Path, *, expiry: Expiry = Expiry()) -> "TufRepo":
+    def open(
+        cls, root: Path, *, expiry: Expiry = Expiry(), keys: tuple[Path, ...] = ()
+    ) -> "TufRepo":
         """Load the keys and the published metadata of the repository in `root`.
 
+        Args:
+            root: The repository's directory (`tuf/` in a server's data dir).
+            expiry: Lifetimes of the metadata this process writes.
+            keys: Offline keys dirs to look in after `root/keys` (for key ceremonies).
+
         Raises:
-            ConfigError: a file is missing, corrupt, or does not match root metadata.
+            ConfigError: a file is missing, corrupt, or does not match the metadata.
         """
-        versions = [p.name.split(".")[0] for p in (root / "metadata").glob("*.root.json")]
-        latest = max((int(v) for v in versions if v.isdigit()), default=1)
-        root_md = read_md(root / "metadata" / f"{latest}.root.json", Root, None, Root.type)
-        signers = {}
-        for role in ROLES:
-            path = root / "keys" / f"{role}.pem"
-            signer = load_key(path)
-            if signer.public_key.keyid not in root_md.signed.roles[role].keyids:
-                raise ConfigError(f"TUF key {path} is not a {role} key of this repository's root")
-            signers[role] = signer
-        repo = cls(root, root_md, signers, expiry)
-        delegations = repo._state.targets.signed.delegations
-        if repo._releases_path().exists() or (delegations and delegations.roles):
-            repo._releases_signer(repo._state.targets.signed)  # check it now, not at a publish
+        repo = cls(root, Keyring(root / "keys", keys), expiry)
+        if repo.keyring.staged_any():
+            with repo._locked():  # finishes or discards what a killed rotation left
+                pass
+        else:
+            repo._load_keys(repo._state)
         return repo
 
     def initial_root(self) -> bytes:
@@ -168,7 +121,13 @@ class TufRepo:
     def timestamp_expires(self) -> datetime:
         return self._current().timestamp.signed.expires
 
-    def add_target(self, name: str, staged_file: Path, custom: dict[str, Any]) -> TargetFile:
+    def add_target(
+        self,
+        name: str,
+        staged_file: Path,
+        custom: dict[str, Any],
+        signed: Mapping[str, Metadata[Targets]] | None = None,
+    ) -> TargetFile:
         """Move `staged_file` into the repository as target `name` and publish it.
 
         Args:
@@ -176,11 +135,15 @@ class TufRepo:
                 it goes into the role of `<app>`.
             staged_file: The artifact, on the repository's filesystem; it is moved.
             custom: Signed with length and hashes; python-tuf does not validate it.
+            signed: The app's next role (and top-level targets role) signed on the
+                publisher's workstation (`signed.sign_release`); None: sign here with the
+                releases key, which the offline mode does not have.
 
         Raises:
-            ConfigError: `name` is not a safe `<app>/<version>/<file>` path, or `staged_file`
-                is on another filesystem.
+            ConfigError: `name` is not a safe `<app>/<version>/<file>` path, `staged_file`
+                is on another filesystem, or nothing signed it and the keys are offline.
             ConflictError: `name` is already a target.
+            VerificationError: `signed` does not verify (see `signed.accept`).
         """
         role = app_role(app_of(name))
         if staged_file.stat().st_dev != self.targets_dir.stat().st_dev:
@@ -188,8 +151,13 @@ class TufRepo:
                 f"{staged_file} is not on the filesystem of {self.targets_dir}",
                 hint="stage artifacts inside the server's data dir, so a rename can move them",
             )
-        with self._locked():
-            state = self._load()
+        with self._locked() as state:
+            if signed is None and self.offline:
+                raise ConfigError(
+                    f"this server holds no key to sign {name}: its release keys are offline",
+                    hint="sign it where the keys are with `uptend release sign`, then "
+                    "`uptend release publish` the signed directory",
+                )
             delegated = self._role(state, role)
             if name in state.targets.signed.targets or (
                 delegated is not None and name in delegated.signed.targets
@@ -203,13 +171,22 @@ class TufRepo:
                 os.fsync(f.fileno())
             target.unrecognized_fields["custom"] = custom
             now = datetime.now(UTC)
-            if delegated is None:  # the app's first release: delegate to its new role
-                self._delegate(state.targets, role, now)
-                delegated = Metadata(Targets(expires=now, targets={name: target}))
-                delegated.signed.version = 0  # _write makes it 1
+            if signed is None:
+                delegated = self._sign_here(state, role, delegated, target, now)
             else:
-                delegated.signed.targets[name] = target
-            self._write(delegated, now, role, self._releases_signer(state.targets.signed))
+                delegated, top = accept(
+                    signed,
+                    root=self._root,
+                    top=state.targets,
+                    current=delegated,
+                    role=role,
+                    target=target,
+                    now=now,
+                )
+                if top is not None:
+                    write_md(self.metadata_dir, Targets.type, top)
+                    state = Published(top, state.snapshot, state.timestamp)
+                write_md(self.metadata_dir, role, delegated)
             dest = self.targets_dir / target.get_prefixed_paths()[0]
             dest.parent.mkdir(parents=True, exist_ok=True)
             staged_file.replace(dest)
@@ -226,9 +203,10 @@ class TufRepo:
         """Re-sign each role with less than half its lifetime left at `now`, then prune.
 
         A new targets-role or snapshot version implies new versions of the roles below it.
-        Targets roles are re-signed too: with every key online, a year without a release must
-        not leave agents with expired targets metadata (docs/architecture.md promise 2: expiry
-        holds back installs fleet-wide).
+        Targets roles and root are re-signed too when their keys are here: a year without a
+        release must not leave agents with expired metadata (docs/architecture.md promise 2:
+        expiry holds back installs fleet-wide). A role whose key is offline is logged as a
+        warning once it is near its expiry (`lifetimes.warning`).
 
         Args:
             now: An aware datetime; new expiries count from it, and pruning judges by it.
@@ -241,135 +219,132 @@ class TufRepo:
                 re-signed (one bad role must not let every agent's timestamp expire).
         """
 
-        def due(md: Metadata[Any]) -> bool:
-            lifetime: timedelta = self._expiry.of(md.signed.type)
-            return bool(md.signed.expires - now < lifetime / 2)
+        def is_due(md: Metadata[Any]) -> bool:
+            return due(md.signed.expires, now, self._expiry.of(md.signed.type))
 
         bad: list[ConfigError] = []
-        with self._locked():
-            state = self._load()
+        with self._locked() as state:
             changed = {}
+            releases = self._signers.get(RELEASES_KEY)
             for role in filter(lambda r: r.startswith(APP_ROLE), state.versions()):
                 try:
                     md = self._role(state, role)
                 except ConfigError as e:
                     bad.append(e)
                     continue
-                if md is not None and due(md):
-                    self._write(md, now, role, self._releases_signer(state.targets.signed))
-                    changed[role] = md.signed.version
-            if due(state.targets):
-                self._write(state.targets, now, Targets.type, self._signers[Targets.type])
-                changed[Targets.type] = state.targets.signed.version
-            resign = bool(changed) or due(state.snapshot) or due(state.timestamp)
+                if md is None or not is_due(md):
+                    continue
+                if releases is None:
+                    self._warn(role, md.signed.expires, now)
+                    continue
+                self._write(md, now, role, [releases])
+                changed[role] = md.signed.version
+            if is_due(state.targets):
+                if signer := self._signers.get(Targets.type):
+                    self._write(state.targets, now, Targets.type, [signer])
+                    changed[Targets.type] = state.targets.signed.version
+                else:
+                    self._warn(Targets.type, state.targets.signed.expires, now)
+            resign = bool(changed) or is_due(state.snapshot) or is_due(state.timestamp)
             if resign:
-                self._publish(state, now, changed, snapshot=due(state.snapshot))
+                self._publish(state, now, changed, snapshot=is_due(state.snapshot))
+            if is_due(self._root_md):
+                if Root.type in self._signers:
+                    self._renew_root(now, Metadata.from_bytes(self._root_md.to_bytes()), [])
+                    log.warning("renewed root: version %d expires %s", *self._root_summary())
+                    resign = True
+                else:
+                    self._warn(Root.type, self._root.expires, now)
             self._prune(state, now.timestamp())
         if bad:
             raise bad[0]
         return resign
 
+    def key_status(self, now: datetime) -> list[KeyStatus]:
+        """Each key: its ids, where it is, the version and expiry of what it signs."""
+        state = self._current()
+        out = []
+        apps = [self._role(state, r) for r in state.versions() if r.startswith(APP_ROLE)]
+        for name in KEY_NAMES:
+            md: Metadata[Any] | None
+            if name == RELEASES_KEY:
+                keyids = sorted(state.delegated_keyids())
+                md = min(filter(None, apps), key=lambda m: m.signed.expires, default=None)
+                if md is None:
+                    continue
+            else:
+                tops: dict[str, Metadata[Any]] = {
+                    Root.type: self._root_md,
+                    Targets.type: state.targets,
+                    Snapshot.type: state.snapshot,
+                    Timestamp.type: state.timestamp,
+                }
+                md = tops[name]
+                keyids = list(self._root.roles[name].keyids)
+            where = self.keyring.where(name)
+            expires = md.signed.expires
+            text = warning(name, expires, now, self._expiry.of("warn"))
+            if where != "missing" and name not in (Root.type, Targets.type, RELEASES_KEY):
+                text = None  # the server re-signs these within their life
+            out.append(KeyStatus(name, keyids, where, md.signed.version, expires, text))
+        return out
+
+    def export_offline(self, dest: Path, now: datetime) -> list[Path]:
+        """Move the root, targets and releases keys into `dest`: the offline mode.
+
+        Raises:
+            ConfigError: they are not all on the server.
+        """
+        with self._locked() as state:
+            if self.keyring.exported():
+                raise ConfigError(
+                    "this server's root, targets and releases keys were exported already",
+                    hint="`uptend keys show DATA_DIR` says where each key is",
+                )
+            self._releases_signer(state.targets.signed)  # made now if no app has a role yet
+            moved = self.keyring.export(OFFLINE, dest, now.isoformat(timespec="seconds"))
+            self._load_keys(state)
+        return moved
+
     # --- internals ------------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        with (self.root / ".lock").open("a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)  # released when f closes
-            yield
+    def _root_summary(self) -> tuple[int, str]:
+        return self._root.version, self._root.expires.isoformat(timespec="seconds")
 
-    def _load(self, ts: Metadata[Timestamp] | None = None) -> _Published:
-        """Read the published state, following timestamp.json (the commit point) down."""
-        ts = ts or self._read(Timestamp.type, 0, Timestamp, self._root)
-        snap = self._read(Snapshot.type, ts.signed.snapshot_meta.version, Snapshot, self._root)
-        targets_v = snap.signed.meta["targets.json"].version
-        targets = self._read(Targets.type, targets_v, Targets, self._root)
-        return _Published(targets, snap, ts)
-
-    def _current(self) -> _Published:
-        """The published state for readers: re-read timestamp.json, the rest only if it moved."""
-        cached = self._state
-        ts = self._read(Timestamp.type, 0, Timestamp, self._root)
-        if ts.signed.snapshot_meta.version == cached.snapshot.signed.version:
-            self._state = _Published(cached.targets, cached.snapshot, ts)
+    def _sign_here(
+        self,
+        state: Published,
+        role: str,
+        delegated: Metadata[Targets] | None,
+        target: TargetFile,
+        now: datetime,
+    ) -> Metadata[Targets]:
+        """Add `target` to the app's role signed with the releases key held here."""
+        signer = self._releases_signer(state.targets.signed)
+        if delegated is None:  # the app's first release: delegate to its new role
+            delegate(state.targets.signed, role, signer.public_key)
+            self._write(state.targets, now, Targets.type, [self._signer(Targets.type)])
+            delegated = Metadata(Targets(expires=now, targets={target.path: target}))
+            delegated.signed.version = 0  # _write makes it 1
         else:
-            self._state = self._load(ts)
-        return self._state
-
-    def _read(
-        self, role: str, version: int, kind: type[S], delegator: Root | Targets
-    ) -> Metadata[S]:
-        return read_md(self.metadata_dir / file_name(role, version), kind, delegator, role)
-
-    def _role(self, state: _Published, role: str) -> Metadata[Targets] | None:
-        """The published metadata of an app's role, or None if the app has no role yet."""
-        meta = state.snapshot.signed.meta.get(f"{role}.json")
-        if meta is None:
-            return None
-        return self._read(role, meta.version, Targets, state.targets.signed)
-
-    def _releases_path(self) -> Path:
-        return self.root / "keys" / f"{RELEASES_KEY}.pem"
+            delegated.signed.targets[target.path] = target
+        self._write(delegated, now, role, [signer])
+        return delegated
 
     def _releases_signer(self, targets: Targets) -> CryptoSigner:
         """The key of every app's role; generated on first need if no role exists yet.
 
         Raises:
-            ConfigError: roles are delegated but the key is missing, or it is not theirs.
+            ConfigError: roles are delegated but the key is missing (or offline).
         """
         if signer := self._signers.get(RELEASES_KEY):
             return signer
-        path = self._releases_path()
         delegated = targets.delegations is not None and bool(targets.delegations.roles)
-        signer = load_key(path) if path.exists() or delegated else new_key(path)
-        keys = targets.delegations.keys if targets.delegations else {}
-        if keys and signer.public_key.keyid not in keys:
-            raise ConfigError(
-                f"TUF key {path} is not the releases key of this repository's targets metadata",
-                hint="restore the releases.pem this repository was made with",
-            )
-        self._signers[RELEASES_KEY] = signer
+        if delegated or self.offline:
+            return self._signer(RELEASES_KEY)
+        signer = new_key(self.keyring.server / f"{RELEASES_KEY}.pem")
+        self._load_keys(self._state)
         return signer
-
-    def _delegate(self, targets: Metadata[Targets], role: str, now: datetime) -> None:
-        """Add `role` to the top-level targets role and write its next version."""
-        key = self._releases_signer(targets.signed).public_key
-        delegations = targets.signed.delegations or Delegations(keys={}, roles={})
-        if delegations.roles is None:
-            raise ConfigError("the top-level targets role uses succinct (hash-bin) delegation")
-        delegations.keys[key.keyid] = key
-        app = role.removeprefix(APP_ROLE)
-        delegations.roles[role] = DelegatedRole(role, [key.keyid], 1, True, [f"{app}/*/*"])
-        targets.signed.delegations = delegations
-        self._write(targets, now, Targets.type, self._signers[Targets.type])
-
-    def _write(self, md: Metadata[Any], now: datetime, role: str, signer: CryptoSigner) -> None:
-        """Bump the version and expiry of `md`, sign it and write it (not a commit by itself)."""
-        md.signed.version += 1
-        md.signed.expires = now + self._expiry.of(md.signed.type)
-        md.sign(signer)
-        write_md(self.metadata_dir, role, md)
-
-    def _publish(
-        self, state: _Published, now: datetime, changed: Mapping[str, int], *, snapshot: bool
-    ) -> None:
-        """Write a snapshot naming the `changed` role versions (if any, or if asked).
-
-        Then the timestamp: the commit point.
-        """
-        if snapshot or changed:
-            for role, version in changed.items():
-                state.snapshot.signed.meta[f"{role}.json"] = MetaFile(version)
-            self._write(state.snapshot, now, Snapshot.type, self._signers[Snapshot.type])
-        state.timestamp.signed.snapshot_meta = MetaFile(state.snapshot.signed.version)
-        self._write(state.timestamp, now, Timestamp.type, self._signers[Timestamp.type])
-        self._state = state
-
-    def _prune(self, state: _Published, now_s: float) -> None:
-        """Prune after a commit; a failure is logged, never raised (the publish stands)."""
-        try:
-            self._pruner(state.versions(), now_s - self._expiry.superseded_s)
-        except OSError as e:
-            log.warning("pruning superseded TUF metadata failed; will retry: %s", e)
 
 
 def _build(root: Path, expiry: Expiry, now: datetime) -> None:

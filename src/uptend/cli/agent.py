@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from uptend.cli._output import console, print_json
+from uptend.cli._output import console, escaped_lines, literal, print_json
 
 app = typer.Typer(
     add_completion=False,  # the root command owns shell completion (it has none)
@@ -39,7 +40,8 @@ def enroll(
     if json_out:
         print_json({"agent_id": config.agent_id, "name": config.name, "server": config.server})
     else:
-        console.print(f"[green]enrolled[/] {config.name} ({config.agent_id}) with {config.server}")
+        said = literal(f"{config.name} ({config.agent_id}) with {config.server}")
+        console.print(Text.assemble(("enrolled", "green"), " ", said))
 
 
 @app.command(epilog="Example: uptend agent run /var/lib/uptend-agent --keep-apps-on-exit")
@@ -80,7 +82,7 @@ def status(
     if json_out:
         print_json(data)
         return
-    console.print(f"agent {data['name']} ({data['agent_id']}) -> {data['server']}")
+    console.print(literal(f"agent {data['name']} ({data['agent_id']}) -> {data['server']}"))
     apps = data["apps"]
     assert isinstance(apps, dict)
     for name, a in apps.items():
@@ -88,7 +90,7 @@ def status(
         line += f", pid {a['pid']})" if a["pid"] else ", not running)"
         if a["failure"]:
             line += f"  last failure: {a['failure']}"
-        console.print(line, markup=False)
+        console.print(literal(line))
 
 
 @app.command(epilog="Example: uptend agent log /var/lib/uptend-agent --app demo")
@@ -105,6 +107,8 @@ def log(
     if not logs:
         console.print("no update attempts logged yet")
     for path in logs:
-        console.print(f"== {path.name}", style="bold")
-        sys.stdout.write(path.read_text())
+        console.print(literal(f"== {path.name}", "bold"))
+        # Lines as they are, except what could drive the terminal (an app's output is in here).
+        text = path.read_text(errors="replace")
+        sys.stdout.write("".join(f"{line}\n" for line in escaped_lines(text)))
         sys.stdout.flush()

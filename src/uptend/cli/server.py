@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from uptend.cli._output import console, print_json
+from uptend.cli._output import console, literal, print_json
 
 app = typer.Typer(
     add_completion=False,  # the root command owns shell completion (it has none)
@@ -40,12 +41,21 @@ def init(
             }
         )
         return
-    console.print(f"[green]created[/] server data dir {result.data_dir}")
-    console.print(f"admin token:   {result.admin_token}")
-    console.print(f"enroll token:  {result.enroll_token}")
     console.print(
-        f"[yellow]note:[/] all four TUF keys are in {result.data_dir / 'tuf' / 'keys'} (0600); "
-        "keep this directory private and backed up."
+        Text.assemble(("created", "green"), " ", literal(f"server data dir {result.data_dir}"))
+    )
+    console.print(literal(f"admin token:   {result.admin_token}"))
+    console.print(literal(f"enroll token:  {result.enroll_token}"))
+    keys = result.data_dir / "tuf" / "keys"
+    console.print(
+        Text.assemble(
+            ("note:", "yellow"),
+            " ",
+            literal(
+                f"all four TUF keys are in {keys} (0600); "
+                "keep this directory private and backed up."
+            ),
+        )
     )
 
 

@@ -9,11 +9,13 @@ what `agent.wire` expects are TransientErrors: the agent keeps its apps running 
 """
 
 import http.client
+import ssl
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from uptend import __version__
-from uptend.agent import wire
+from uptend.agent import tls, wire
 from uptend.agent.wire import CheckIn, Directives
 from uptend.errors import ConfigError, TransientError
 from uptend.protocol.errors import error_from_body
@@ -26,10 +28,18 @@ _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class ControlClient:
-    def __init__(self, server: str, credential: str | None = None, timeout_s: float = 30.0):
+    def __init__(
+        self,
+        server: str,
+        credential: str | None = None,
+        timeout_s: float = 30.0,
+        *,
+        ca_file: Path | None = None,
+    ):
         self.server = server.rstrip("/") + "/"
         self.credential = credential
         self.timeout_s = timeout_s
+        self.ca_file = ca_file  # trusted besides the system's CAs (https only)
         url = urlsplit(self.server)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ConfigError(
@@ -88,6 +98,12 @@ class ControlClient:
                 if reused:  # the server closed the idle connection: once more on a new one
                     continue
                 raise self._unreachable(e) from None
+            except ssl.SSLCertVerificationError as e:
+                self.close()
+                raise TransientError(
+                    f"the TLS certificate of {self.server} is not trusted: {e.verify_message}",
+                    hint=tls.UNTRUSTED_HINT,
+                ) from None
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 raise self._unreachable(e) from None
@@ -98,9 +114,7 @@ class ControlClient:
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
             if self._https:
-                import ssl
-
-                context = ssl.create_default_context()
+                context = tls.client_context(self.ca_file)
                 self._conn = http.client.HTTPSConnection(
                     self._host, self._port, timeout=CONNECT_TIMEOUT_S, context=context
                 )

@@ -45,7 +45,9 @@ class Agent:
         self.config = agent_config.load(layout)
         self.stop = stop or threading.Event()
         self.supervisor = Supervisor(layout)
-        self.control = ControlClient(self.config.server, self.config.credential)
+        self.control = ControlClient(
+            self.config.server, self.config.credential, ca_file=layout.ca_file()
+        )
         self.directives = self._last_directives()
         self.drivers: dict[str, AppDriver] = {}
         self.looking: Work[dict[str, jobs.Answer]] | None = None

@@ -164,6 +164,7 @@ class TufSession:
         trusted_root: the anchor: root bytes received at enrollment, or the newest root a
             previous cycle verified. Never read from `metadata_dir`.
         limits: timeouts and deadline for each metadata download.
+        ca_file: a CA to trust for an https repository, besides the system's.
     """
 
     def __init__(
@@ -173,12 +174,13 @@ class TufSession:
         trusted_root: bytes,
         *,
         limits: FetchLimits = FetchLimits(),
+        ca_file: Path | None = None,
     ) -> None:
         self._dir = metadata_dir
         self._url = metadata_url
         self._anchor = trusted_root
         self._limits = limits
-        self._pool = http.new_pool()
+        self._pool = http.new_pool(ca_file)
         self._updater: Updater | None = None
         self._refreshed = False
 

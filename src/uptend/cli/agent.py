@@ -30,13 +30,18 @@ def enroll(
     token: Annotated[str, typer.Option(help="enrollment token from `uptend server init`")],
     name: Annotated[str, typer.Option(help="agent name (default: host name)")] = "",
     group: Annotated[str, typer.Option(help="group to join")] = "default",
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(help="PEM CA (or self-signed cert) to trust for an https server's cert"),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """Enroll this host: get a credential and the TUF root, checked against the token."""
     from uptend.agent.config import enroll as do_enroll
     from uptend.agent.layout import Layout
 
-    config = do_enroll(Layout(data_dir), server, token, name or socket.gethostname(), group)
+    host_name = name or socket.gethostname()
+    config = do_enroll(Layout(data_dir), server, token, host_name, group, ca_file=ca_file)
     if json_out:
         print_json({"agent_id": config.agent_id, "name": config.name, "server": config.server})
     else:

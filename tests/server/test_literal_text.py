@@ -3,7 +3,7 @@
 Real agents are enrolled against a real server (SQLite and PostgreSQL) with names, versions,
 reasons and log tails built to attack a terminal: rich markup (`[/]` used to crash
 `fleet list` with a MarkupError, `[link=…]` made a clickable link), an OSC sequence that sets
-the window title, CSI and C1 controls, a newline that forges a table row, a bidi override
+the window title, CSI and 8-bit (0x9b) controls, a newline that forges a table row, a bidi override
 that reverses what follows. The CLI runs as a real process on a forced colour terminal (so
 rich emits its own styles and would emit links), and the test checks its real output: after
 taking out rich's own colour codes nothing is left that a terminal would act on, each agent

@@ -4,9 +4,9 @@ Text that came from an agent or a release (names, versions, reasons, log tails, 
 messages that quote them) is hostile: it goes to the terminal only through `literal` or
 `literal_lines`. They build rich `Text`, which never interprets markup (`[/]` prints as
 itself, `[link=…]` makes no link), and show every character that could move the cursor,
-start a terminal escape (ESC, CSI, OSC), break a table row or reorder what is shown (C0 and
-C1 controls, DEL, line and paragraph separators, bidi overrides and other format characters,
-lone surrogates) as a Python-style escape: `\x1b`, `\n`, `\u202e`. One value, one line.
+start a terminal escape (ESC, CSI, OSC), break a table row or reorder what is shown (the
+control characters 0x00-0x1f, 0x7f-0x9f, line and paragraph separators, bidi overrides and
+other format characters, lone surrogates) as a Python-style escape: `\x1b`, `\n`, `\u202e`. One value, one line.
 `--json` output is the exact data: `json.dumps` escapes all of it by itself.
 """
 
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-# Cc: C0, DEL, C1. Cf: bidi embeddings/overrides/isolates, zero-width characters, soft
+# Cc: 0x00-0x1f, DEL, 0x80-0x9f. Cf: bidi embeddings/overrides/isolates, zero-width characters, soft
 # hyphen. Zl, Zp: U+2028/U+2029, which some terminals take as newlines. Cs: lone
 # surrogates, which cannot even be encoded for the terminal.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})

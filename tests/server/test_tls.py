@@ -39,7 +39,8 @@ def ca(tmp_path: Path) -> CertificateAuthority:
 @pytest.fixture
 def tls_fleet(tmp_path: Path, ca: CertificateAuthority) -> Iterator[TlsFleet]:
     cert = ca.issue("server", ips=("127.0.0.1",), dns=("localhost",))
-    with TlsFleet(tmp_path / "fleet", cert, ca.pem) as fleet:
+    fleet = TlsFleet(tmp_path / "fleet", cert, ca.pem)
+    with fleet:
         yield fleet
 
 

@@ -208,6 +208,9 @@ class TufSession:
         """
         self._refreshed = False
         self._updater = None
+        # ngclient (tuf >= 6) keeps each trusted root in root_history/, made with the umask's
+        # mode: made here first, private like the rest of the data dir.
+        (self._dir / "root_history").mkdir(mode=0o700, parents=True, exist_ok=True)
         with _translated("refreshing TUF metadata failed"):
             # docs/faults.md A11: bootstrap is always our anchor; ngclient then ignores
             # whatever sits in metadata_dir/root.json.

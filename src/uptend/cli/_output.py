@@ -6,8 +6,9 @@ messages that quote them) is hostile: it goes to the terminal only through `lite
 itself, `[link=…]` makes no link), and show every character that could move the cursor,
 start a terminal escape (ESC, CSI, OSC), break a table row or reorder what is shown (the
 control characters 0x00-0x1f, 0x7f-0x9f, line and paragraph separators, bidi overrides and
-other format characters, lone surrogates) as a Python-style escape: `\x1b`, `\n`, `\u202e`. One value, one line.
-`--json` output is the exact data: `json.dumps` escapes all of it by itself.
+other format characters, lone surrogates) as a Python-style escape: `\x1b`, `\n`,
+`\u202e`. One value, one line. `--json` output is the exact data: `json.dumps` escapes
+all of it by itself.
 """
 
 import json

@@ -183,3 +183,28 @@ def test_escaped_text_is_one_line_a_terminal_cannot_act_on(text: str) -> None:
 def test_escaped_lines_keeps_one_output_line_per_input_line(lines: list[str]) -> None:
     text = "".join(f"{line}\n" for line in lines)  # as in a log: each line ends with \n
     assert escaped_lines(text) == [escaped(line) for line in lines]
+
+
+def test_agent_enroll_status_and_log_print_their_text_literally(fleet: Fleet) -> None:
+    """The agent's own commands, on the host: its name, and an attempt log on disk.
+
+    The attempt log is written the way `AttemptLog` writes one, with text of the kind an
+    installer's or a probe's output can carry into it.
+    """
+    name = f"web-[/]{OSC_TITLE}\u202e"
+    where = fleet.root / "host"
+    argv = ["agent", "enroll", str(where), "--server", fleet.url, "--token", fleet.enroll_token]
+    done = terminal(fleet, *argv, "--name", name)
+    assert done.returncode == 0, done.stderr
+    assert escaped(name) in inert(done.stdout)
+
+    done = terminal(fleet, "agent", "status", str(where))
+    assert done.returncode == 0, done.stderr
+    assert f"agent {escaped(name)} (" in inert(done.stdout)
+
+    attempt = where / "logs" / "updates" / "demo-20260101T000000.000000Z-2.0.log"
+    attempt.write_text(f"t0 probe said: [red]{OSC_TITLE}\nt1 \x1b[2Jcleared\r\n")
+    done = terminal(fleet, "agent", "log", str(where), "--app", "demo")
+    assert done.returncode == 0, done.stderr
+    lines = inert(done.stdout).splitlines()
+    assert lines[-2:] == ["t0 probe said: [red]\\x1b]0;pwned\\x07", "t1 \\x1b[2Jcleared\\r"]

@@ -114,6 +114,6 @@ def log(
     for path in logs:
         console.print(literal(f"== {path.name}", "bold"))
         # Lines as they are, except what could drive the terminal (an app's output is in here).
-        text = path.read_text(errors="replace")
+        text = path.read_bytes().decode(errors="replace")  # no newline translation: \r shows
         sys.stdout.write("".join(f"{line}\n" for line in escaped_lines(text)))
         sys.stdout.flush()

@@ -131,7 +131,7 @@ def run(
     ] = "",
     tls_cert: Annotated[
         Path | None,
-        typer.Option(help="serve HTTPS with this PEM certificate (chain); needed off loopback"),
+        typer.Option(help="serve HTTPS with this PEM certificate (chain), or use a TLS proxy"),
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="the PEM private key of --tls-cert")] = None,
 ) -> None:

@@ -168,6 +168,7 @@ class Fleet:
         self.server: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.hosts: list[Host] = []
+        self.server_args: list[str] = []  # more options for `uptend server run`
         args = [*UPTEND, "server", "init", str(self.server_dir), "--json"]
         if database_url:
             args += ["--database-url", database_url]
@@ -191,8 +192,9 @@ class Fleet:
 
     def start_server(self, port: int = 0) -> None:
         log = (self.root / "server.log").open("ab")
+        run = [*UPTEND, "server", "run", str(self.server_dir), "--port", str(port)]
         self.server = subprocess.Popen(
-            [*UPTEND, "server", "run", str(self.server_dir), "--port", str(port)],
+            [*run, *self.server_args],
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,

@@ -76,7 +76,9 @@ def fetch(
     job.progress(partial.stat().st_size if partial.exists() else 0, signed.info.length)
     try:
         url = target_url(targets_url, signed.info)
-        download_target(signed.info, url, partial, progress=progress, span=span)
+        download_target(
+            signed.info, url, partial, progress=progress, span=span, ca_file=layout.ca_file()
+        )
     except OSError:
         partial.unlink(missing_ok=True)  # at once: it may be what fills the disk (F40)
         raise

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from uptend.agent import files
+
 KEEP = 20
 log = logging.getLogger("uptend.agent")
 
@@ -14,7 +16,7 @@ class AttemptLog:
     """logs/updates/<app>-<UTC time>-<version>.log: what one update attempt did."""
 
     def __init__(self, directory: Path, app: str, version: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.path = directory / f"{app}-{stamp}-{version}.log"
         self.app = app
@@ -25,7 +27,10 @@ class AttemptLog:
     def write(self, message: str) -> None:
         log.info("%s: %s", self.app, message)
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-        with contextlib.suppress(OSError), self.path.open("a") as f:
+        with (
+            contextlib.suppress(OSError),
+            open(self.path, "a", opener=files.private_opener) as f,
+        ):
             f.write(f"{stamp} {message}\n")
 
 

@@ -1,11 +1,14 @@
-"""The agent's enrollment record (agent.json, 0600) and enrollment itself."""
+"""The agent's enrollment record (agent.json, 0600) and enrollment itself.
+
+Every file written here is 0600 (`files.write_atomically`'s default) in 0700 directories.
+"""
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from uptend.agent import files
+from uptend.agent import files, tls
 from uptend.agent.control import ControlClient
 from uptend.agent.layout import Layout
 from uptend.agent.preconditions import REBOOT_REQUIRED, Preconditions
@@ -58,15 +61,22 @@ def store_credential(layout: Layout, credential: str) -> None:
     files.write_atomically(layout.config, json.dumps(raw, indent=2).encode(), mode=0o600)
 
 
-def enroll(layout: Layout, server: str, token: str, name: str, group: str) -> AgentConfig:
-    """Enroll with the server, checking the TUF root against the token's fingerprint."""
+def enroll(
+    layout: Layout, server: str, token: str, name: str, group: str, ca_file: Path | None = None
+) -> AgentConfig:
+    """Enroll with the server, checking the TUF root against the token's fingerprint.
+
+    `ca_file` (PEM), if given, is trusted for the server's TLS certificate from now on,
+    besides the system's CAs: it is copied into the data dir (`Layout.server_ca`, 0600).
+    """
     if layout.config.exists():
         raise ConfigError(
             f"{layout.root} is already enrolled",
             hint="use a new data dir, or remove agent.json to enroll again",
         )
     expected = root_fingerprint_of(token)
-    answer = ControlClient(server).post(
+    ca = _read_ca(ca_file)
+    answer = ControlClient(server, ca_file=ca_file).post(
         "api/v1/enroll", EnrollRequest(token=token, name=name, group=group), EnrollResponse
     )
     root = answer.root.encode()
@@ -77,7 +87,9 @@ def enroll(layout: Layout, server: str, token: str, name: str, group: str) -> Ag
             hint="check --server: this may not be the server that issued the token",
         )
     layout.make()
-    files.write_atomically(layout.trusted_root, root, mode=0o600)
+    files.write_atomically(layout.trusted_root, root)
+    if ca is not None:
+        files.write_atomically(layout.server_ca, ca)
     config = AgentConfig(
         server=server.rstrip("/") + "/",
         agent_id=answer.agent_id,
@@ -87,5 +99,15 @@ def enroll(layout: Layout, server: str, token: str, name: str, group: str) -> Ag
         targets_url=answer.targets_url,
         poll_interval_s=answer.poll_interval_s,
     )
-    files.write_atomically(layout.config, json.dumps(asdict(config), indent=2).encode(), mode=0o600)
+    files.write_atomically(layout.config, json.dumps(asdict(config), indent=2).encode())
     return config
+
+
+def _read_ca(ca_file: Path | None) -> bytes | None:
+    if ca_file is None:
+        return None
+    tls.client_context(ca_file)  # refuse a file that does not load, before enrolling
+    try:
+        return ca_file.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read the CA file {ca_file}: {e.strerror}") from None

@@ -12,12 +12,14 @@ import dataclasses
 import http.client
 import logging
 import re
+import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from uptend import __version__
-from uptend.agent import wire
+from uptend.agent import tls, wire
 from uptend.agent.crashpoints import crashpoint
 from uptend.agent.wire import CheckIn, Directives
 from uptend.errors import ConfigError, TransientError
@@ -42,11 +44,14 @@ class ControlClient:
         credential: str | None = None,
         timeout_s: float = 30.0,
         store: Callable[[str], None] | None = None,
+        *,
+        ca_file: Path | None = None,
     ):
         self.server = server.rstrip("/") + "/"
         self.credential = credential
         self.store = store
         self.timeout_s = timeout_s
+        self.ca_file = ca_file  # trusted besides the system's CAs (https only)
         url = urlsplit(self.server)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ConfigError(
@@ -127,6 +132,12 @@ class ControlClient:
                 if reused:  # the server closed the idle connection: once more on a new one
                     continue
                 raise self._unreachable(e) from None
+            except ssl.SSLCertVerificationError as e:
+                self.close()
+                raise TransientError(
+                    f"the TLS certificate of {self.server} is not trusted: {e.verify_message}",
+                    hint=tls.UNTRUSTED_HINT,
+                ) from None
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 raise self._unreachable(e) from None
@@ -137,9 +148,7 @@ class ControlClient:
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
             if self._https:
-                import ssl
-
-                context = ssl.create_default_context()
+                context = tls.client_context(self.ca_file)
                 self._conn = http.client.HTTPSConnection(
                     self._host, self._port, timeout=CONNECT_TIMEOUT_S, context=context
                 )

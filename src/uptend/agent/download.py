@@ -23,7 +23,7 @@ import urllib3
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import TargetFile
 
-from uptend.agent import http
+from uptend.agent import files, http
 from uptend.agent.http import FetchLimits
 from uptend.agent.observe import Span, no_span
 from uptend.errors import TransientError, VerificationError
@@ -56,6 +56,7 @@ def download_target(
     limits: FetchLimits = FetchLimits(),
     progress: Callable[[int, int], None] | None = None,
     span: Span = no_span,
+    ca_file: Path | None = None,
 ) -> None:
     """Download `info` from `url` into `partial`, resuming what is there, then verify it.
 
@@ -70,16 +71,17 @@ def download_target(
         limits: connect/gap timeouts and the whole-download deadline.
         progress: called with (bytes on disk, signed length) after each chunk.
         span: times the `download` and the `verify` (`agent/observe.py`).
+        ca_file: a CA to trust for an https `url`, besides the system's.
 
     Raises:
         VerificationError: More than the signed length arrived, or the hashes differ.
         TransientError: Network error, HTTP error, timeout or deadline.
     """
     deadline = time.monotonic() + limits.deadline_s
-    with partial.open("a+b") as f:
+    with open(partial, "a+b", opener=files.private_opener) as f:
         try:
             with span("download"):
-                if _fetch_into(f, info, url, limits, deadline, progress):
+                if _fetch_into(f, info, url, limits, deadline, progress, ca_file):
                     f.flush()
                     os.fsync(f.fileno())
             with span("verify"):
@@ -119,6 +121,7 @@ def _fetch_into(
     limits: FetchLimits,
     deadline: float,
     progress: Callable[[int, int], None] | None,
+    ca_file: Path | None,
 ) -> bool:
     """Append the missing bytes of `info` to `f`; return False if nothing had to be fetched."""
     length: int = info.length
@@ -136,7 +139,7 @@ def _fetch_into(
         else:
             return False
 
-    pool = http.new_pool()
+    pool = http.new_pool(ca_file)
     try:
         if _get_once(pool, f, info, url, have, limits, deadline, progress):
             return True

@@ -2,6 +2,10 @@
 
 Every durable write of the agent goes through here (docs/faults.md D33), so the rule
 "journal only refers to durable files" is checked in one place.
+
+Every file the agent creates is private to its user (0600), whatever the umask: files are
+created with an explicit mode (`write_atomically`, `private_opener`), never with the
+umask's leftovers. The agent never changes its umask: the apps it starts inherit it.
 """
 
 import contextlib
@@ -11,16 +15,32 @@ import os
 import shutil
 from pathlib import Path
 
-from uptend.durable import fsync_dir, write_atomically
+from uptend import durable
+from uptend.durable import fsync_dir
 
 __all__ = [
+    "PRIVATE_FILE",
     "fsync_dir",
     "point_current_at",
+    "private_opener",
     "read_current",
     "remove_tree",
     "syncfs",
     "write_atomically",
 ]
+
+PRIVATE_FILE = 0o600
+
+
+def write_atomically(path: Path, data: bytes, *, mode: int = PRIVATE_FILE) -> None:
+    """`durable.write_atomically`, private to the agent's user unless `mode` says otherwise."""
+    durable.write_atomically(path, data, mode=mode)
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An `open(..., opener=)` that creates the file 0600 (umask can only take bits away)."""
+    return os.open(path, flags, PRIVATE_FILE)
+
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 

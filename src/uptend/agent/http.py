@@ -9,10 +9,12 @@ caller turns `DeadlinePassedError` and urllib3's errors into its own error famil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import urllib3
 
 import uptend
+from uptend.agent import tls
 
 __all__ = [
     "USER_AGENT",
@@ -44,8 +46,10 @@ class DeadlinePassedError(Exception):
     """The whole-download deadline passed; mapped by each caller to its own error family."""
 
 
-def new_pool() -> urllib3.PoolManager:
+def new_pool(ca_file: Path | None = None) -> urllib3.PoolManager:
     """A urllib3 pool that follows redirects but never retries on its own.
+
+    Over https it trusts the system's CAs and `ca_file` (the server's own CA), if given.
 
     One retry policy, in one place: a failed fetch is a fault for `agent/faults.py`, and
     the decision layer retries it after the backoff of `policy/backoff.py`
@@ -54,7 +58,9 @@ def new_pool() -> urllib3.PoolManager:
     Redirects are followed (CDNs use them), at most five hops.
     """
     retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5)
-    return urllib3.PoolManager(retries=retries)
+    if ca_file is None:
+        return urllib3.PoolManager(retries=retries)
+    return urllib3.PoolManager(retries=retries, ssl_context=tls.client_context(ca_file))
 
 
 def get(

@@ -14,10 +14,28 @@ apps/<app>/staging/        downloads and unpacks in progress
 apps/<app>/state/          the app's own writable state, kept across versions
 apps/<app>/logs/<v>.out    the app's output, per version
 apps/<app>/run.json        pid of the running process (to clean up after kill -9)
+state/server-ca.pem        optional: the CA (or self-signed cert) that the server's TLS
+                           certificate is checked against, besides the system's (0600)
+
+Private: the data dir and every directory the agent makes in it are 0700, whatever the
+umask and whatever mode a directory had before (`make` tightens them at every start),
+so no other user of the host reads a credential, a journal or a log. An app's own
+`state/` is created 0700 and then left alone: the app (run as the agent's user, with the
+agent's umask) writes there, and may open it up itself. The release's files under
+`versions/` keep the modes the archive gave them.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
+
+PRIVATE_DIR = 0o700
+
+
+def private_dir(path: Path) -> None:
+    """Make `path` a 0700 directory, tightening it if it already exists."""
+    path.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+    if path.stat().st_mode & 0o777 != PRIVATE_DIR:
+        path.chmod(PRIVATE_DIR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +61,14 @@ class Layout:
     @property
     def directives(self) -> Path:
         return self.state_dir / "directives.json"
+
+    @property
+    def server_ca(self) -> Path:
+        return self.state_dir / "server-ca.pem"
+
+    def ca_file(self) -> Path | None:
+        """The extra CA to trust for the server's TLS certificate, if enrollment kept one."""
+        return self.server_ca if self.server_ca.is_file() else None
 
     @property
     def tuf_dir(self) -> Path:
@@ -100,10 +126,15 @@ class Layout:
         return sorted(p.name for p in self.apps_dir.iterdir() if p.is_dir())
 
     def make(self) -> None:
-        for d in (self.state_dir, self.tuf_dir, self.update_logs, self.apps_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        """Create (or tighten) the data dir and the agent's own directories, all 0700."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        dirs = (self.state_dir, self.tuf_dir, self.logs_dir, self.update_logs, self.apps_dir)
+        for d in (self.root, *dirs):
+            private_dir(d)
 
     def make_app(self, app: str) -> None:
-        for d in (self.versions(app), self.staging(app), self.app_state(app)):
-            d.mkdir(parents=True, exist_ok=True)
-        (self.app_dir(app) / "logs").mkdir(exist_ok=True)
+        """Create what is missing of an app's directories, 0700 (existing ones are left as is)."""
+        app_dir = self.app_dir(app)
+        for d in (app_dir, self.versions(app), self.staging(app), self.app_state(app)):
+            d.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        (app_dir / "logs").mkdir(mode=PRIVATE_DIR, exist_ok=True)

@@ -27,7 +27,7 @@ TUF_LOCK = threading.Lock()  # ngclient is single-instance per metadata director
 def session(layout: Layout, metadata_url: str) -> TufSession:
     """A refreshed session; the newest root it verified becomes the next trust anchor."""
     trusted = layout.trusted_root.read_bytes()
-    tuf = TufSession(layout.tuf_dir, metadata_url, trusted)
+    tuf = TufSession(layout.tuf_dir, metadata_url, trusted, ca_file=layout.ca_file())
     try:
         tuf.refresh()
     except BaseException:

@@ -7,6 +7,7 @@ standard library and the agent's own modules only; tests/test_cli_startup.py che
 """
 
 import argparse
+import io
 import logging
 import logging.handlers
 import signal
@@ -16,18 +17,26 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
+from uptend.agent import files
 from uptend.agent.layout import Layout
 from uptend.agent.runner import Agent
 from uptend.errors import UptendError
 
 
+class _PrivateLog(logging.handlers.RotatingFileHandler):
+    """Each agent.log (the first and every one after a rollover) is created 0600."""
+
+    def _open(self) -> io.TextIOWrapper:
+        # mode "a": what a size-rotating handler always opens with
+        return open(self.baseFilename, "a", encoding=self.encoding, opener=files.private_opener)
+
+
 def _setup_logging(data_dir: Path) -> None:
-    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    layout = Layout(data_dir)
+    layout.make()
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     stderr = logging.StreamHandler(sys.stderr)
-    rotating = logging.handlers.RotatingFileHandler(
-        data_dir / "logs" / "agent.log", maxBytes=5 << 20, backupCount=5
-    )
+    rotating = _PrivateLog(layout.logs_dir / "agent.log", maxBytes=5 << 20, backupCount=5)
     root = logging.getLogger("uptend")
     root.setLevel(logging.INFO)
     for handler in (stderr, rotating):

@@ -49,6 +49,7 @@ class Agent:
             self.config.server,
             self.config.credential,
             store=lambda credential: agent_config.store_credential(layout, credential),
+            ca_file=layout.ca_file(),
         )
         self.directives = self._last_directives()
         self.drivers: dict[str, AppDriver] = {}

@@ -208,7 +208,8 @@ class Supervisor:
             "UPTEND_CONFIG_FILE": str(config),
             RUN_ID_ENV: run_id,
         }
-        with self.layout.app_log(app, version).open("ab") as out:
+        log_path = self.layout.app_log(app, version)
+        with open(log_path, "ab", opener=files.private_opener) as out:
             try:
                 command = read_manifest(current).app.command
                 return subprocess.Popen(

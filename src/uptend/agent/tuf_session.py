@@ -164,6 +164,7 @@ class TufSession:
         trusted_root: the anchor: root bytes received at enrollment, or the newest root a
             previous cycle verified. Never read from `metadata_dir`.
         limits: timeouts and deadline for each metadata download.
+        ca_file: a CA to trust for an https repository, besides the system's.
     """
 
     def __init__(
@@ -173,12 +174,13 @@ class TufSession:
         trusted_root: bytes,
         *,
         limits: FetchLimits = FetchLimits(),
+        ca_file: Path | None = None,
     ) -> None:
         self._dir = metadata_dir
         self._url = metadata_url
         self._anchor = trusted_root
         self._limits = limits
-        self._pool = http.new_pool()
+        self._pool = http.new_pool(ca_file)
         self._updater: Updater | None = None
         self._refreshed = False
 
@@ -206,6 +208,9 @@ class TufSession:
         """
         self._refreshed = False
         self._updater = None
+        # ngclient (tuf >= 6) keeps each trusted root in root_history/, made with the umask's
+        # mode: made here first, private like the rest of the data dir.
+        (self._dir / "root_history").mkdir(mode=0o700, parents=True, exist_ok=True)
         with _translated("refreshing TUF metadata failed"):
             # docs/faults.md A11: bootstrap is always our anchor; ngclient then ignores
             # whatever sits in metadata_dir/root.json.

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from uptend.cli import agent_admin
-from uptend.cli._output import console, print_json
+from uptend.cli._output import console, escaped_lines, literal, print_json
 
 app = typer.Typer(
     add_completion=False,  # the root command owns shell completion (it has none)
@@ -34,17 +35,23 @@ def enroll(
     token: Annotated[str, typer.Option(help="enrollment token from `uptend server init`")],
     name: Annotated[str, typer.Option(help="agent name (default: host name)")] = "",
     group: Annotated[str, typer.Option(help="group to join")] = "default",
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(help="PEM CA (or self-signed cert) to trust for an https server's cert"),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """Enroll this host: get a credential and the TUF root, checked against the token."""
     from uptend.agent.config import enroll as do_enroll
     from uptend.agent.layout import Layout
 
-    config = do_enroll(Layout(data_dir), server, token, name or socket.gethostname(), group)
+    host_name = name or socket.gethostname()
+    config = do_enroll(Layout(data_dir), server, token, host_name, group, ca_file=ca_file)
     if json_out:
         print_json({"agent_id": config.agent_id, "name": config.name, "server": config.server})
     else:
-        console.print(f"[green]enrolled[/] {config.name} ({config.agent_id}) with {config.server}")
+        said = literal(f"{config.name} ({config.agent_id}) with {config.server}")
+        console.print(Text.assemble(("enrolled", "green"), " ", said))
 
 
 @app.command(epilog="Example: uptend agent run /var/lib/uptend-agent --keep-apps-on-exit")
@@ -85,7 +92,7 @@ def status(
     if json_out:
         print_json(data)
         return
-    console.print(f"agent {data['name']} ({data['agent_id']}) -> {data['server']}")
+    console.print(literal(f"agent {data['name']} ({data['agent_id']}) -> {data['server']}"))
     apps = data["apps"]
     assert isinstance(apps, dict)
     for name, a in apps.items():
@@ -93,7 +100,7 @@ def status(
         line += f", pid {a['pid']})" if a["pid"] else ", not running)"
         if a["failure"]:
             line += f"  last failure: {a['failure']}"
-        console.print(line, markup=False)
+        console.print(literal(line))
 
 
 @app.command(epilog="Example: uptend agent log /var/lib/uptend-agent --app demo")
@@ -110,8 +117,10 @@ def log(
     if not logs:
         console.print("no update attempts logged yet")
     for path in logs:
-        console.print(f"== {path.name}", style="bold")
-        sys.stdout.write(path.read_text())
+        console.print(literal(f"== {path.name}", "bold"))
+        # Lines as they are, except what could drive the terminal (an app's output is in here).
+        text = path.read_bytes().decode(errors="replace")  # no newline translation: \r shows
+        sys.stdout.write("".join(f"{line}\n" for line in escaped_lines(text)))
         sys.stdout.flush()
 
 

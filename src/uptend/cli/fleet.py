@@ -1,11 +1,10 @@
 """`uptend fleet`: who runs what, who is out of date and why.
 
-Everything an agent said (names, versions, reasons, log tails) is hostile text: cells are
-rich `Text`, never markup, so `[/]` in an agent's name prints as itself, and control
-characters (a terminal escape in a reason) print as hex escapes.
+Everything an agent said (names, versions, reasons, log tails) is hostile text: it is
+printed only through `_output.literal` (no markup; control characters, newlines and bidi
+overrides escaped), so each agent stays one row and `--json` stays the exact data.
 """
 
-import re
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from uptend.cli._client import Admin, ServerOpt, TokenOpt
-from uptend.cli._output import console, print_json
+from uptend.cli._output import console, literal, literal_lines, print_json
 from uptend.policy.desired import LAST_SEEN_MAX_LAG_S
 from uptend.protocol import AppState, ReasonCode
 
@@ -30,14 +29,6 @@ COLOUR: dict[str, str] = {
     AppState.DEFERRED: "yellow",
     AppState.UPDATING: "cyan",
 }
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def literal(value: Any, style: str = "") -> Text:
-    """Agent-supplied text as it is: no markup, control characters shown escaped."""
-    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)), style=style)
 
 
 def _cell(value: Any, style: str = "") -> Text:
@@ -151,10 +142,10 @@ def show(
     console.print(fleet_table([data["agent"]]))
     for r in data["reports"]:
         line = f"{r['at'][:19]}  {r['app']} {r['version']}: {r['outcome']} {r['reason']}"
-        console.print(literal(line), highlight=False)
+        console.print(literal(line))
         if r["log_tail"]:
-            for tail_line in r["log_tail"].splitlines():
-                console.print(literal(tail_line, "dim"), highlight=False)
+            for tail_line in literal_lines(r["log_tail"], "dim"):
+                console.print(tail_line)
 
 
 @app.command(epilog="Example: uptend fleet retry web-01 demo")

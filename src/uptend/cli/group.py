@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from uptend.cli._client import Admin, ServerOpt, TokenOpt
-from uptend.cli._output import console, print_json
+from uptend.cli._output import console, literal, print_json
 from uptend.protocol import GroupSet
 from uptend.protocol.names import check_name
 
@@ -69,9 +69,9 @@ def _print(groups: list[dict[str, object]]) -> None:
         apps = g["apps"]
         assert isinstance(apps, list)
         table.add_row(
-            str(g["name"]),
-            ", ".join(f"{a['app']} ({a['channel']})" for a in apps) or "-",
-            f"{g['poll_interval_s']:g}s",
-            "on" if g["auto_update"] else "off",
+            literal(g["name"]),
+            literal(", ".join(f"{a['app']} ({a['channel']})" for a in apps) or "-"),
+            literal(f"{g['poll_interval_s']:g}s"),
+            literal("on" if g["auto_update"] else "off"),
         )
     console.print(table)

@@ -12,10 +12,11 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from uptend import archive
 from uptend.cli._client import Admin, ServerOpt, TokenOpt, public_metadata
-from uptend.cli._output import console, err_console, print_json
+from uptend.cli._output import console, err_console, literal, print_json
 from uptend.errors import ConfigError
 from uptend.protocol.manifest import MANIFEST_NAME, parse_manifest
 from uptend.protocol.names import check_name
@@ -149,8 +150,14 @@ def publish(
         print_json(release)
     else:
         console.print(
-            f"[green]published[/] {name} {version} on {channel} "
-            f"({release['length']} bytes, sha256 {release['sha256'][:12]}…)"
+            Text.assemble(
+                ("published", "green"),
+                " ",
+                literal(
+                    f"{release['app']} {release['version']} on {release['channel']} "
+                    f"({release['length']} bytes, sha256 {release['sha256'][:12]}…)"
+                ),
+            )
         )
 
 
@@ -254,11 +261,11 @@ def list_releases(
     table = Table("app", "version", "channel", "bytes", "sha256", "published")
     for r in releases:
         table.add_row(
-            r["app"],
-            r["version"],
-            r["channel"],
-            str(r["length"]),
-            r["sha256"][:12],
-            r["created_at"][:19],
+            literal(r["app"]),
+            literal(r["version"]),
+            literal(r["channel"]),
+            literal(r["length"]),
+            literal(r["sha256"][:12]),
+            literal(r["created_at"][:19]),
         )
     console.print(table)

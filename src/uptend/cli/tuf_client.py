@@ -96,7 +96,7 @@ def init(
         md.mkdir(parents=True, exist_ok=True)
         with DataDirLock(md):
             write_atomically(md / ANCHOR_NAME, data)
-        _output.console.print(f"trusting root v{version} in {md}", highlight=False)
+        _output.console.print(_output.literal(f"trusting root v{version} in {md}"))
 
 
 @app.command(
@@ -112,7 +112,7 @@ def refresh(ctx: typer.Context) -> None:
         anchor = _read_anchor(md)
         with DataDirLock(md), TufSession(md, url, anchor) as session:
             _refresh(session, md, anchor)
-        _output.console.print(f"metadata in {md} is up to date", highlight=False)
+        _output.console.print(_output.literal(f"metadata in {md} is up to date"))
 
 
 @app.command(
@@ -138,11 +138,11 @@ def download(ctx: typer.Context) -> None:
                 info = session.target(name)
                 dest = out / parse.quote(info.path, safe="")
                 if is_verified_copy(dest, info):
-                    _output.console.print(f"{name}: already in {dest}", highlight=False)
+                    _output.console.print(_output.literal(f"{name}: already in {dest}"))
                     continue
                 url_of_target = target_url(base, info, hash_prefix=session.consistent_snapshot)
                 _fetch_atomically(info, url_of_target, dest)
-                _output.console.print(f"{name}: downloaded to {dest}", highlight=False)
+                _output.console.print(_output.literal(f"{name}: downloaded to {dest}"))
 
 
 def _refresh(session: TufSession, metadata_dir: Path, anchor: bytes) -> None:

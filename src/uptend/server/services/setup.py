@@ -1,10 +1,21 @@
-"""`uptend server init`: a data dir with database, TUF repository, default group and tokens."""
+"""`uptend server init`: a data dir with database, TUF repository, default group and tokens.
+
+The data dir is private to the server's user, whatever the umask and whatever mode an
+existing (empty) directory had: the dir itself, the upload dir and the key dir are 0700;
+the SQLite database (with its -wal/-shm/-journal companions, which SQLite creates with the
+database's own mode), `server.json` and the keys are 0600. `secure_data_dir` tightens all
+of that again at every `server run`, for a data dir made before this rule or changed since.
+The TUF metadata and targets inside stay world-readable: they are public by design (the
+server serves them to anyone), and the 0700 data dir already keeps other local users out.
+"""
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from uptend.durable import write_atomically
 from uptend.errors import ConfigError
 from uptend.protocol.credentials import TokenCreate, TokenCreated
 from uptend.server import tokens
@@ -17,6 +28,9 @@ from uptend.server.storage.tables import GroupRow
 from uptend.server.tuf_repo import TufRepo
 
 DEFAULT_GROUP = "default"
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+_SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +50,19 @@ def init_data_dir(settings: Settings) -> InitResult:
             f"{data_dir} already exists and is not empty",
             hint="pick a new directory; `server init` never overwrites a server's keys or data",
         )
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    data_dir.chmod(PRIVATE_DIR)  # an existing empty dir keeps its own mode otherwise
+    if (database := _sqlite_file(settings)) is not None:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))  # SQLite keeps it
     db.migrate(settings.db_url)
     repo = TufRepo.create(settings.tuf_dir, expiry=settings.expiry)
-    settings.upload_dir.mkdir(mode=0o700)
+    settings.upload_dir.mkdir(mode=PRIVATE_DIR)
     admin = tokens.new_secret(tokens.ADMIN_PREFIX)
     enroll = tokens.new_enroll_token(repo.root_fingerprint())
     asyncio.run(_seed(settings.db_url, admin, enroll))
-    settings.config_file.write_text(json.dumps({"database_url": settings.database_url}) + "\n")
+    config = json.dumps({"database_url": settings.database_url}) + "\n"
+    write_atomically(settings.config_file, config.encode(), mode=PRIVATE_FILE)
+    secure_data_dir(settings)
     return InitResult(
         data_dir=data_dir,
         database_url=settings.db_url,
@@ -84,6 +103,28 @@ def create_token_locally(data_dir: Path, body: TokenCreate) -> TokenCreated:
             await database.dispose()
 
     return asyncio.run(add())
+
+
+def _sqlite_file(settings: Settings) -> Path | None:
+    """The embedded database file (None when `--database-url` names another database)."""
+    return None if settings.database_url else settings.data_dir / "uptend.db"
+
+
+def _tighten(path: Path, mode: int) -> None:
+    if path.exists() and path.stat().st_mode & 0o777 != mode:
+        path.chmod(mode)
+
+
+def secure_data_dir(settings: Settings) -> None:
+    """Make the data dir and what only the server may read private again (idempotent)."""
+    _tighten(settings.data_dir, PRIVATE_DIR)
+    for d in (settings.upload_dir, settings.tuf_dir / "keys"):
+        _tighten(d, PRIVATE_DIR)
+    files = [settings.config_file, *(settings.tuf_dir / "keys").glob("*.pem")]
+    if (database := _sqlite_file(settings)) is not None:
+        files += [database.with_name(database.name + suffix) for suffix in _SQLITE_COMPANIONS]
+    for f in files:
+        _tighten(f, PRIVATE_FILE)
 
 
 def load_settings(data_dir: Path, database_url: str | None) -> Settings:

@@ -126,7 +126,7 @@ def agent_id(fleet: Fleet, name: str) -> str:
 def test_fleet_show_prints_the_report_and_its_log_tail_line_by_line(server: Fleet) -> None:
     name = "lt-row\nlt-forged  default  2026-01-01"
     version, reason, tail = HOSTILE[name]
-    done = terminal(server, "fleet", "show", agent_id(server, name))
+    done = terminal(server, "fleet", "show", "--id", agent_id(server, name))
     assert done.returncode == 0, done.stderr
     out = inert(done.stdout)
     assert len(rows(out)) == 1, out

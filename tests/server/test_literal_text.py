@@ -137,7 +137,7 @@ def test_fleet_show_prints_the_report_and_its_log_tail_line_by_line(server: Flee
     after = lines[lines.index(report[0]) + 1 :]
     assert after[:2] == ["a\\r", "b\\x1b[2J"], out  # \r could overwrite a line: escaped too
 
-    data = json.loads(server.cli("fleet", "show", agent_id(server, name), "--json").stdout)
+    data = json.loads(server.cli("fleet", "show", "--id", agent_id(server, name), "--json").stdout)
     assert data["agent"]["name"] == name
     assert [r["log_tail"] for r in data["reports"]] == [tail]
 

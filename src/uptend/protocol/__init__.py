@@ -16,6 +16,8 @@ if TYPE_CHECKING:
         AgentPage,
         AppSummary,
         FleetSummary,
+        FreezeSet,
+        FreezeView,
         Group,
         GroupApp,
         GroupSet,
@@ -37,11 +39,13 @@ if TYPE_CHECKING:
         AutoUpdateOff,
         DeferredPrecondition,
         Failed,
+        Frozen,
         NeverCheckedIn,
         NoRelease,
         NotAssigned,
         Offline,
         Outcome,
+        OutsideWindow,
         Reason,
         ReasonCode,
         UpdatePending,
@@ -51,16 +55,16 @@ if TYPE_CHECKING:
 
 _MODULES = {
     "admin_api": (
-        "Agent AgentApp AgentDetail AgentPage AppSummary FleetSummary Group GroupApp GroupSet"
-        " Release ReportView"
+        "Agent AgentApp AgentDetail AgentPage AppSummary FleetSummary FreezeSet FreezeView Group"
+        " GroupApp GroupSet Release ReportView"
     ),
     "agent_api": (
         "AppDirective AppState AppStatus CheckIn Directives EnrollRequest EnrollResponse Report"
     ),
     "errors": "ErrorBody error_from_body",
     "reasons": (
-        "AutoUpdateOff DeferredPrecondition Failed NeverCheckedIn NoRelease NotAssigned Offline"
-        " Outcome Reason ReasonCode UpdatePending Updating UpToDate"
+        "AutoUpdateOff DeferredPrecondition Failed Frozen NeverCheckedIn NoRelease NotAssigned"
+        " Offline Outcome OutsideWindow Reason ReasonCode UpdatePending Updating UpToDate"
     ),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names.split()}
@@ -94,6 +98,9 @@ __all__ = [
     "ErrorBody",
     "Failed",
     "FleetSummary",
+    "FreezeSet",
+    "FreezeView",
+    "Frozen",
     "Group",
     "GroupApp",
     "GroupSet",
@@ -102,6 +109,7 @@ __all__ = [
     "NotAssigned",
     "Offline",
     "Outcome",
+    "OutsideWindow",
     "Reason",
     "ReasonCode",
     "Release",

@@ -67,6 +67,9 @@ class CheckIn(_Wire):
     generation: int | None = Field(
         default=None, description="the generation of the directives the agent holds, if any"
     )
+    valid_until: datetime | None = Field(
+        default=None, description="the valid_until of the directives the agent holds, if any"
+    )
 
 
 class AppDirective(_Wire):
@@ -75,6 +78,9 @@ class AppDirective(_Wire):
     pinned: bool = False  # an operator pin: the agent may go down to this version
     target: str | None = None  # the signed TUF target of `version` (None: an older server)
     reason: str = ""
+    critical: bool = False  # a critical release: installed at once, windows and freezes pass
+    hold: str | None = None  # a reason code (outside_window, frozen): stage, but install nothing
+    hold_until: datetime | None = None  # while held: when installs may start (look again then)
 
 
 class Directives(_Wire):
@@ -87,4 +93,9 @@ class Directives(_Wire):
     unchanged: bool = Field(
         default=False,
         description="the agent's directives still hold (apps and retry are empty): keep them",
+    )
+    valid_until: datetime | None = Field(
+        default=None,
+        description="the answer changes then (a window opens or closes, a freeze starts or"
+        " ends): echo it in check-ins; a server answers in full once it has passed",
     )

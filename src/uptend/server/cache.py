@@ -10,6 +10,8 @@ What agents report (`Known`) is not derived from operator data and outlives gene
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from uptend.policy.schedule import Schedule
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -74,6 +76,7 @@ class AppPlan:
     channel: str
     head: str | None  # the newest version on the channel, if any
     head_target: str | None
+    critical: bool = False  # the head is a critical release
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,7 @@ class GroupPlan:
     auto_update: bool
     apps: tuple[AppPlan, ...]
     unchanged: bytes  # the serialized "keep what you have" answer of this plan's generation
+    schedule: Schedule = Schedule()  # windows and freeze: judged against the clock per answer
 
 
 @dataclass(frozen=True, slots=True)

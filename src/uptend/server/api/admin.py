@@ -7,10 +7,19 @@ import anyio
 from fastapi import APIRouter, Query, Request
 
 from uptend.errors import ConfigError
-from uptend.protocol import AgentDetail, AgentPage, FleetSummary, Group, GroupSet, Release
+from uptend.protocol import (
+    AgentDetail,
+    AgentPage,
+    FleetSummary,
+    FreezeSet,
+    FreezeView,
+    Group,
+    GroupSet,
+    Release,
+)
 from uptend.protocol.targets import ArchiveFormat
 from uptend.server.api.deps import Admin, Ctx
-from uptend.server.services import fleet, groups, releases
+from uptend.server.services import fleet, groups, releases, schedule
 from uptend.server.settings import MAX_UPLOAD_BYTES
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -25,6 +34,7 @@ async def publish(
     version: Annotated[str, Query()],
     channel: Annotated[str, Query()] = "stable",
     fmt: Annotated[ArchiveFormat, Query(alias="format")] = ArchiveFormat.TAR_GZ,
+    critical: Annotated[bool, Query()] = False,
 ) -> Release:
     """Publish a release: the body is the .tar.gz or .zip archive, streamed."""
     releases.check_request(app, version, channel)
@@ -45,7 +55,7 @@ async def publish(
     except BaseException:
         upload.unlink(missing_ok=True)
         raise
-    return await releases.publish(ctx, actor, app, version, channel, fmt, upload)
+    return await releases.publish(ctx, actor, app, version, channel, fmt, upload, critical=critical)
 
 
 @router.get("/releases")
@@ -64,6 +74,24 @@ async def set_group(ctx: Ctx, actor: Admin, name: str, body: GroupSet) -> Group:
 async def list_groups(ctx: Ctx, _: Admin) -> list[Group]:
     """Every group with its apps and policy."""
     return await groups.listing(ctx)
+
+
+@router.put("/freeze")
+async def set_freeze(ctx: Ctx, actor: Admin, body: FreezeSet) -> FreezeView:
+    """Stop all installs fleet-wide from `start` (default now) until `until`."""
+    return await schedule.set_freeze(ctx, actor, body)
+
+
+@router.delete("/freeze", status_code=204)
+async def clear_freeze(ctx: Ctx, actor: Admin) -> None:
+    """End the freeze (nothing to do when none is set)."""
+    await schedule.clear_freeze(ctx, actor)
+
+
+@router.get("/freeze")
+async def show_freeze(ctx: Ctx, _: Admin) -> FreezeView | None:
+    """The freeze, if one is set (null otherwise), and whether it is in force now."""
+    return await schedule.show_freeze(ctx)
 
 
 @router.get("/agents")

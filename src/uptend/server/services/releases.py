@@ -41,7 +41,15 @@ def _inspect(upload: Path, fmt: ArchiveFormat) -> archive.ArchiveInfo:
 
 
 async def publish(
-    ctx: Context, actor: str, app: str, version: str, channel: str, fmt: ArchiveFormat, upload: Path
+    ctx: Context,
+    actor: str,
+    app: str,
+    version: str,
+    channel: str,
+    fmt: ArchiveFormat,
+    upload: Path,
+    *,
+    critical: bool = False,
 ) -> Release:
     """Sign `upload` as target <app>/<version>/... and record it; `upload` is consumed."""
     try:
@@ -65,6 +73,7 @@ async def publish(
                 length=upload.stat().st_size,
                 sha256="",
                 created_at=now,
+                critical=critical,
             )
             await rows.add(tx, row)  # raises ConflictError before anything is signed
             target = await anyio.to_thread.run_sync(
@@ -73,7 +82,8 @@ async def publish(
             row.sha256 = target.hashes["sha256"]
             await rows.advance_head(tx, row)
             await generation.bump(tx)
-            audit.record(tx, now, actor, "release.publish", f"{app} {version} on {channel}")
+            said = " (critical)" if critical else ""
+            audit.record(tx, now, actor, "release.publish", f"{app} {version} on {channel}{said}")
     finally:
         upload.unlink(missing_ok=True)
     return to_wire(row)
@@ -88,6 +98,7 @@ def to_wire(row: ReleaseRow) -> Release:
         length=row.length,
         sha256=row.sha256,
         created_at=row.created_at,
+        critical=bool(row.critical),
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never
 
+from uptend.policy.schedule import Wait
 from uptend.protocol import (
     AppState,
     AutoUpdateOff,
@@ -26,7 +27,6 @@ from uptend.protocol import (
     Updating,
     UpToDate,
 )
-from uptend.policy.schedule import Wait
 from uptend.protocol.versions import newest
 
 LAST_SEEN_MAX_LAG_S = 10.0

@@ -39,6 +39,10 @@ _ZONE = re.compile(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*")
 _TIME = re.compile(r"(\d\d):(\d\d)")
 _HINT = 'write DAYS HH:MM-HH:MM [ZONE], e.g. "Sat,Sun 02:00-05:00 Europe/Berlin"'
 _CHAIN_LIMIT = 16  # windows that touch end to end, followed to find when they all close
+WINDOW_WORDS = "outside maintenance window"
+FROZEN_WORDS = "frozen until"
+DEFERRED_WORDS = (WINDOW_WORDS, FROZEN_WORDS)
+"""How a `Wait` message begins; an agent that defers on one says "deferred: <message>"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +198,9 @@ def may_install(schedule: Schedule, *, at: datetime, critical: bool = False) -> 
         next_at = next_open(windows, freeze.until)
     if freeze is not None and frozen:
         said = f": {freeze.reason}" if freeze.reason else ""
-        message = f"frozen until {_utc(freeze.until)}{said}"
+        message = f"{FROZEN_WORDS} {_utc(freeze.until)}{said}"
         return Wait(ReasonCode.FROZEN, message, freeze.until, next_at)
-    message = f"outside maintenance window (next: {_utc(next_at)})"
+    message = f"{WINDOW_WORDS} (next: {_utc(next_at)})"
     return Wait(ReasonCode.OUTSIDE_WINDOW, message, next_at, next_at)
 
 

@@ -88,7 +88,7 @@ class GroupPlan:
     auto_update: bool
     apps: tuple[AppPlan, ...]
     unchanged: bytes  # the serialized "keep what you have" answer of this plan's generation
-    schedule: Schedule = Schedule()  # windows and freeze: judged against the clock per answer
+    schedule: Schedule = field(default_factory=Schedule)  # judged against the clock per answer
 
 
 @dataclass(frozen=True, slots=True)

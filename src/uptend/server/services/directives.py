@@ -100,6 +100,10 @@ def _gated(
     if not isinstance(verdict, Wait):
         return directive, verdict.until
     held = directive.model_copy(
-        update={"hold": verdict.code.value, "hold_until": verdict.next_at, "reason": verdict.message}
+        update={
+            "hold": verdict.code.value,
+            "hold_until": verdict.next_at,
+            "reason": verdict.message,
+        }
     )
     return held, verdict.next_at

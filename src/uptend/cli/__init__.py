@@ -31,6 +31,10 @@ GROUPS: dict[str, tuple[str, str]] = {
     "release": ("uptend.cli.release", "Publish and list releases (each one a signed TUF target)."),
     "group": ("uptend.cli.group", "Manage groups of agents and their policies."),
     "fleet": ("uptend.cli.fleet", "See the fleet: versions, states, failures."),
+    "freeze": (
+        "uptend.cli.freeze",
+        "Freeze all installs fleet-wide for a while (critical releases still pass).",
+    ),
     "agent": ("uptend.cli.agent", "The agent: installs, runs and updates apps on this host."),
     "tuf-client": (
         "uptend.cli.tuf_client",

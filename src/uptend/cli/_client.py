@@ -13,6 +13,8 @@ from uptend.protocol import (
     AgentDetail,
     AgentPage,
     FleetSummary,
+    FreezeSet,
+    FreezeView,
     Group,
     GroupSet,
     Release,
@@ -103,6 +105,16 @@ class Admin:
 
     def agent(self, key: str) -> AgentDetail:
         return _typed(AgentDetail, self.call("GET", f"/api/v1/agents/{quote(key, safe='')}"))
+
+    def set_freeze(self, change: FreezeSet) -> FreezeView:
+        body = change.model_dump(mode="json")
+        return _typed(FreezeView, self.call("PUT", "/api/v1/freeze", json=body))
+
+    def clear_freeze(self) -> None:
+        self.call("DELETE", "/api/v1/freeze")
+
+    def freeze(self) -> FreezeView | None:
+        return _typed(FreezeView | None, self.call("GET", "/api/v1/freeze"))  # type: ignore[arg-type]
 
     def retry(self, agent: str, app: str) -> None:
         path = f"/api/v1/agents/{quote(agent, safe='')}/apps/{quote(app, safe='')}/retry"

@@ -62,7 +62,14 @@ def _check_local(path: Path) -> tuple[Path, ArchiveFormat, Path | None]:
 
 
 def upload_release(
-    admin: Admin, name: str, version: str, path: Path, channel: str, *, show_progress: bool
+    admin: Admin,
+    name: str,
+    version: str,
+    path: Path,
+    channel: str,
+    *,
+    show_progress: bool,
+    critical: bool = False,
 ) -> dict[str, Any]:
     """Check PATH locally, pack it if it is a directory, upload it with a progress bar."""
     bundle, fmt, tmp = _check_local(path)
@@ -86,6 +93,8 @@ def upload_release(
                         yield data
 
             params = {"app": name, "version": version, "channel": channel, "format": fmt.value}
+            if critical:
+                params["critical"] = "true"
             release = admin.publish(params, chunks(), size).model_dump(mode="json")
     finally:
         if tmp is not None:
@@ -93,7 +102,11 @@ def upload_release(
     return release
 
 
-@app.command(epilog="Example: uptend release publish demo 2.0 ./build --channel stable")
+@app.command(
+    epilog="Example: uptend release publish demo 2.0 ./build --channel stable\n\n"
+    "A critical fix, installed at once, windows and freezes notwithstanding:"
+    " uptend release publish demo 2.0.1 ./build --critical"
+)
 def publish(
     name: Annotated[str, typer.Argument(metavar="APP", help="app name")],
     version: Annotated[str, typer.Argument(help="PEP 440 version, e.g. 1.2.0")],
@@ -101,6 +114,12 @@ def publish(
     server: ServerOpt = "",
     token: TokenOpt = "",
     channel: Annotated[str, typer.Option(help="channel the release goes to")] = "stable",
+    critical: Annotated[
+        bool,
+        typer.Option(
+            "--critical", help="install at once: overrides maintenance windows and freezes"
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """Publish PATH as release VERSION of APP: signed by the server's targets key."""
@@ -108,13 +127,20 @@ def publish(
     parse_version(version)
     check_name("channel", channel)
     release = upload_release(
-        Admin(server, token), name, version, path, channel, show_progress=not json_out
+        Admin(server, token),
+        name,
+        version,
+        path,
+        channel,
+        show_progress=not json_out,
+        critical=critical,
     )
     if json_out:
         print_json(release)
     else:
         console.print(
-            f"[green]published[/] {name} {version} on {channel} "
+            f"[green]published[/] {name} {version} on {channel}"
+            f"{' [bold red](critical)[/]' if critical else ''} "
             f"({release['length']} bytes, sha256 {release['sha256'][:12]}…)"
         )
 
@@ -135,7 +161,7 @@ def list_releases(
     for r in releases:
         table.add_row(
             r["app"],
-            r["version"],
+            r["version"] + (" (critical)" if r["critical"] else ""),
             r["channel"],
             str(r["length"]),
             r["sha256"][:12],

@@ -45,7 +45,7 @@ def _cell(value: Any, style: str = "") -> Text:
 
 
 def _desired(app: dict[str, Any]) -> Text:
-    """The desired version; "(critical)" when it is a critical release (past windows and freezes)."""
+    """The desired version, marked when it is a critical release (past windows and freezes)."""
     desired = _cell(app["desired"])
     if app.get("critical") and app["desired"] == app.get("newest"):
         desired.append(" (critical)", style="bold red")

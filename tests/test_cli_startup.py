@@ -38,6 +38,7 @@ NEEDS = {
     "release": {"httpx", "uptend.protocol", "uptend.archive"},
     "group": {"httpx", "uptend.protocol"},
     "fleet": {"httpx", "uptend.protocol"},  # reason codes and states are its options
+    "freeze": {"httpx", "uptend.protocol"},
     "agent": set(),
     "tuf-client": {"tuf", "urllib3", "cryptography", "uptend.agent"},
 }

@@ -9,7 +9,7 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from tests.support.fleet import Fleet, make_release, wait_until
+from tests.support.fleet import Fleet, Host, make_release, wait_until
 from tests.support.sim import SimFleet, SimHost
 from tests.support.windows import open_now, shut_now, window_from
 from uptend.agent.machine import Phase
@@ -30,6 +30,15 @@ def staged(hosts: list[SimHost], version: str) -> int:
         1
         for h in hosts
         if (p := h.plans[APP]).phase is Phase.READY and p.target == version and p.current != version
+    )
+
+
+def last_seen(fleet: Fleet, host: Host) -> datetime:
+    [agent] = [a for a in fleet.agents() if a["name"] == host.name]
+    return (
+        datetime.fromisoformat(agent["last_seen"])
+        if agent["last_seen"]
+        else datetime.min.replace(tzinfo=UTC)
     )
 
 
@@ -139,6 +148,15 @@ def test_a_real_agent_stages_outside_its_window_and_installs_once_the_clock_open
     wait_until(lambda: "2.0" in host.versions("demo") and held(), 30, "2.0 staged, held")
     wait_until(reported, 30, "the agent's deferral report")
     assert host.journal("demo")["phase"] == "ready"
+    assert host.running_version("demo") == "1.0"
+
+    # kill -9 while it waits: the next agent keeps the staged version and goes on waiting
+    host.kill()
+    restarted = datetime.now(UTC)
+    host.start()
+    wait_until(lambda: last_seen(fleet, host) > restarted, 30, "a check-in of the new agent")
+    assert host.journal("demo")["phase"] == "ready"
+    assert "2.0" in host.versions("demo")
     assert host.running_version("demo") == "1.0"
     assert datetime.now(UTC) < opens  # all of that happened before the window opened
 

@@ -43,7 +43,7 @@ class AppStatus(_Wire):
     target: str | None = None  # the version being installed, if any
     reason: str = ""
     # While updating (all optional: older agents and servers leave them out or ignore them)
-    phase: str | None = None  # fetching | staging | activating | probation | rolling_back
+    phase: str | None = None  # fetching | staging | ready | activating | probation | rolling_back
     bytes_done: int | None = None  # fetching: bytes of the target on disk so far
     bytes_total: int | None = None  # fetching: the signed length
     probation_left_s: float | None = None

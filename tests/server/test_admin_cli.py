@@ -425,7 +425,7 @@ def test_group_set_creates_and_changes_a_group(server: Fleet) -> None:
     assert by_name["web"] == moved
     assert by_name["default"]["auto_update"] is True
     for g in groups:
-        assert set(g) == {"name", "poll_interval_s", "auto_update", "apps"}
+        assert set(g) == {"name", "poll_interval_s", "auto_update", "apps", "windows"}
     with admin_client(server) as http:  # the server refuses what a non-CLI client might send
         for path, body in (
             ("/api/v1/groups/Web", {"poll_interval_s": 5}),

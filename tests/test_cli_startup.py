@@ -41,6 +41,7 @@ NEEDS = {
     "fleet": {"httpx", "uptend.protocol"},  # reason codes and states are its options
     "agent": set(),  # its admin commands (revoke, remove, ...) load httpx when they run
     "token": set(),  # likewise
+    "freeze": {"httpx", "uptend.protocol"},
     "tuf-client": {"tuf", "urllib3", "cryptography", "uptend.agent"},
 }
 

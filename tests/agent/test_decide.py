@@ -7,6 +7,7 @@ import pytest
 from uptend.agent.decide import (
     MAX_PENDING,
     Abandon,
+    Activate,
     Facts,
     Found,
     Held,
@@ -194,3 +195,37 @@ def test_a_cut_fetch_resumes_after_the_shared_backoff(tries: int) -> None:
     plan = Plan(Phase.FETCHING, current="1.0", target="2.0", attempts=1, tries=tries)
     delay = fetch_retry_at(plan, facts()) - NOW
     assert 1.0 <= delay <= 60.0
+
+
+WINDOW = "outside maintenance window (next: 2026-01-05 14:00:00 UTC)"
+
+
+def held_by_window(version: str | None) -> AppDirective:
+    return replace(want(version), hold="outside_window", reason=WINDOW)
+
+
+def test_a_held_directive_is_fetched_and_staged_but_waits() -> None:
+    plan, move = decide(held_by_window("2.0"), ON_1, facts(found()))
+    assert (plan.waiting, move) == (f"deferred: {WINDOW}", Update("2.0"))
+    fetching = replace(plan, phase=Phase.FETCHING, target="2.0", attempts=1)
+    assert decide(held_by_window("2.0"), fetching, facts()) == (fetching, Nothing())
+    cleared, move = decide(want("2.0"), fetching, facts())  # the window opened meanwhile
+    assert (cleared.waiting, move) == ("", Nothing())
+
+
+def test_a_staged_target_waits_while_held_saying_so_once_then_activates() -> None:
+    ready = Plan(Phase.READY, current="1.0", target="2.0", attempts=1)
+    plan, move = decide(held_by_window("2.0"), ready, facts())
+    assert move == Held(f"deferred: {WINDOW}", 0.0)
+    assert [(p.outcome, p.version, p.reason) for p in plan.pending] == [("deferred", "2.0", WINDOW)]
+    again, _ = decide(held_by_window("2.0"), plan, facts())
+    assert again.pending == plan.pending  # said once
+    frozen = replace(want("2.0"), hold="frozen")  # an older server's words: the code
+    assert decide(frozen, ready, facts())[0].waiting == "deferred: frozen"
+    assert decide(want("2.0"), plan, facts()) == (plan, Activate())
+
+
+def test_a_staged_target_the_directive_moved_away_from_is_abandoned() -> None:
+    ready = Plan(Phase.READY, current="1.0", target="2.0", attempts=1, waiting="deferred: x")
+    assert decide(want("3.0"), ready, facts()) == (ready, Abandon())
+    assert decide(want(None), ready, facts()) == (ready, Abandon())

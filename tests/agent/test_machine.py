@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from uptend.agent.machine import (
     MAX_ATTEMPTS,
     Abandoned,
+    Cleared,
     Directed,
     Event,
     Failed,
@@ -212,7 +213,9 @@ EVENTS = st.one_of(
     st.just(Switched()),
     st.just(Healthy()),
     st.builds(Failed, st.sampled_from(["x", "y"]), st.booleans()),
+    st.just(Cleared()),
     st.just("crash"),
+    st.just("hold"),  # the directive's hold flips (decide keeps plan.waiting in step)
 )
 
 
@@ -225,6 +228,9 @@ def test_current_is_always_a_version_that_was_committed(events: list[object]) ->
         if event == "crash":
             plan, _ = resume(plan)
             continue
+        if event == "hold":
+            plan = replace(plan, waiting="" if plan.waiting else "deferred: outside window")
+            continue
         assert not isinstance(event, str)
         try:
             new, action = step(plan, event)  # type: ignore[arg-type]
@@ -232,9 +238,11 @@ def test_current_is_always_a_version_that_was_committed(events: list[object]) ->
             continue
         if isinstance(action, Report) and action.outcome == "installed":
             committed.add(action.version)
+        if isinstance(action, SwitchTo) and plan.phase is Phase.STAGING:
+            assert not plan.waiting  # a held target is staged, never activated
         plan = new
         assert plan.current in committed
-        if is_settled(plan):
+        if plan.phase is Phase.IDLE:
             assert plan.target is None
         else:
             assert plan.target is not None
@@ -273,3 +281,20 @@ def test_a_transition_keeps_what_decide_recorded() -> None:
     plan = Plan(current="1.0", hold=hold, pending=pending, said="refused 1.5 y")
     plan, _ = run(plan, Directed("2.0"), Fetched(), Staged(), Switched(), Healthy())
     assert (plan.hold, plan.pending, plan.said) == (hold, pending, "refused 1.5 y")
+
+
+def test_a_held_target_is_staged_then_waits_ready_until_cleared() -> None:
+    plan, _ = run(Plan(current="1.0", waiting="deferred: outside window"), Directed("2.0"))
+    plan, action = run(plan, Fetched(), Staged())
+    assert (plan.phase, plan.current, plan.target, action) == (Phase.READY, "1.0", "2.0", None)
+    assert is_settled(plan)
+    assert resume(plan) == (plan, None)  # after a restart it keeps waiting, staged
+    plan, action = step(plan, Cleared())
+    assert (plan.phase, plan.waiting, action) == (Phase.ACTIVATING, "", SwitchTo("2.0"))
+    plan, action = run(plan, Switched(), Healthy())
+    assert (plan.current, action) == ("2.0", Report("installed", "2.0"))
+
+
+def test_a_ready_target_the_directive_moved_away_from_is_dropped() -> None:
+    ready = Plan(Phase.READY, current="1.0", target="2.0", attempts=1, waiting="deferred: x")
+    assert step(ready, Abandoned()) == (Plan(current="1.0"), None)

@@ -15,6 +15,7 @@ from uptend.policy.desired import (
     is_outdated,
     offline_after_s,
 )
+from uptend.policy.schedule import Wait
 from uptend.protocol import AppState, ReasonCode
 
 
@@ -75,6 +76,9 @@ def test_jitter_spreads_polls_by_ten_percent() -> None:
     assert jittered_s(60.0, 1.0) == pytest.approx(66.0)
 
 
+NEXT = datetime(2026, 1, 3, 2, tzinfo=UTC)
+
+
 def facts(**overrides: Any) -> AppFacts:
     base: dict[str, Any] = {
         "app": "demo",
@@ -91,6 +95,7 @@ def facts(**overrides: Any) -> AppFacts:
         "last_seen": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         "enrolled_at": datetime(2026, 1, 1, tzinfo=UTC),
         "offline_after_s": 190.0,
+        "wait": Wait(ReasonCode.OUTSIDE_WINDOW, "outside maintenance window", NEXT, NEXT),
     }
     return AppFacts(**{**base, **overrides})
 
@@ -134,3 +139,20 @@ def test_desired_follows_the_policy() -> None:
     assert facts(auto_update=False, installed=None).desired() == "2.0"  # install once
     assert facts(head=None).desired() == "1.0"  # nothing published: keep what runs
     assert facts(assigned=False, channel="", head=None).desired() == "1.0"
+
+
+def test_schedule_reasons_carry_when_installs_may_start() -> None:
+    frozen = explain(ReasonCode.FROZEN, facts(wait=Wait(ReasonCode.FROZEN, "frozen", NEXT, NEXT)))
+    assert frozen.model_dump() == {
+        "code": ReasonCode.FROZEN,
+        "message": "frozen",
+        "until": NEXT,
+        "next": NEXT,
+    }
+    window = explain(ReasonCode.OUTSIDE_WINDOW, facts())
+    assert window.model_dump() == {
+        "code": ReasonCode.OUTSIDE_WINDOW,
+        "message": "outside maintenance window",
+        "group": "web",
+        "next": NEXT,
+    }

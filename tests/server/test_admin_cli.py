@@ -222,7 +222,9 @@ def test_publish_a_directory_a_tar_gz_and_a_zip(server: Fleet, tmp_path: Path) -
     ]
     assert listed[0] == release
     for r in listed:
-        assert set(r) == {"app", "version", "channel", "target", "length", "sha256", "created_at"}
+        assert set(r) == {
+            "app", "version", "channel", "target", "length", "sha256", "created_at", "critical"
+        }  # fmt: skip
         assert datetime.fromisoformat(r["created_at"]).tzinfo is not None
         # the signed artifact is served as a consistent-snapshot file named by its hash
         [stored] = (server.server_dir / "tuf" / "targets" / "shipped" / r["version"]).iterdir()
@@ -397,6 +399,7 @@ def test_group_set_creates_and_changes_a_group(server: Fleet) -> None:
         "poll_interval_s": 5.0,
         "auto_update": False,
         "apps": [{"app": "site", "channel": "beta"}],
+        "windows": [],
     }
     switched = server.cli("group", "set", "web", "--auto-update")  # the human output
     assert "web" in switched.stdout
@@ -422,7 +425,7 @@ def test_group_set_creates_and_changes_a_group(server: Fleet) -> None:
     assert by_name["web"] == moved
     assert by_name["default"]["auto_update"] is True
     for g in groups:
-        assert set(g) == {"name", "poll_interval_s", "auto_update", "apps"}
+        assert set(g) == {"name", "poll_interval_s", "auto_update", "apps", "windows"}
     with admin_client(server) as http:  # the server refuses what a non-CLI client might send
         for path, body in (
             ("/api/v1/groups/Web", {"poll_interval_s": 5}),
@@ -489,7 +492,7 @@ def test_fleet_list_show_and_retry(server: Fleet) -> None:
         }  # fmt: skip
         for app in agent["apps"]:
             assert set(app) == {
-                "app", "installed", "desired", "newest", "state", "reason", "log_tail",
+                "app", "installed", "desired", "newest", "state", "reason", "log_tail", "critical",
             }  # fmt: skip
     [ok] = agents["ops-current"]["apps"]
     assert (ok["installed"], ok["desired"], ok["newest"], ok["state"]) == (

@@ -3,6 +3,7 @@ and its driver-level read, the bounded caches, the pure directive decision."""
 
 import asyncio
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -117,6 +118,9 @@ def test_caches_are_bounded_and_forget_on_a_new_generation() -> None:
     assert (cache.get(6, "z"), cache.get(6, "x"), len(cache)) == (3, None, 1)
 
 
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
 def test_directives_name_the_head_target_only_for_the_head() -> None:
     plan = GroupPlan(
         name="g",
@@ -128,12 +132,12 @@ def test_directives_name_the_head_target_only_for_the_head() -> None:
         ),
         unchanged=b"",
     )
-    fresh = directives_for(plan, {}, generation=3, retry=[])
+    fresh = directives_for(plan, {}, generation=3, retry=[], now=NOW)
     assert [(d.app, d.version, d.target) for d in fresh.apps] == [
         ("a", "2.0", "a/2.0/a-2.0.tar.gz"),
         ("b", None, None),
     ]
-    held = directives_for(plan, {"a": "1.0"}, generation=3, retry=["a"])
+    held = directives_for(plan, {"a": "1.0"}, generation=3, retry=["a"], now=NOW)
     assert (held.apps[0].version, held.apps[0].target) == ("1.0", None)  # it runs 1.0 already
     assert "automatic updates are off" in held.apps[0].reason
     assert (held.retry, held.generation, held.poll_interval_s, held.unchanged) == (

@@ -78,12 +78,21 @@ class SimHost:
             )
             plan, move = decide.decide(directive, plan, replace(facts, lookup=found))
         if isinstance(move, decide.Update):
-            plan = self._install(plan, move.version, facts)
+            plan = self._install(plan, machine.Directed(move.version), facts)
+        elif isinstance(move, decide.Activate):  # a staged target whose hold is lifted
+            plan = self._install(plan, machine.Cleared(), facts)
+        elif isinstance(move, decide.Abandon):
+            plan, _ = machine.step(plan, machine.Abandoned())
         return plan
 
-    def _install(self, plan: machine.Plan, version: str, facts: decide.Facts) -> machine.Plan:
-        """The fake installer: each ordered action succeeds at once, but for `unhealthy`."""
-        plan, action = machine.step(plan, machine.Directed(version))
+    def _install(
+        self, plan: machine.Plan, start: machine.Event, facts: decide.Facts
+    ) -> machine.Plan:
+        """The fake installer: each ordered action succeeds at once, but for `unhealthy`.
+
+        A held target stops staged (READY: the machine orders nothing more).
+        """
+        plan, action = machine.step(plan, start)
         while action is not None:
             event: machine.Event
             match action:

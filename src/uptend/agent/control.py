@@ -75,13 +75,15 @@ class ControlClient:
         """Check in, saying which directives the agent holds; `last` itself if they still hold.
 
         The server answers `unchanged` (a few bytes) when neither the generation of `last`
-        nor the agent's state moved since it last recorded them.
+        nor the agent's state moved since it last recorded them, and `last` has not outlived
+        its `valid_until` (a maintenance window opening or closing) by the server's clock.
         """
         sent = CheckIn(
             agent_version=body.agent_version,
             apps=body.apps,
             reports=body.reports,
             generation=last.generation if last else None,
+            valid_until=last.valid_until if last else None,
         )
         answer = self.post("api/v1/checkin", sent, Directives)
         if answer.credential is not None:

@@ -1,8 +1,11 @@
 """The one place that decides whether an app starts an update: pure, no I/O, no clock.
 
 `decide` maps (directive, plan, the host's facts, now) to the next plan and exactly one
-move. The rules, in order: a fetch the directive has moved away from is abandoned; nothing
-starts while an update is in progress; the running version needs nothing; a version that
+move. The rules, in order: a staged target waits while the directive holds it ("not now":
+a maintenance window is shut, installs are frozen) and is activated once it does not, or
+abandoned when the directive moves on; a fetch the directive has moved away from is
+abandoned; nothing else starts while an update is in progress (a fetch or stage follows the
+directive's hold, so it stops at READY); the running version needs nothing; a version that
 failed here waits for the operator's retry; a backoff after a fault is waited out; going
 down needs an operator pin; then the signed target is looked up (`Look`: the runner gathers
 those facts off the loop and asks again) and must describe the directed release, be of a
@@ -79,17 +82,32 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Abandon:
-    """Stop the fetch in progress: the directive names another version now."""
+    """Stop the fetch in progress (or drop a staged target): the directive moved on."""
 
 
-Move = Nothing | Look | Update | Held | Refused | Abandon
+@dataclass(frozen=True, slots=True)
+class Activate:
+    """Activate the staged target: the directive no longer holds it."""
+
+
+Move = Nothing | Look | Update | Held | Refused | Abandon | Activate
 
 
 def decide(directive: AppDirective, plan: Plan, facts: Facts) -> tuple[Plan, Move]:
     """The next plan and the one move that follows from the directive."""
     version = directive.version
+    waiting = f"deferred: {directive.reason or directive.hold}" if directive.hold else ""
+    if plan.phase is Phase.READY:
+        if version is None or version != plan.target:
+            return plan, Abandon()
+        if not waiting:
+            return plan, Activate()
+        plan = report(plan, "deferred", version, waiting.removeprefix("deferred: "), at=facts.now)
+        return _waiting(plan, waiting), Held(waiting, 0.0)
     if plan.phase is Phase.FETCHING and version is not None and version != plan.target:
         return plan, Abandon()
+    if plan.phase in (Phase.FETCHING, Phase.STAGING) and version == plan.target:
+        return _waiting(plan, waiting), Nothing()
     if plan.phase is not Phase.IDLE:
         return plan, Nothing()
     if version is None or version == plan.current:
@@ -124,7 +142,7 @@ def decide(directive: AppDirective, plan: Plan, facts: Facts) -> tuple[Plan, Mov
         reason = f"deferred: {found.unmet}"
         plan = report(plan, "deferred", version, found.unmet, at=facts.now)
         return _hold(plan, Hold(version, HoldState.DEFERRED, reason)), Held(reason, 0.0)
-    return plan, Update(version)
+    return _waiting(plan, waiting), Update(version)
 
 
 def outcome(plan: Plan, done: Report, facts: Facts) -> Plan:
@@ -166,6 +184,10 @@ def fetch_retry_at(plan: Plan, facts: Facts) -> float:
 def _delay(attempt: int, facts: Facts) -> float:
     cap = min(facts.poll_s, MAX_BACKOFF_S)
     return retry_delay_s(attempt, base_s=2.0, cap_s=cap, rand=facts.rand)
+
+
+def _waiting(plan: Plan, waiting: str) -> Plan:
+    return plan if plan.waiting == waiting else replace(plan, waiting=waiting)
 
 
 def _hold(plan: Plan, hold: Hold) -> Plan:

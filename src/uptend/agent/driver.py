@@ -110,7 +110,8 @@ class AppDriver:
         """Finish or undo whatever a previous agent left half-done."""
         plan, action = machine.resume(self.plan)
         if action is None:
-            self._settled()
+            if plan.phase is machine.Phase.IDLE:  # (a READY target is kept for its go)
+                self._settled()
             return
         self._log(plan.target or "?", f"resuming {plan.phase} after a restart")
         self._commit(plan, action)
@@ -127,6 +128,11 @@ class AppDriver:
             self.job = None
         self._log(self.plan.target or "?", "abandoned: the directive names another version")
         self._step(machine.Abandoned())
+
+    def activate(self) -> None:
+        """The directive's hold on the staged target is lifted: activate it now."""
+        self._log(self.plan.target or "?", "activating: the directive allows it now")
+        self._step(machine.Cleared())
 
     def stop(self) -> None:
         """The agent stops: let go of running work; the journal resumes it at the next start."""
@@ -183,7 +189,7 @@ class AppDriver:
         self.save(plan)  # intent (and any report) first, effect second: one atomic write
         crashpoint(f"saved:{plan.phase}")
         self.action = action
-        if machine.is_settled(plan):
+        if plan.phase is machine.Phase.IDLE:  # clean-up keeps `current` only: not while READY
             self._settled()
 
     def _step(self, event: machine.Event) -> None:

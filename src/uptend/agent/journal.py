@@ -58,6 +58,7 @@ def decode(data: bytes) -> Plan:
         hold=None if hold is None else Hold(**{**hold, "state": HoldState(hold["state"])}),
         pending=tuple(Pending(**p) for p in body.get("pending", ())),
         said=str(body.get("said", "")),
+        waiting=str(body.get("waiting", "")),
     )
 
 

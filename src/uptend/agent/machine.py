@@ -9,10 +9,12 @@ performs the action, so every action must be idempotent: after kill -9 the drive
 kind does the work of each phase.
 
     IDLE --Directed--> FETCHING --Fetched--> STAGING --Staged--> ACTIVATING
+    STAGING --Staged--> READY while `waiting` (the directive says "not now": staged, kept)
+    READY --Cleared--> ACTIVATING; READY --Abandoned--> IDLE (the directive moved on)
     ACTIVATING --Switched--> PROBATION --Healthy--> IDLE (current = target, reported installed)
     ACTIVATING | PROBATION --Failed--> ROLLING_BACK --Switched--> IDLE (target marked bad)
     FETCHING --Failed(retry_at)--> FETCHING (a network fault: the download resumes later)
-    FETCHING --Abandoned--> IDLE (the directive moved on before anything was staged)
+    FETCHING --Abandoned--> IDLE (the directive moved on before anything was activated)
     resume: repeats the interrupted step; after MAX_ATTEMPTS starts of one step the loop
     breaker gives up (FETCHING/STAGING -> IDLE, release held back; ACTIVATING/PROBATION
     -> ROLLING_BACK). A rollback is repeated for ever: the last good version must run.
@@ -40,6 +42,7 @@ class Phase(enum.StrEnum):
     IDLE = "idle"
     FETCHING = "fetching"  # fetch the signed target into staging (resumable)
     STAGING = "staging"  # the installer prepares the verified artifact (bundle: unpack)
+    READY = "ready"  # the target is staged, complete; activation waits for the directive's go
     ACTIVATING = "activating"  # stop the app, make the target the installed version, start it
     PROBATION = "probation"  # target runs; the loop judges its health until `deadline`
     ROLLING_BACK = "rolling_back"  # make the last good version installed again
@@ -88,6 +91,7 @@ class Plan:
     hold: Hold | None = None
     pending: tuple[Pending, ...] = ()  # reports not yet delivered
     said: str = ""  # key of the last report made: the same report twice is said once
+    waiting: str = ""  # why activation must wait (the directive's hold), "" to go on at once
 
 
 # Events: facts, past tense.
@@ -122,6 +126,11 @@ class Abandoned:
 
 
 @dataclass(frozen=True, slots=True)
+class Cleared:
+    """The directive's hold on a staged target is lifted: activate it."""
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     reason: str
     release_at_fault: bool = False  # True: a bad release (held back); False: retry later
@@ -129,7 +138,7 @@ class Failed:
     retry_at: float = 0.0  # > 0: a network fault while fetching, resumed in place at that time
 
 
-Event = Directed | Fetched | Staged | Switched | Healthy | Abandoned | Failed
+Event = Directed | Fetched | Staged | Switched | Healthy | Abandoned | Cleared | Failed
 
 
 # Actions: orders, imperative.
@@ -181,7 +190,9 @@ def _enter(plan: Plan, phase: Phase) -> Plan:
 
 def _idle(plan: Plan, *, current: str | None, failure: str = "", bad: tuple[str, ...]) -> Plan:
     settled = _enter(plan, Phase.IDLE)
-    return replace(settled, current=current, target=None, attempts=0, failure=failure, bad=bad)
+    return replace(
+        settled, current=current, target=None, attempts=0, failure=failure, bad=bad, waiting=""
+    )
 
 
 def step(plan: Plan, event: Event) -> tuple[Plan, Action | None]:
@@ -194,11 +205,15 @@ def step(plan: Plan, event: Event) -> tuple[Plan, Action | None]:
         case Phase.FETCHING, Fetched():
             return _enter(plan, Phase.STAGING), Stage(_target(plan))
         case Phase.STAGING, Staged():
+            if plan.waiting:
+                return _enter(plan, Phase.READY), None
             return _enter(plan, Phase.ACTIVATING), SwitchTo(_target(plan))
+        case Phase.READY, Cleared():
+            return _enter(replace(plan, waiting=""), Phase.ACTIVATING), SwitchTo(_target(plan))
         case Phase.FETCHING, Failed(retry_at=at) as f if at > 0:
             again = replace(plan, tries=plan.tries + 1, retry_at=at, failure=f.reason)
             return again, Fetch(_target(plan))
-        case Phase.FETCHING, Abandoned():
+        case Phase.FETCHING | Phase.READY, Abandoned():
             return _idle(plan, current=plan.current, bad=plan.bad), None
         case Phase.FETCHING | Phase.STAGING, Failed() as f:
             target = _target(plan)
@@ -231,7 +246,7 @@ def step(plan: Plan, event: Event) -> tuple[Plan, Action | None]:
 def resume(plan: Plan) -> tuple[Plan, Action | None]:
     """What to do with a plan read back from the journal (after a crash or a restart)."""
     match plan.phase:
-        case Phase.IDLE:
+        case Phase.IDLE | Phase.READY:
             return plan, None
         case Phase.FETCHING | Phase.STAGING:
             target = _target(plan)
@@ -260,4 +275,5 @@ def allow_retry(plan: Plan) -> Plan:
 
 
 def is_settled(plan: Plan) -> bool:
-    return plan.phase is Phase.IDLE
+    """Nothing is in flight: idle, or a staged target waiting for its go."""
+    return plan.phase in (Phase.IDLE, Phase.READY)

@@ -191,6 +191,8 @@ class Agent:
                     driver.start(v, answer.record)
             case decide.Abandon():
                 driver.abandon()
+            case decide.Activate():
+                driver.activate()
             case decide.Held(reason=why) | decide.Refused(reason=why):
                 log.info("%s %s: %s", directive.app, directive.version, why)
         return None

@@ -15,6 +15,16 @@ def app_status(
     unwritable: str,
 ) -> AppStatus:
     done, total, left = detail
+    if plan.phase is Phase.READY:  # staged; the directive says "not now"
+        reason = plan.waiting or f"deferred: {plan.target} is staged"
+        return AppStatus(
+            app=app,
+            version=installed,
+            state=AppState.DEFERRED,
+            target=plan.target,
+            reason=reason,
+            phase=plan.phase.value,
+        )
     if plan.phase is not Phase.IDLE:
         reason = f"{plan.phase} {plan.target}"
         if done is not None and total:

@@ -90,6 +90,7 @@ class CheckIn:
     apps: list[AppStatus] = field(default_factory=list)
     reports: list[Report] = field(default_factory=list)
     generation: int | None = None
+    valid_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +100,9 @@ class AppDirective:
     pinned: bool = False
     target: str | None = None
     reason: str = ""
+    critical: bool = False
+    hold: str | None = None  # a reason code: stage, but install nothing now
+    hold_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +113,7 @@ class Directives:
     generation: int | None = None
     unchanged: bool = False
     credential: str | None = None  # a rotated credential: store it, then use it
+    valid_until: datetime | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.poll_interval_s <= MAX_POLL_S:  # 0 would spin the agent

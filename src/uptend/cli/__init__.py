@@ -32,6 +32,10 @@ GROUPS: dict[str, tuple[str, str]] = {
     "keys": ("uptend.cli.keys", "Show, rotate, renew and export the TUF signing keys of a server."),
     "group": ("uptend.cli.group", "Manage groups of agents and their policies."),
     "fleet": ("uptend.cli.fleet", "See the fleet: versions, states, failures."),
+    "freeze": (
+        "uptend.cli.freeze",
+        "Freeze all installs fleet-wide for a while (critical releases still pass).",
+    ),
     "agent": ("uptend.cli.agent", "The agent: installs, runs and updates apps on this host."),
     "token": ("uptend.cli.token", "Create, list and revoke admin and enrollment tokens."),
     "tuf-client": (

@@ -14,6 +14,8 @@ from uptend.protocol import (
     AgentDetail,
     AgentPage,
     FleetSummary,
+    FreezeSet,
+    FreezeView,
     Group,
     GroupSet,
     Release,
@@ -124,6 +126,16 @@ class Admin:
 
     def revoke_token(self, token_id: int) -> TokenInfo:
         return _typed(TokenInfo, self.call("POST", f"/api/v1/tokens/{token_id}/revoke"))
+
+    def set_freeze(self, change: FreezeSet) -> FreezeView:
+        body = change.model_dump(mode="json")
+        return _typed(FreezeView, self.call("PUT", "/api/v1/freeze", json=body))
+
+    def clear_freeze(self) -> None:
+        self.call("DELETE", "/api/v1/freeze")
+
+    def freeze(self) -> FreezeView | None:
+        return _typed(FreezeView | None, self.call("GET", "/api/v1/freeze"))  # type: ignore[arg-type]
 
 
 def public_metadata(server: str) -> Callable[[str], bytes]:

@@ -35,6 +35,14 @@ def _cell(value: Any, style: str = "") -> Text:
     return literal("-" if value is None or value == "" else value, style)
 
 
+def _desired(app: dict[str, Any]) -> Text:
+    """The desired version, marked when it is a critical release (past windows and freezes)."""
+    desired = _cell(app["desired"])
+    if app.get("critical") and app["desired"] == app.get("newest"):
+        desired.append(" (critical)", style="bold red")
+    return desired
+
+
 def _state(state: str) -> Text:
     return _cell(state, COLOUR.get(state, ""))
 
@@ -58,7 +66,7 @@ def fleet_table(agents: list[dict[str, Any]]) -> Table:
                 *(head if i == 0 else [Text(), Text(), Text()]),
                 _cell(a["app"]),
                 _cell(a["installed"]),
-                _cell(a["desired"]),
+                _desired(a),
                 _state(a["state"]),
                 literal(f"{reason['code']}: {reason['message']}"),
             )

@@ -7,6 +7,8 @@ from rich.table import Table
 
 from uptend.cli._client import Admin, ServerOpt, TokenOpt
 from uptend.cli._output import console, literal, print_json
+from uptend.errors import ConfigError
+from uptend.policy.schedule import parse_windows
 from uptend.protocol import GroupSet
 from uptend.protocol.names import check_name
 
@@ -17,7 +19,12 @@ app = typer.Typer(
 )
 
 
-@app.command("set", epilog="Example: uptend group set default --app demo --channel stable")
+@app.command(
+    "set",
+    epilog="Example: uptend group set default --app demo --channel stable\n\n"
+    'Maintenance windows: uptend group set web --window "Sat,Sun 02:00-05:00 Europe/Berlin"'
+    ' --window "Wed 23:00-01:00 UTC"',
+)
 def set_group(
     name: Annotated[str, typer.Argument(metavar="GROUP", help="group name (created if new)")],
     app_name: Annotated[str | None, typer.Option("--app", help="assign this app")] = None,
@@ -30,17 +37,42 @@ def set_group(
         bool | None,
         typer.Option("--auto-update/--no-auto-update", help="install new releases by themselves"),
     ] = None,
+    window: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--window",
+            metavar="SPEC",
+            help='maintenance window "DAYS HH:MM-HH:MM [ZONE]" (repeatable; replaces the'
+            " group's windows): installs happen only inside one",
+        ),
+    ] = None,
+    clear_windows: Annotated[
+        bool, typer.Option("--clear-windows", help="remove the windows: install any time")
+    ] = False,
     server: ServerOpt = "",
     token: TokenOpt = "",
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
-    """Create or change GROUP: assign an app on a channel, set poll interval or auto-update."""
+    """Create or change GROUP: assign an app, set poll interval, auto-update or windows."""
     check_name("group", name)  # before it becomes a URL path segment
     if app_name is not None:
         check_name("app", app_name)
         check_name("channel", channel)
+    if window and clear_windows:
+        raise ConfigError(
+            "--window and --clear-windows contradict each other",
+            hint="pass the windows to keep with --window (it replaces them all), or just"
+            " --clear-windows",
+        )
+    windows = [] if clear_windows else window or None
+    if windows:
+        parse_windows(windows)  # a bad spec is refused here, naming its bad part
     change = GroupSet(
-        app=app_name, channel=channel, poll_interval_s=poll_interval, auto_update=auto_update
+        app=app_name,
+        channel=channel,
+        poll_interval_s=poll_interval,
+        auto_update=auto_update,
+        windows=windows,
     )
     group = Admin(server, token).set_group(name, change).model_dump(mode="json")
     if json_out:
@@ -64,14 +96,16 @@ def list_groups(
 
 
 def _print(groups: list[dict[str, object]]) -> None:
-    table = Table("group", "apps (channel)", "poll interval", "auto-update")
+    table = Table("group", "apps (channel)", "poll interval", "auto-update", "windows")
     for g in groups:
-        apps = g["apps"]
+        apps, windows = g["apps"], g.get("windows") or []
         assert isinstance(apps, list)
+        assert isinstance(windows, list)
         table.add_row(
             literal(g["name"]),
             literal(", ".join(f"{a['app']} ({a['channel']})" for a in apps) or "-"),
             literal(f"{g['poll_interval_s']:g}s"),
             literal("on" if g["auto_update"] else "off"),
+            literal(", ".join(str(w) for w in windows) or "any time"),
         )
     console.print(table)

@@ -75,6 +75,7 @@ def upload_release(
     *,
     show_progress: bool,
     signed: bytes = b"",
+    critical: bool = False,
 ) -> dict[str, Any]:
     """Check PATH locally, pack it if it is a directory, upload it with a progress bar.
 
@@ -105,6 +106,8 @@ def upload_release(
             params = {"app": name, "version": version, "channel": channel, "format": fmt.value}
             if signed:
                 params["signed"] = str(len(signed))
+            if critical:
+                params["critical"] = "true"
             release = admin.publish(params, chunks(), size).model_dump(mode="json")
     finally:
         if tmp is not None:
@@ -112,7 +115,11 @@ def upload_release(
     return release
 
 
-@app.command(epilog="Example: uptend release publish demo 2.0 ./build --channel stable")
+@app.command(
+    epilog="Example: uptend release publish demo 2.0 ./build --channel stable\n\n"
+    "A critical fix, installed at once, windows and freezes notwithstanding:"
+    " uptend release publish demo 2.0.1 ./build --critical"
+)
 def publish(
     name: Annotated[str, typer.Argument(metavar="APP", help="app name")],
     version: Annotated[str, typer.Argument(help="PEP 440 version, e.g. 1.2.0")],
@@ -123,6 +130,12 @@ def publish(
     server: ServerOpt = "",
     token: TokenOpt = "",
     channel: Annotated[str, typer.Option(help="channel the release goes to")] = "stable",
+    critical: Annotated[
+        bool,
+        typer.Option(
+            "--critical", help="install at once: overrides maintenance windows and freezes"
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """Publish PATH as release VERSION of APP, signed by the server's releases key.
@@ -145,6 +158,7 @@ def publish(
         channel,
         show_progress=not json_out,
         signed=signed,
+        critical=critical,
     )
     if json_out:
         print_json(release)
@@ -153,10 +167,10 @@ def publish(
             Text.assemble(
                 ("published", "green"),
                 " ",
-                literal(
-                    f"{release['app']} {release['version']} on {release['channel']} "
-                    f"({release['length']} bytes, sha256 {release['sha256'][:12]}…)"
-                ),
+                literal(f"{release['app']} {release['version']} on {release['channel']}"),
+                (" (critical)", "bold red") if critical else "",
+                " ",
+                literal(f"({release['length']} bytes, sha256 {release['sha256'][:12]}…)"),
             )
         )
 
@@ -262,7 +276,7 @@ def list_releases(
     for r in releases:
         table.add_row(
             literal(r["app"]),
-            literal(r["version"]),
+            literal(r["version"] + (" (critical)" if r["critical"] else "")),
             literal(r["channel"]),
             literal(r["length"]),
             literal(r["sha256"][:12]),

@@ -9,15 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never
 
+from uptend.policy.schedule import Wait
 from uptend.protocol import (
     AppState,
     AutoUpdateOff,
     DeferredPrecondition,
     Failed,
+    Frozen,
     NeverCheckedIn,
     NoRelease,
     NotAssigned,
     Offline,
+    OutsideWindow,
     Reason,
     ReasonCode,
     UpdatePending,
@@ -100,6 +103,7 @@ class AppFacts:
     last_seen: datetime | None
     enrolled_at: datetime
     offline_after_s: float
+    wait: Wait | None = None  # what the group's schedule says of a new release now, if "wait"
 
     def desired(self) -> str | None:
         if not self.assigned:
@@ -146,6 +150,12 @@ def explain(code: ReasonCode, f: AppFacts) -> Reason:
             return AutoUpdateOff(message=_held(f.group, f.head), group=f.group, available=f.head)
         case ReasonCode.UPDATING:
             return Updating(message=said or "updating", phase=said, target=f.target)
+        case ReasonCode.FROZEN:
+            assert f.wait is not None
+            return Frozen(message=f.wait.message, until=f.wait.until, next=f.wait.next_at)
+        case ReasonCode.OUTSIDE_WINDOW:
+            assert f.wait is not None
+            return OutsideWindow(message=f.wait.message, group=f.group, next=f.wait.next_at)
         case ReasonCode.DEFERRED_PRECONDITION:
             which = said.removeprefix("deferred: ") or "a precondition is not met"
             return DeferredPrecondition(message=said or which, precondition=which)

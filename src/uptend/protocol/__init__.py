@@ -16,6 +16,8 @@ if TYPE_CHECKING:
         AgentPage,
         AppSummary,
         FleetSummary,
+        FreezeSet,
+        FreezeView,
         Group,
         GroupApp,
         GroupSet,
@@ -45,11 +47,13 @@ if TYPE_CHECKING:
         AutoUpdateOff,
         DeferredPrecondition,
         Failed,
+        Frozen,
         NeverCheckedIn,
         NoRelease,
         NotAssigned,
         Offline,
         Outcome,
+        OutsideWindow,
         Reason,
         ReasonCode,
         UpdatePending,
@@ -59,8 +63,8 @@ if TYPE_CHECKING:
 
 _MODULES = {
     "admin_api": (
-        "Agent AgentApp AgentDetail AgentPage AppSummary FleetSummary Group GroupApp GroupSet"
-        " Release ReportView"
+        "Agent AgentApp AgentDetail AgentPage AppSummary FleetSummary FreezeSet FreezeView Group"
+        " GroupApp GroupSet Release ReportView"
     ),
     "agent_api": (
         "AppDirective AppState AppStatus CheckIn Directives EnrollRequest EnrollResponse Report"
@@ -68,8 +72,8 @@ _MODULES = {
     "credentials": "AgentRef TokenCreate TokenCreated TokenInfo TokenRole TokenState",
     "errors": "ErrorBody error_from_body",
     "reasons": (
-        "AutoUpdateOff DeferredPrecondition Failed NeverCheckedIn NoRelease NotAssigned Offline"
-        " Outcome Reason ReasonCode UpdatePending Updating UpToDate"
+        "AutoUpdateOff DeferredPrecondition Failed Frozen NeverCheckedIn NoRelease NotAssigned"
+        " Offline Outcome OutsideWindow Reason ReasonCode UpdatePending Updating UpToDate"
     ),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names.split()}
@@ -104,6 +108,9 @@ __all__ = [
     "ErrorBody",
     "Failed",
     "FleetSummary",
+    "FreezeSet",
+    "FreezeView",
+    "Frozen",
     "Group",
     "GroupApp",
     "GroupSet",
@@ -112,6 +119,7 @@ __all__ = [
     "NotAssigned",
     "Offline",
     "Outcome",
+    "OutsideWindow",
     "Reason",
     "ReasonCode",
     "Release",

@@ -20,6 +20,7 @@ class Release(_Wire):
     length: int
     sha256: str
     created_at: datetime
+    critical: bool = False  # installs at once: passes maintenance windows and freezes
 
 
 class GroupSet(_Wire):
@@ -27,6 +28,11 @@ class GroupSet(_Wire):
     channel: str = "stable"
     poll_interval_s: float | None = Field(default=None, ge=1, le=86400)
     auto_update: bool | None = None
+    windows: list[str] | None = Field(
+        default=None,
+        description='maintenance windows, e.g. "Sat,Sun 02:00-05:00 Europe/Berlin";'
+        " [] clears them (any time), None leaves them as they are",
+    )
 
 
 class GroupApp(_Wire):
@@ -39,6 +45,7 @@ class Group(_Wire):
     poll_interval_s: float
     auto_update: bool
     apps: list[GroupApp] = []
+    windows: list[str] = []  # maintenance windows, canonical; none: installs at any time
 
 
 class AgentApp(_Wire):
@@ -49,6 +56,7 @@ class AgentApp(_Wire):
     state: AppState
     reason: Reason
     log_tail: str = ""
+    critical: bool = False  # the newest release is critical
 
 
 class Agent(_Wire):
@@ -100,3 +108,19 @@ class FleetSummary(_Wire):
     agents: int
     outdated: int
     apps: list[AppSummary]
+
+
+class FreezeSet(_Wire):
+    """A fleet-wide stop of installs; critical releases still pass."""
+
+    start: datetime | None = None  # None: from now
+    until: datetime
+    reason: str = Field(default="", max_length=200)
+
+
+class FreezeView(_Wire):
+    start: datetime | None
+    until: datetime
+    reason: str
+    set_at: datetime
+    active: bool  # in force now (not yet started, or ended: False)

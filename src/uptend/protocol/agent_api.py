@@ -43,7 +43,7 @@ class AppStatus(_Wire):
     target: str | None = None  # the version being installed, if any
     reason: str = ""
     # While updating (all optional: older agents and servers leave them out or ignore them)
-    phase: str | None = None  # fetching | staging | activating | probation | rolling_back
+    phase: str | None = None  # fetching | staging | ready | activating | probation | rolling_back
     bytes_done: int | None = None  # fetching: bytes of the target on disk so far
     bytes_total: int | None = None  # fetching: the signed length
     probation_left_s: float | None = None
@@ -67,6 +67,9 @@ class CheckIn(_Wire):
     generation: int | None = Field(
         default=None, description="the generation of the directives the agent holds, if any"
     )
+    valid_until: datetime | None = Field(
+        default=None, description="the valid_until of the directives the agent holds, if any"
+    )
 
 
 class AppDirective(_Wire):
@@ -75,6 +78,9 @@ class AppDirective(_Wire):
     pinned: bool = False  # an operator pin: the agent may go down to this version
     target: str | None = None  # the signed TUF target of `version` (None: an older server)
     reason: str = ""
+    critical: bool = False  # a critical release: installed at once, windows and freezes pass
+    hold: str | None = None  # a reason code (outside_window, frozen): stage, but install nothing
+    hold_until: datetime | None = None  # while held: when installs may start (look again then)
 
 
 class Directives(_Wire):
@@ -92,4 +98,9 @@ class Directives(_Wire):
         default=None,
         description="a new credential for this agent (after `uptend agent rotate-credential`):"
         " store it, then use it; the old one works until the new one is first used",
+    )
+    valid_until: datetime | None = Field(
+        default=None,
+        description="the answer changes then (a window opens or closes, a freeze starts or"
+        " ends): echo it in check-ins; a server answers in full once it has passed",
     )

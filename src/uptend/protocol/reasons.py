@@ -36,6 +36,8 @@ class ReasonCode(StrEnum):
     FAILED = "failed"
     AUTO_UPDATE_OFF = "auto_update_off"
     UPDATING = "updating"
+    FROZEN = "frozen"
+    OUTSIDE_WINDOW = "outside_window"
     DEFERRED_PRECONDITION = "deferred_precondition"
     UPDATE_PENDING = "update_pending"
 
@@ -95,6 +97,18 @@ class Updating(_Reason):
     target: str | None
 
 
+class Frozen(_Reason):
+    code: Literal[ReasonCode.FROZEN] = ReasonCode.FROZEN
+    until: datetime  # the fleet-wide freeze ends then (the message has the operator's words)
+    next: datetime  # installs may start then (the group's windows allowing)
+
+
+class OutsideWindow(_Reason):
+    code: Literal[ReasonCode.OUTSIDE_WINDOW] = ReasonCode.OUTSIDE_WINDOW
+    group: str
+    next: datetime  # the next start of one of the group's windows at which it may install
+
+
 class DeferredPrecondition(_Reason):
     code: Literal[ReasonCode.DEFERRED_PRECONDITION] = ReasonCode.DEFERRED_PRECONDITION
     precondition: str  # which one is unmet, in the agent's words
@@ -114,6 +128,8 @@ Reason = Annotated[
     | Failed
     | AutoUpdateOff
     | Updating
+    | Frozen
+    | OutsideWindow
     | DeferredPrecondition
     | UpdatePending,
     Field(discriminator="code"),

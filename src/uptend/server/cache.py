@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from uptend.policy.schedule import Schedule
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -78,6 +80,7 @@ class AppPlan:
     channel: str
     head: str | None  # the newest version on the channel, if any
     head_target: str | None
+    critical: bool = False  # the head is a critical release
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ class GroupPlan:
     auto_update: bool
     apps: tuple[AppPlan, ...]
     unchanged: bytes  # the serialized "keep what you have" answer of this plan's generation
+    schedule: Schedule = field(default_factory=Schedule)  # judged against the clock per answer
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,20 @@ import anyio
 from fastapi import APIRouter, Query, Request
 
 from uptend.errors import ConfigError
-from uptend.protocol import AgentDetail, AgentPage, FleetSummary, Group, GroupSet, Release
+from uptend.protocol import (
+    AgentDetail,
+    AgentPage,
+    FleetSummary,
+    FreezeSet,
+    FreezeView,
+    Group,
+    GroupSet,
+    Release,
+)
 from uptend.protocol.credentials import AgentRef, TokenCreate, TokenCreated, TokenInfo
 from uptend.protocol.targets import ArchiveFormat
 from uptend.server.api.deps import Admin, Ctx
-from uptend.server.services import agents, fleet, groups, releases, tokens
+from uptend.server.services import agents, fleet, groups, releases, schedule, tokens
 from uptend.server.settings import MAX_UPLOAD_BYTES
 from uptend.server.tuf_repo.signed import MAX_SIGNED_BYTES
 
@@ -28,6 +37,7 @@ async def publish(
     channel: Annotated[str, Query()] = "stable",
     fmt: Annotated[ArchiveFormat, Query(alias="format")] = ArchiveFormat.TAR_GZ,
     signed: Annotated[int | None, Query(ge=2, le=MAX_SIGNED_BYTES)] = None,
+    critical: Annotated[bool, Query()] = False,
 ) -> Release:
     """Publish a release: the body is the .tar.gz or .zip archive, streamed.
 
@@ -59,7 +69,9 @@ async def publish(
         upload.unlink(missing_ok=True)
         raise
     roles = bytes(head) if signed else None
-    return await releases.publish(ctx, actor, app, version, channel, fmt, upload, roles)
+    return await releases.publish(
+        ctx, actor, app, version, channel, fmt, upload, roles, critical=critical
+    )
 
 
 @router.get("/releases")
@@ -78,6 +90,24 @@ async def set_group(ctx: Ctx, actor: Admin, name: str, body: GroupSet) -> Group:
 async def list_groups(ctx: Ctx, _: Admin) -> list[Group]:
     """Every group with its apps and policy."""
     return await groups.listing(ctx)
+
+
+@router.put("/freeze")
+async def set_freeze(ctx: Ctx, actor: Admin, body: FreezeSet) -> FreezeView:
+    """Stop all installs fleet-wide from `start` (default now) until `until`."""
+    return await schedule.set_freeze(ctx, actor, body)
+
+
+@router.delete("/freeze", status_code=204)
+async def clear_freeze(ctx: Ctx, actor: Admin) -> None:
+    """End the freeze (nothing to do when none is set)."""
+    await schedule.clear_freeze(ctx, actor)
+
+
+@router.get("/freeze")
+async def show_freeze(ctx: Ctx, _: Admin) -> FreezeView | None:
+    """The freeze, if one is set (null otherwise), and whether it is in force now."""
+    return await schedule.show_freeze(ctx)
 
 
 @router.get("/agents")

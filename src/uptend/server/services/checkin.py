@@ -132,7 +132,9 @@ async def checkin(
         same, seen = True, False
     if not seen:
         ctx.lastseen.seen(agent.agent_id, now)
-    if body.generation == generation and same and not retry:
+    # What the agent holds stays true until its generation moves or its valid_until passes.
+    still_valid = body.valid_until is None or now < body.valid_until
+    if body.generation == generation and same and not retry and still_valid:
         ctx.checkins.unchanged += 1
         return plan.unchanged
-    return directives_for(plan, known.installed, generation=generation, retry=retry)
+    return directives_for(plan, known.installed, generation=generation, retry=retry, now=now)

@@ -18,6 +18,7 @@ from uptend.policy.desired import (
     explain,
     offline_after_s,
 )
+from uptend.policy.schedule import Wait, may_install
 from uptend.protocol import (
     Agent,
     AgentApp,
@@ -31,9 +32,11 @@ from uptend.protocol import (
 from uptend.protocol.reasons import FINE_CODES
 from uptend.server.services.agents import find as find_agent
 from uptend.server.services.context import Context, utcnow
+from uptend.server.services.schedule import schedule_of
 from uptend.server.storage import agents as rows
 from uptend.server.storage import audit, generation
 from uptend.server.storage import fleet as queries
+from uptend.server.storage import schedule as schedule_rows
 from uptend.server.storage.db import Tx
 from uptend.server.storage.tables import AgentRow
 
@@ -83,10 +86,27 @@ def _cutoffs(policies: dict[str, tuple[float, bool]], now: datetime) -> dict[str
     return {g: now - timedelta(seconds=offline_after_s(p)) for g, (p, _) in policies.items()}
 
 
+async def _waits(tx: Tx, groups: list[str], now: datetime) -> dict[str, Wait]:
+    """Group -> what its schedule says of a (non-critical) install now, where it says wait."""
+    windows = await schedule_rows.windows_of(tx)
+    freeze = await schedule_rows.freeze(tx)
+    out = {}
+    for group in groups:
+        verdict = may_install(schedule_of(windows.get(group, []), freeze), at=now)
+        if isinstance(verdict, Wait):
+            out[group] = verdict
+    return out
+
+
+def _held(waits: dict[str, Wait]) -> queries.Held:
+    return {g: w.code for g, w in waits.items()}
+
+
 async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime) -> list[Agent]:
     policies = await queries.policies(tx)
     cutoffs = _cutoffs(policies, now)
-    pairs = await queries.pairs_of(tx, [a.id for a in agents], app, cutoffs)
+    waits = await _waits(tx, list(policies), now)
+    pairs = await queries.pairs_of(tx, [a.id for a in agents], app, cutoffs, _held(waits))
     out: list[Agent] = []
     for agent in agents:
         apps: list[AgentApp] = []
@@ -106,6 +126,7 @@ async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime)
                 last_seen=agent.last_seen,
                 enrolled_at=agent.enrolled_at,
                 offline_after_s=offline_after_s(policies[agent.group][0]),
+                wait=waits.get(agent.group),
             )
             apps.append(
                 AgentApp(
@@ -116,6 +137,7 @@ async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime)
                     state=p.state,
                     reason=explain(p.code, facts),
                     log_tail=p.log_tail,
+                    critical=p.critical,
                 )
             )
         out.append(
@@ -149,8 +171,10 @@ async def page(
     filters = queries.Filters(group=group, app=app, code=_reason_code(reason), outdated=outdated)
     now = utcnow()
     async with ctx.db.transaction() as tx:
-        cutoffs = _cutoffs(await queries.policies(tx), now)
-        found, total = await queries.page(tx, filters, cutoffs, after, limit)
+        policies = await queries.policies(tx)
+        cutoffs = _cutoffs(policies, now)
+        held = _held(await _waits(tx, list(policies), now))
+        found, total = await queries.page(tx, filters, cutoffs, held, after, limit)
         views = await _views(tx, found[:limit], app, now)
     return AgentPage(
         agents=views,
@@ -163,8 +187,10 @@ async def page(
 async def summary(ctx: Context) -> FleetSummary:
     """Per app: versions installed, the share on the desired version, agents per reason."""
     async with ctx.db.transaction() as tx:
-        cutoffs = _cutoffs(await queries.policies(tx), utcnow())
-        tallies, agents, outdated = await queries.tallies(tx, cutoffs)
+        now = utcnow()
+        policies = await queries.policies(tx)
+        held = _held(await _waits(tx, list(policies), now))
+        tallies, agents, outdated = await queries.tallies(tx, _cutoffs(policies, now), held)
     count: dict[str, int] = defaultdict(int)
     on_desired: dict[str, int] = defaultdict(int)
     versions: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))

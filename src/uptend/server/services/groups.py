@@ -1,11 +1,13 @@
 """Groups: which apps their agents run, on which channel, how often they poll."""
 
 from uptend.errors import ConfigError
+from uptend.policy.schedule import parse_windows
 from uptend.protocol import Group, GroupApp, GroupSet
 from uptend.protocol.names import check_name
 from uptend.server.services.context import Context, utcnow
 from uptend.server.storage import audit, generation
 from uptend.server.storage import groups as rows
+from uptend.server.storage import schedule as schedule_rows
 from uptend.server.storage.db import Tx
 from uptend.server.storage.tables import GroupRow
 
@@ -25,11 +27,12 @@ async def set_group(ctx: Context, actor: str, name: str, change: GroupSet) -> Gr
     if change.app is not None:
         check_name("app", change.app)
         check_name("channel", change.channel)
-    elif change.poll_interval_s is None and change.auto_update is None:
+    elif change.poll_interval_s is None and change.auto_update is None and change.windows is None:
         raise ConfigError(
             f"nothing to change for group {name}",
-            hint="pass --app APP --channel CHANNEL, --poll-interval or --auto-update",
+            hint="pass --app APP --channel CHANNEL, --poll-interval, --auto-update or --window",
         )
+    windows = parse_windows(change.windows) if change.windows is not None else None
     async with ctx.db.transaction() as tx:
         row = await ensure(tx, name)
         if change.poll_interval_s is not None:
@@ -38,6 +41,8 @@ async def set_group(ctx: Context, actor: str, name: str, change: GroupSet) -> Gr
             row.auto_update = change.auto_update
         if change.app is not None:
             await rows.set_app(tx, name, change.app, change.channel)
+        if windows is not None:
+            await schedule_rows.set_windows(tx, name, [str(w) for w in windows])
         await generation.bump(tx)
         audit.record(tx, utcnow(), actor, "group.set", f"{name}: {change.model_dump_json()}")
         return (await _to_wire(tx, [row]))[0]
@@ -45,12 +50,14 @@ async def set_group(ctx: Context, actor: str, name: str, change: GroupSet) -> Gr
 
 async def _to_wire(tx: Tx, groups: list[GroupRow]) -> list[Group]:
     apps = await rows.apps_of(tx, [g.name for g in groups])
+    windows = await schedule_rows.windows_of(tx, [g.name for g in groups])
     return [
         Group(
             name=g.name,
             poll_interval_s=g.poll_interval_s,
             auto_update=g.auto_update,
             apps=[GroupApp(app=a.app, channel=a.channel) for a in apps[g.name]],
+            windows=windows.get(g.name, []),
         )
         for g in groups
     ]

@@ -66,6 +66,8 @@ async def publish(
     fmt: ArchiveFormat,
     upload: Path,
     signed: bytes | None = None,
+    *,
+    critical: bool = False,
 ) -> Release:
     """Sign `upload` as target <app>/<version>/... and record it; `upload` is consumed.
 
@@ -86,6 +88,7 @@ async def publish(
                 length=upload.stat().st_size,
                 sha256="",
                 created_at=now,
+                critical=critical,
             )
             await rows.add(tx, row)  # raises ConflictError before anything is signed
             target = await anyio.to_thread.run_sync(
@@ -95,7 +98,9 @@ async def publish(
             await rows.advance_head(tx, row)
             await generation.bump(tx)
             how = "signed offline" if roles is not None else "signed by the server"
-            audit.record(tx, now, actor, "release.publish", f"{app} {version} on {channel} ({how})")
+            said = ", critical" if critical else ""
+            detail = f"{app} {version} on {channel} ({how}{said})"
+            audit.record(tx, now, actor, "release.publish", detail)
     except UptendError as e:  # a refused release is visible in the server's log
         log.warning("refused release %s %s: %s", app, version, e.message)
         raise
@@ -113,6 +118,7 @@ def to_wire(row: ReleaseRow) -> Release:
         length=row.length,
         sha256=row.sha256,
         created_at=row.created_at,
+        critical=bool(row.critical),
     )
 
 

@@ -12,7 +12,11 @@ words it. Precedence (first match wins):
     offline                                  last-seen older than the group's cutoff
     failed                                   the agent says the last update failed
     auto_update_off                          the group holds what is installed
-    updating / deferred_precondition         the agent is at it, or waits for a precondition
+    updating                                 the agent is at it
+    frozen / outside_window                  the group's schedule holds a non-critical head
+                                             back now (decided in Python: `Held`)
+    deferred_precondition                    the agent waits for a precondition (a deferral
+                                             the schedule no longer holds: update_pending)
     update_pending                           anything else: it installs at its next check-in
 """
 
@@ -31,11 +35,13 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     union_all,
 )
 from sqlalchemy.orm import aliased
 
+from uptend.policy.schedule import DEFERRED_WORDS
 from uptend.protocol import AppState, ReasonCode
 from uptend.protocol.reasons import FINE_CODES
 from uptend.server.storage.db import Tx
@@ -45,10 +51,12 @@ from uptend.server.storage.tables import (
     ChannelHeadRow,
     GroupAppRow,
     GroupRow,
+    ReleaseRow,
     UTCDateTime,
 )
 
 Cutoffs = Mapping[str, datetime]  # group -> agents last seen before this are offline
+Held = Mapping[str, ReasonCode]  # group -> the schedule's code (frozen, outside_window) now
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +82,10 @@ class Pair:
     said: str
     log_tail: str
     code: ReasonCode
+    critical: bool = False  # the head is a critical release
 
 
-def _code(agent: Any, *, assigned: bool, cutoffs: Cutoffs) -> ColumnElement[str]:
+def _code(agent: Any, *, assigned: bool, cutoffs: Cutoffs, held: Held) -> ColumnElement[str]:
     """The reason code of one (agent, app) row; `assigned` picks the half of the union."""
     head, installed = ChannelHeadRow.version, AgentAppRow.installed
     st = func.coalesce(AgentAppRow.state, AppState.PENDING.value)
@@ -96,17 +105,30 @@ def _code(agent: Any, *, assigned: bool, cutoffs: Cutoffs) -> ColumnElement[str]
         whens.append((agent.last_seen < cutoff, ReasonCode.OFFLINE))
     whens.append((st == AppState.FAILED.value, ReasonCode.FAILED))
     if assigned:
-        held = and_(GroupRow.auto_update == false(), installed.is_not(None))
-        whens.append((held, ReasonCode.AUTO_UPDATE_OFF))
+        stays = and_(GroupRow.auto_update == false(), installed.is_not(None))
+        whens.append((stays, ReasonCode.AUTO_UPDATE_OFF))
+    whens.append((st == AppState.UPDATING.value, ReasonCode.UPDATING))
+    if assigned:
+        not_critical = func.coalesce(ReleaseRow.critical, false()).is_(false())
+        for code in (ReasonCode.FROZEN, ReasonCode.OUTSIDE_WINDOW):
+            if groups := [g for g, c in held.items() if c is code]:
+                whens.append((and_(not_critical, agent.group.in_(groups)), code))
+    said = func.coalesce(AgentAppRow.reason, "")
+    over = or_(*[said.like(f"deferred: {words}%") for words in DEFERRED_WORDS])
     whens += [
-        (st == AppState.UPDATING.value, ReasonCode.UPDATING),
+        (and_(st == AppState.DEFERRED.value, over), ReasonCode.UPDATE_PENDING),
         (st == AppState.DEFERRED.value, ReasonCode.DEFERRED_PRECONDITION),
     ]
     return case(*[(w, c.value) for w, c in whens], else_=ReasonCode.UPDATE_PENDING.value)
 
 
 def _pairs(
-    cutoffs: Cutoffs, *, group: str | None, app: str | None, agent_ids: Sequence[str] | None
+    cutoffs: Cutoffs,
+    held: Held,
+    *,
+    group: str | None,
+    app: str | None,
+    agent_ids: Sequence[str] | None,
 ) -> Any:
     """Both halves of the (agent, app) rows, narrowed before the union, as a subquery."""
     agent = aliased(AgentRow, name="fa")
@@ -126,7 +148,8 @@ def _pairs(
             GroupAppRow.channel.label("channel"),
             ChannelHeadRow.version.label("head"),
             *common,
-            _code(agent, assigned=True, cutoffs=cutoffs).label("code"),
+            _code(agent, assigned=True, cutoffs=cutoffs, held=held).label("code"),
+            func.coalesce(ReleaseRow.critical, false()).label("critical"),
         )
         .select_from(agent)
         .join(GroupRow, GroupRow.name == agent.group)
@@ -140,6 +163,12 @@ def _pairs(
                 ChannelHeadRow.app == GroupAppRow.app, ChannelHeadRow.channel == GroupAppRow.channel
             ),
         )
+        .outerjoin(
+            ReleaseRow,
+            and_(
+                ReleaseRow.app == ChannelHeadRow.app, ReleaseRow.version == ChannelHeadRow.version
+            ),
+        )
     )
     reported = (
         select(
@@ -149,7 +178,8 @@ def _pairs(
             cast(literal(""), String),
             cast(null(), String),
             *common,
-            _code(agent, assigned=False, cutoffs=cutoffs),
+            _code(agent, assigned=False, cutoffs=cutoffs, held=held),
+            literal(False),
         )
         .select_from(AgentAppRow)
         .join(agent, agent.id == AgentAppRow.agent_id)
@@ -173,14 +203,14 @@ def _pairs(
     return union_all(assigned, reported).subquery("pairs")
 
 
-def _matching(filters: Filters, cutoffs: Cutoffs) -> list[ColumnElement[bool]]:
+def _matching(filters: Filters, cutoffs: Cutoffs, held: Held) -> list[ColumnElement[bool]]:
     """WHERE clauses on AgentRow for the filters."""
     out: list[ColumnElement[bool]] = []
     if filters.group is not None:
         out.append(AgentRow.group == filters.group)
     if filters.app is None and filters.code is None and not filters.outdated:
         return out
-    pairs = _pairs(cutoffs, group=filters.group, app=filters.app, agent_ids=None)
+    pairs = _pairs(cutoffs, held, group=filters.group, app=filters.app, agent_ids=None)
     having = select(pairs.c.agent_id)
     if filters.code is not None:
         having = having.where(pairs.c.code == filters.code.value)
@@ -191,10 +221,10 @@ def _matching(filters: Filters, cutoffs: Cutoffs) -> list[ColumnElement[bool]]:
 
 
 async def page(
-    tx: Tx, filters: Filters, cutoffs: Cutoffs, after: str | None, limit: int
+    tx: Tx, filters: Filters, cutoffs: Cutoffs, held: Held, after: str | None, limit: int
 ) -> tuple[list[AgentRow], int]:
     """Up to `limit` + 1 agents after name `after` (keyset: stable under inserts), and the total."""
-    where = _matching(filters, cutoffs)
+    where = _matching(filters, cutoffs, held)
     total = await tx.scalar(select(func.count()).select_from(AgentRow).where(*where))
     stmt = select(AgentRow).where(*where)
     if after is not None:
@@ -204,16 +234,16 @@ async def page(
 
 
 async def pairs_of(
-    tx: Tx, agent_ids: Sequence[str], app: str | None, cutoffs: Cutoffs
+    tx: Tx, agent_ids: Sequence[str], app: str | None, cutoffs: Cutoffs, held: Held
 ) -> dict[str, list[Pair]]:
     """The apps of these agents (only `app`, if given), by agent id, in app order."""
     out: dict[str, list[Pair]] = {a: [] for a in agent_ids}
     if not agent_ids:
         return out
-    p = _pairs(cutoffs, group=None, app=app, agent_ids=agent_ids)
+    p = _pairs(cutoffs, held, group=None, app=app, agent_ids=agent_ids)
     stmt = select(
         p.c.agent_id, p.c.app, p.c.assigned, p.c.channel, p.c.head, p.c.installed, p.c.state,
-        p.c.target, p.c.said, p.c.log_tail, p.c.code,
+        p.c.target, p.c.said, p.c.log_tail, p.c.code, p.c.critical,
     ).order_by(p.c.agent_id, p.c.app)  # fmt: skip
     for r in await tx.execute(stmt):
         out[r.agent_id].append(
@@ -229,6 +259,7 @@ async def pairs_of(
                 said=r.said,
                 log_tail=r.log_tail,
                 code=ReasonCode(r.code),
+                critical=bool(r.critical),
             )
         )
     return out
@@ -248,9 +279,9 @@ class Tally:
     agents: int
 
 
-async def tallies(tx: Tx, cutoffs: Cutoffs) -> tuple[list[Tally], int, int]:
+async def tallies(tx: Tx, cutoffs: Cutoffs, held: Held) -> tuple[list[Tally], int, int]:
     """The fleet in aggregate: tallies per app, the number of agents and of outdated ones."""
-    p = _pairs(cutoffs, group=None, app=None, agent_ids=None)
+    p = _pairs(cutoffs, held, group=None, app=None, agent_ids=None)
     keys = (p.c.app, p.c.channel, p.c.head, p.c.installed, p.c.auto_update, p.c.assigned, p.c.code)
     rows = await tx.execute(select(*keys, func.count()).group_by(*keys))
     out = [
@@ -267,7 +298,7 @@ async def tallies(tx: Tx, cutoffs: Cutoffs) -> tuple[list[Tally], int, int]:
         for r in rows
     ]
     agents = await tx.scalar(select(func.count()).select_from(AgentRow))
-    outdated_where = _matching(Filters(outdated=True), cutoffs)
+    outdated_where = _matching(Filters(outdated=True), cutoffs, held)
     outdated = await tx.scalar(select(func.count()).select_from(AgentRow).where(*outdated_where))
     return out, int(agents or 0), int(outdated or 0)
 

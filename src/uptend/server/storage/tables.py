@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -56,6 +57,7 @@ class ReleaseRow(Base):
     length: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    critical: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ChannelHeadRow(Base):
@@ -171,3 +173,28 @@ class AuditRow(Base):
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text)
+
+
+# -- the schedule: maintenance windows per group, the fleet-wide freeze (migration 0007) --------
+
+
+class GroupWindowRow(Base):
+    """One maintenance window of a group, as its canonical spec ("Sat,Sun 02:00-05:00 UTC")."""
+
+    __tablename__ = "group_windows"
+    group: Mapped[str] = mapped_column(
+        String(64), ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[str] = mapped_column(String(200))
+
+
+class FreezeRow(Base):
+    """The fleet-wide freeze, if one is set: at most one row (id 1)."""
+
+    __tablename__ = "freeze"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text, default="")
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime())

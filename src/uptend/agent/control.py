@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from uptend import __version__
 from uptend.agent import wire
 from uptend.agent.wire import CheckIn, Directives
-from uptend.errors import ConfigError, TransientError
+from uptend.errors import AuthError, ConfigError, TransientError, UptendError
 from uptend.protocol.errors import error_from_body
 
 T = TypeVar("T")
@@ -61,7 +61,14 @@ class ControlClient:
             reports=body.reports,
             generation=last.generation if last else None,
         )
-        answer = self.post("api/v1/checkin", sent, Directives)
+        try:
+            answer = self.post("api/v1/checkin", sent, Directives)
+        except (AuthError, TransientError):
+            raise
+        except UptendError as e:  # a refused check-in (413, 422): keep the apps, retry later
+            raise TransientError(
+                f"the server refused the check-in: {e.message}", hint=e.hint or _RETRY_HINT
+            ) from None
         return last if answer.unchanged and last is not None else answer
 
     def close(self) -> None:

@@ -12,9 +12,11 @@ from fastapi.staticfiles import StaticFiles
 from uptend import __version__
 from uptend.server import errors
 from uptend.server.api import admin, agent, ops
+from uptend.server.bodylimit import BodyLimit
 from uptend.server.generation import GenerationReader
 from uptend.server.lastseen import LastSeen
 from uptend.server.services.context import Context, utcnow
+from uptend.server.services.releases import remove_orphaned_uploads
 from uptend.server.settings import Settings
 from uptend.server.storage.db import Database
 from uptend.server.storage.generation_read import GenerationRead
@@ -40,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        remove_orphaned_uploads(settings.upload_dir)
         db = Database(settings.db_url)
         lastseen = LastSeen(db, settings.lastseen_flush_s)
         generation_read = GenerationRead(db)
@@ -62,6 +65,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="uptend", version=__version__, lifespan=lifespan)
     errors.install(app)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        larger={("POST", "/api/v1/releases"): settings.max_upload_bytes},
+    )
     app.include_router(agent.router)
     app.include_router(admin.router)
     app.include_router(ops.router)

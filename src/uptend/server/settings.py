@@ -9,6 +9,12 @@ want a tighter freeze-attack window; both `server init` and `server run` read th
 
 `UPTEND_LASTSEEN_FLUSH_S` sets how often `server run` writes the agents' last-seen times
 (default 5; see `uptend.server.lastseen`).
+
+Two cap request bodies, counted as they arrive (413 beyond; see `uptend.server.bodylimit`):
+
+- `UPTEND_MAX_BODY_BYTES`: any request but a release upload (default 4 MiB: a check-in at
+  every bound of `uptend.protocol.limits` fits).
+- `UPTEND_MAX_UPLOAD_BYTES`: the archive of a release (default 2 GiB).
 """
 
 import os
@@ -16,16 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from uptend.errors import ConfigError
+from uptend.protocol import limits
 from uptend.server.storage.db import sqlite_url
 from uptend.server.tuf_repo import Expiry
 
-MAX_UPLOAD_BYTES = 2 << 30  # 2 GiB per release archive
 MAX_UNPACKED_BYTES = 8 << 30
 MAX_FILES = 200_000
 
 TIMESTAMP_EXPIRY_ENV = "UPTEND_TIMESTAMP_EXPIRY_S"
 RESIGN_CHECK_ENV = "UPTEND_RESIGN_CHECK_S"
 LASTSEEN_FLUSH_ENV = "UPTEND_LASTSEEN_FLUSH_S"
+MAX_BODY_ENV = "UPTEND_MAX_BODY_BYTES"
+MAX_UPLOAD_ENV = "UPTEND_MAX_UPLOAD_BYTES"
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -44,6 +52,18 @@ def _env_seconds(name: str, default: float) -> float:
     return value
 
 
+def _env_bytes(name: str, default: int) -> int:
+    text = os.environ.get(name, "")
+    if not text:
+        return default
+    if not text.isdigit() or not 1024 <= int(text) <= limits.MAX_INT:
+        raise ConfigError(
+            f"{name}={text!r} must be a whole number of bytes, at least 1024",
+            hint=f"unset {name} for the default of {default}",
+        )
+    return int(text)
+
+
 def _expiry_from_env() -> Expiry:
     default = Expiry()
     return Expiry(
@@ -58,6 +78,12 @@ class Settings:
     expiry: Expiry = field(default_factory=_expiry_from_env)
     resign_check_s: float = field(default_factory=lambda: _env_seconds(RESIGN_CHECK_ENV, 60.0))
     lastseen_flush_s: float = field(default_factory=lambda: _env_seconds(LASTSEEN_FLUSH_ENV, 5.0))
+    max_body_bytes: int = field(
+        default_factory=lambda: _env_bytes(MAX_BODY_ENV, limits.MAX_BODY_BYTES)
+    )
+    max_upload_bytes: int = field(
+        default_factory=lambda: _env_bytes(MAX_UPLOAD_ENV, limits.MAX_UPLOAD_BYTES)
+    )
 
     @property
     def db_url(self) -> str:

@@ -134,10 +134,11 @@ def _strategy(tp: Any, name: str = "", *, sent: bool = False) -> st.SearchStrate
     if tp is str:
         return st.text(max_size=30)
     if tp is datetime:
+        zones: st.SearchStrategy[Any] = st.just(UTC) if sent else st.none() | st.just(UTC)
         return st.datetimes(  # hypothesis bounds are naive, its time zones apply to them
             min_value=datetime(limits.MIN_YEAR, 1, 2),  # noqa: DTZ001
             max_value=datetime(limits.MAX_YEAR, 12, 30),  # noqa: DTZ001
-            timezones=st.just(UTC) if sent else st.none() | st.just(UTC),
+            timezones=zones,
         )
     if isinstance(tp, type) and issubclass(tp, enum.StrEnum):
         return st.sampled_from(list(tp))
@@ -145,14 +146,12 @@ def _strategy(tp: Any, name: str = "", *, sent: bool = False) -> st.SearchStrate
 
 
 def _message(cls: type) -> st.SearchStrategy[Any]:
-    model = issubclass(cls, BaseModel)
-    hints = cls.model_fields if model else get_type_hints(cls, include_extras=True)
+    if issubclass(cls, BaseModel):
+        hints = {name: info.annotation for name, info in cls.model_fields.items()}
+    else:
+        hints = get_type_hints(cls, include_extras=True)
     sent = WIRE_OF.get(cls, cls) in WIRE_MESSAGES
-    kwargs = {
-        name: _strategy(info.annotation if model else info, name, sent=sent)
-        for name, info in hints.items()
-    }
-    return st.builds(cls, **kwargs)
+    return st.builds(cls, **{name: _strategy(tp, name, sent=sent) for name, tp in hints.items()})
 
 
 @pytest.mark.parametrize(("cls", "model"), PAIRS, ids=[c.__name__ for c, _ in PAIRS])

@@ -39,10 +39,10 @@ async def _keep_signed(ctx: Context) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     repo = TufRepo.open(settings.tuf_dir, expiry=settings.expiry)
+    remove_orphaned_uploads(settings.upload_dir)  # before `server run` says it listens
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        remove_orphaned_uploads(settings.upload_dir)
         db = Database(settings.db_url)
         lastseen = LastSeen(db, settings.lastseen_flush_s)
         generation_read = GenerationRead(db)

@@ -19,7 +19,10 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 NameQ = Annotated[str, Query(max_length=MAX_NAME)]
 _DENIED = {401: "the admin token is missing or not valid"}
 _INVALID = {422: "a parameter or the body is not valid (the message says which)"}
-_TOO_LARGE = {413: "the body is over the server's limit (UPTEND_MAX_BODY_BYTES)"}
+_TOO_LARGE = {
+    400: "the body is not text FastAPI can read (e.g. not UTF-8)",
+    413: "the body is over the server's limit (UPTEND_MAX_BODY_BYTES)",
+}
 
 
 @router.post(

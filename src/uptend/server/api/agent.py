@@ -17,6 +17,7 @@ _CALLER = "uptend.agent"  # where _AuthFirst leaves the caller, in the request's
 
 
 REFUSED = {
+    400: "the body is not text FastAPI can read (e.g. not UTF-8)",
     413: "the body is over the server's limit (UPTEND_MAX_BODY_BYTES)",
     422: "the body does not match its schema (the message says where)",
 }

@@ -111,11 +111,27 @@ def test_an_error_body_comes_back_as_its_class(server: tuple[str, Script]) -> No
     url, script = server
     body = {"error": "ConflictError", "message": "busy", "hint": "wait"}
     script.answers = [(409, json.dumps(body).encode()), (200, directives())]
+    request = wire.EnrollRequest(token="t", name="n")  # noqa: S106 - not a secret
     with closing(ControlClient(url)) as client:
         with pytest.raises(ConflictError, match="busy"):
-            client.checkin(BODY, None)
+            client.post("api/v1/enroll", request, wire.EnrollResponse)
         client.checkin(BODY, None)  # the connection is still good
     assert script.connections == 1
+
+
+@pytest.mark.parametrize(("status", "error"), [(422, "ConfigError"), (413, "ConfigError")])
+def test_a_refused_check_in_is_transient(
+    server: tuple[str, Script], status: int, error: str
+) -> None:
+    """The agent keeps its apps running and retries; it does not stop on a 4xx."""
+    url, script = server
+    body = {"error": error, "message": "invalid request: body.apps", "hint": "see the schema"}
+    script.answers = [(status, json.dumps(body).encode())]
+    with (
+        closing(ControlClient(url)) as client,
+        pytest.raises(TransientError, match=r"refused the check-in: invalid request: body\.apps"),
+    ):
+        client.checkin(BODY, None)
 
 
 @pytest.mark.parametrize(

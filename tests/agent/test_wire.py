@@ -6,10 +6,11 @@ defaults and optionality, and round-trip generated messages both ways through re
 """
 
 import dataclasses
+import enum
 import json
 import types
 from datetime import UTC, datetime
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 import pytest
 from hypothesis import given, settings
@@ -17,16 +18,25 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from uptend.agent import wire
-from uptend.protocol import agent_api
+from uptend.protocol import agent_api, limits
+from uptend.protocol.reasons import Outcome
 
 PAIRS = [(cls, getattr(agent_api, cls.__name__)) for cls in wire.MESSAGES]
-WIRE_OF = {model: cls for cls, model in PAIRS} | {agent_api.AppState: wire.AppState}
+WIRE_OF = {model: cls for cls, model in PAIRS} | {
+    agent_api.AppState: wire.AppState,
+    Outcome: wire.Outcome,
+}
+
+
+def _bare(tp: Any) -> Any:
+    """An annotation without its constraints (Annotated[str, ...] is a str on the wire)."""
+    return get_args(tp)[0] if get_origin(tp) is Annotated else tp
 
 
 def _same_type(model_type: Any, wire_type: Any) -> bool:
     """The model's annotation and the dataclass's, with each model mapped to its mirror."""
     if get_origin(model_type) in (Union, types.UnionType):  # only X | None on the wire
-        mapped = {WIRE_OF.get(a, a) for a in get_args(model_type)}
+        mapped = {WIRE_OF.get(_bare(a), _bare(a)) for a in get_args(model_type)}
         return get_origin(wire_type) in (Union, types.UnionType) and mapped == set(
             get_args(wire_type)
         )
@@ -57,10 +67,11 @@ def test_same_fields_types_defaults_and_optionality(cls: type, model: type[BaseM
             assert info.get_default(call_default_factory=True) == _default(f), f.name
 
 
-def test_the_app_states_are_the_same() -> None:
-    assert [(s.name, s.value) for s in wire.AppState] == [
-        (s.name, s.value) for s in agent_api.AppState
-    ]
+@pytest.mark.parametrize(
+    ("mirror", "enum"), [(wire.AppState, agent_api.AppState), (wire.Outcome, Outcome)]
+)
+def test_the_enums_are_the_same(mirror: type[enum.StrEnum], enum: type[enum.StrEnum]) -> None:
+    assert [(s.name, s.value) for s in mirror] == [(s.name, s.value) for s in enum]
 
 
 def test_every_agent_api_message_has_a_mirror() -> None:
@@ -78,37 +89,69 @@ def test_every_agent_api_message_has_a_mirror() -> None:
 # -- generated messages, both ways ------------------------------------------------------------
 
 
-def _strategy(tp: Any, name: str = "") -> st.SearchStrategy[Any]:
-    """Values of annotation `tp` inside the bounds `wire` checks (the server never exceeds them)."""
+# Fields an agent sends, drawn inside the server's bounds (protocol.limits): what the agent
+# sends is made to fit them (agent.status), and tests/server/test_bounds.py attacks them.
+NAMES = st.from_regex(r"\A[a-z0-9][a-z0-9_\-]{0,20}\Z")
+VERSIONS = st.from_regex(r"\A[0-9]{1,3}(\.[0-9]{1,3}){0,3}(rc[0-9])?(\.post[0-9])?\Z")
+TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30)
+BY_NAME: dict[str, st.SearchStrategy[Any]] = {
+    "app": NAMES,
+    "group": NAMES,
+    "version": VERSIONS,
+    "target": VERSIONS,
+    "token": st.from_regex(r"\A[!-~]{0,40}\Z"),
+    "name": st.text(st.characters(categories=["L", "N", "P", "Zs"]), max_size=30),
+    "agent_version": st.from_regex(r"\A[0-9][0-9a-z.+]{0,20}\Z"),
+    "phase": st.sampled_from(["fetching", "probation", "rolling_back"]),
+    "reason": TEXT,
+    "log_tail": TEXT,
+}
+WIRE_MESSAGES = {wire.EnrollRequest, wire.AppStatus, wire.Report, wire.CheckIn}
+
+
+def _strategy(tp: Any, name: str = "", *, sent: bool = False) -> st.SearchStrategy[Any]:
+    """Values of annotation `tp` inside the bounds `wire` checks (the server never exceeds them)
+    and, where an agent `sent` it, inside the bounds the server checks."""
+    tp = _bare(tp)
     if get_origin(tp) in (Union, types.UnionType):
         (inner,) = (a for a in get_args(tp) if a is not type(None))
-        return st.none() | _strategy(inner, name)
+        return st.none() | _strategy(inner, name, sent=sent)
     if get_origin(tp) is list:
-        return st.lists(_strategy(get_args(tp)[0]), max_size=3)
+        return st.lists(_strategy(get_args(tp)[0], sent=sent), max_size=3)
     if name == "poll_interval_s":
         return st.floats(min_value=1e-3, max_value=wire.MAX_POLL_S)
+    if sent and name in BY_NAME:
+        return BY_NAME[name]
     if tp is bool:
         return st.booleans()
     if tp is int:
-        return st.integers(min_value=-wire.MAX_INT, max_value=wire.MAX_INT)
+        low = 0 if sent else -wire.MAX_INT
+        return st.integers(min_value=low, max_value=wire.MAX_INT)
     if tp is float:
+        if sent:
+            return st.floats(min_value=0, max_value=limits.MAX_SECONDS)
         return st.floats(allow_nan=False, allow_infinity=False)
     if tp is str:
         return st.text(max_size=30)
     if tp is datetime:
-        return st.datetimes(timezones=st.none() | st.just(UTC))
-    if isinstance(tp, type) and issubclass(tp, agent_api.AppState | wire.AppState):
+        zones: st.SearchStrategy[Any] = st.just(UTC) if sent else st.none() | st.just(UTC)
+        return st.datetimes(  # hypothesis bounds are naive, its time zones apply to them
+            min_value=datetime(limits.MIN_YEAR, 1, 2),  # noqa: DTZ001
+            max_value=datetime(limits.MAX_YEAR, 12, 30),  # noqa: DTZ001
+            timezones=zones,
+        )
+    if isinstance(tp, type) and issubclass(tp, enum.StrEnum):
         return st.sampled_from(list(tp))
     return _message(tp)
 
 
 def _message(cls: type) -> st.SearchStrategy[Any]:
-    hints = cls.model_fields if issubclass(cls, BaseModel) else get_type_hints(cls)
-    kwargs = {
-        name: _strategy(info.annotation if issubclass(cls, BaseModel) else info, name)
-        for name, info in hints.items()
-    }
-    return st.builds(cls, **kwargs)
+    if issubclass(cls, BaseModel):
+        hints = {name: info.annotation for name, info in cls.model_fields.items()}
+    else:
+        hints = get_type_hints(cls, include_extras=True)
+    sent = WIRE_OF.get(cls, cls) in WIRE_MESSAGES
+    return st.builds(cls, **{name: _strategy(tp, name, sent=sent) for name, tp in hints.items()})
 
 
 @pytest.mark.parametrize(("cls", "model"), PAIRS, ids=[c.__name__ for c, _ in PAIRS])

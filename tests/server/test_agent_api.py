@@ -140,7 +140,7 @@ def test_enroll_into_an_unknown_group_is_404_and_creates_no_agent(server: Fleet)
     response = enroll(server, "lost", group="no-such-group")
     assert_refused(response, 404, "NotFoundError", "group no-such-group does not exist")
     assert "uptend group set no-such-group" in response.json()["hint"]
-    assert_refused(enroll(server, "lost", group="Bad Group"), 422, "ConfigError", "invalid group")
+    assert_refused(enroll(server, "lost", group="Bad Group"), 422, "ConfigError", "body.group")
     assert_refused(enroll(server, " "), 422, "ConfigError", "agent name must be 1-128")
     assert agents(server) == before
 

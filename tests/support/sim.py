@@ -53,7 +53,7 @@ class SimHost:
             plan = self.plans.get(app, machine.Plan())
             alive = plan.current is not None  # the fake install keeps what it installed up
             statuses.append(app_status(app, plan, plan.current, alive, (None, None, None), ""))
-            reports += [report_of(app, p) for p in plan.pending]
+            reports += [r for p in plan.pending if (r := report_of(app, p)) is not None]
             sent[app] = len(plan.pending)
         return CheckIn(agent_version=__version__, apps=statuses, reports=reports), sent
 

@@ -22,7 +22,7 @@ from uptend import __version__
 from uptend.agent import tls, wire
 from uptend.agent.crashpoints import crashpoint
 from uptend.agent.wire import CheckIn, Directives
-from uptend.errors import ConfigError, TransientError
+from uptend.errors import AuthError, ConfigError, TransientError, UptendError
 from uptend.protocol.errors import error_from_body
 from uptend.protocol.tokens import AGENT_PREFIX
 
@@ -85,7 +85,14 @@ class ControlClient:
             generation=last.generation if last else None,
             valid_until=last.valid_until if last else None,
         )
-        answer = self.post("api/v1/checkin", sent, Directives)
+        try:
+            answer = self.post("api/v1/checkin", sent, Directives)
+        except (AuthError, TransientError):
+            raise
+        except UptendError as e:  # a refused check-in (413, 422): keep the apps, retry later
+            raise TransientError(
+                f"the server refused the check-in: {e.message}", hint=e.hint or _RETRY_HINT
+            ) from None
         if answer.credential is not None:
             self._rotate(answer.credential)
             answer = dataclasses.replace(answer, credential=None)  # never in directives.json

@@ -24,12 +24,13 @@ from uptend.agent.installers import supported
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.lock import DataDirLock
-from uptend.agent.status import app_status, report_of
+from uptend.agent.status import app_status, fit, report_of
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.wire import AppDirective, AppStatus, CheckIn, Directives, Report
 from uptend.agent.worker import Spawn, Work, in_child
 from uptend.errors import AuthError, TransientError, UptendError
 from uptend.policy.backoff import jittered_s, retry_delay_s
+from uptend.protocol import limits
 
 log = logging.getLogger("uptend.agent")
 TICK_S = 0.5  # idle: supervise the apps twice a second
@@ -137,11 +138,16 @@ class Agent:
         sent: dict[str, int] = {}
         reports: list[Report] = []
         if not self.unwritable:  # reports are dropped from the journal once delivered
-            reports = list(legacy)
+            # At most MAX_REPORTS per check-in, oldest first; the rest go with the next one.
+            # One that cannot be sent (fit: None) counts as delivered, or it would block;
+            # legacy reports over the limit go with the old file.
+            reports = [r for r in map(fit, legacy[: limits.MAX_REPORTS]) if r is not None]
+            budget = limits.MAX_REPORTS - len(reports)
             for app in self.apps():
-                pending = self.driver(app).plan.pending
+                pending = self.driver(app).plan.pending[: max(0, budget)]
                 sent[app] = len(pending)
-                reports += [report_of(app, p) for p in pending]
+                budget -= len(pending)
+                reports += [r for p in pending if (r := report_of(app, p)) is not None]
         body = CheckIn(agent_version=__version__, apps=self.statuses(), reports=reports)
         try:
             directives = self.control.checkin(body, self.directives)
@@ -223,7 +229,7 @@ class Agent:
 
     def statuses(self) -> list[AppStatus]:
         out = []
-        for app in self.apps():
+        for app in self.apps()[: limits.MAX_APPS]:  # the server takes no more per check-in
             driver = self.driver(app)
             installed = files.read_current(self.layout.app_dir(app))
             alive = self.supervisor.alive(app)

@@ -1,9 +1,20 @@
-"""What the agent says about one app at check-in: its state, and while updating, how far."""
+"""What the agent says about one app at check-in: its state, and while updating, how far.
 
+All of it inside the server's bounds (`protocol.limits`): a check-in the server refused
+would be refused again at every retry, so text is cut and cleaned here, and a report that
+cannot be made to fit is dropped rather than sent.
+"""
+
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from uptend.agent.machine import HoldState, Pending, Phase, Plan
-from uptend.agent.wire import AppState, AppStatus, Report
+from uptend.agent.wire import AppState, AppStatus, Outcome, Report, clean
+from uptend.protocol import limits
+from uptend.protocol.versions import is_version
+
+_EARLIEST = datetime(limits.MIN_YEAR, 1, 1, tzinfo=UTC)
+_LATEST = datetime(limits.MAX_YEAR, 12, 31, tzinfo=UTC)
 
 
 def app_status(
@@ -38,7 +49,7 @@ def app_status(
             version=installed,
             state=AppState.UPDATING,
             target=plan.target,
-            reason=reason,
+            reason=clean(reason, limits.MAX_REASON),
             phase=plan.phase.value,
             bytes_done=done,
             bytes_total=total,
@@ -53,12 +64,45 @@ def app_status(
         state, reason = AppState.PENDING, ""
     else:
         state, reason = AppState.STOPPED, "not running"
-    return AppStatus(app=app, version=installed, state=state, target=None, reason=reason)
+    return AppStatus(
+        app=app,
+        version=installed,
+        state=state,
+        target=None,
+        reason=clean(reason, limits.MAX_REASON),
+    )
 
 
-def report_of(app: str, p: Pending) -> Report:
-    """A report the plan holds, as the check-in sends it."""
-    at = datetime.fromtimestamp(p.at, UTC)
-    return Report(
-        app=app, version=p.version, outcome=p.outcome, reason=p.reason, log_tail=p.log_tail, at=at
+def report_of(app: str, p: Pending) -> Report | None:
+    """A report the plan holds, as the check-in sends it (None: it cannot be sent)."""
+    try:
+        outcome = Outcome(p.outcome)
+        at = datetime.fromtimestamp(p.at, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return fit(
+        Report(
+            app=app, version=p.version, outcome=outcome, reason=p.reason, log_tail=p.log_tail, at=at
+        )
+    )
+
+
+def fit(report: Report) -> Report | None:
+    """`report` inside the server's bounds, or None if its version cannot be a release's.
+
+    Text is cut and cleaned, the time put in UTC and inside the years the server takes (a
+    clock reset to 1970 still reports).
+    """
+    if not is_version(report.version):
+        return None
+    at = report.at if report.at.tzinfo is not None else report.at.replace(tzinfo=UTC)
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError:  # within a day of datetime's own bounds
+        at = _LATEST if at.year > limits.MIN_YEAR else _EARLIEST
+    return replace(
+        report,
+        reason=clean(report.reason, limits.MAX_REASON),
+        log_tail=clean(report.log_tail, limits.MAX_LOG_TAIL, keep_end=True),
+        at=min(max(at, _EARLIEST), _LATEST),
     )

@@ -8,25 +8,30 @@ carry pydantic (~8 MB of an idle agent).
 
 What the server sends is hostile input: `decode` checks every type, ignores unknown keys
 (as the models do) and bounds every size; anything else is a `WireError`, which the control
-client turns into a TransientError. Pure: no I/O.
+client turns into a TransientError. What the agent sends must fit the server's bounds
+(`protocol.limits`): `clean` makes free text fit. Pure: no I/O.
 """
 
 import dataclasses
 import json
 import math
+import re
 import types
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-MAX_BODY_BYTES = 4 << 20  # a check-in answer for thousands of apps fits easily
+from uptend.protocol import limits
+
+MAX_BODY_BYTES = limits.MAX_BODY_BYTES  # a check-in answer for thousands of apps fits easily
 MAX_ITEMS = 10_000  # per list
-MAX_TEXT = 64 << 10  # per string (a report's log tail is at most 64 KiB)
-MAX_INT = (1 << 63) - 1
-MAX_POLL_S = 7 * 86400.0
+MAX_TEXT = 64 << 10  # per string
+MAX_INT = limits.MAX_INT
+MAX_POLL_S = limits.MAX_POLL_S
 
 T = TypeVar("T")
+_UNSENDABLE = re.compile("[\x00\ud800-\udfff]")  # in a str, any surrogate is a lone one
 
 
 class WireError(ValueError):
@@ -42,6 +47,17 @@ class AppState(StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"
     STOPPED = "stopped"
+
+
+class Outcome(StrEnum):
+    """The outcome of one update attempt (protocol.Outcome's values)."""
+
+    INSTALLED = "installed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+    REFUSED = "refused"
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,7 +94,7 @@ class AppStatus:
 class Report:
     app: str
     version: str
-    outcome: str  # installed | failed | rolled_back | rollback_failed | deferred | refused
+    outcome: Outcome
     reason: str = ""
     log_tail: str = ""
     at: datetime
@@ -124,8 +140,26 @@ MESSAGES = (EnrollRequest, EnrollResponse, AppStatus, Report, CheckIn, AppDirect
 
 
 def encode(message: object) -> bytes:
-    """The JSON of a message, as the server's models read it."""
-    return json.dumps(_plain(message), separators=(",", ":"), allow_nan=False).encode()
+    """The JSON of a message, as the server's models read it.
+
+    UTF-8 rather than JSON escapes (a log tail of CJK text is a third of the bytes); a lone
+    surrogate, which UTF-8 cannot hold, is written as the same escape `ensure_ascii` makes.
+    """
+    text = json.dumps(_plain(message), separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    return text.encode("utf-8", "backslashreplace")
+
+
+def clean(text: str, limit: int, *, keep_end: bool = False) -> str:
+    """`text` as the server accepts free text: no NUL or lone surrogate, `limit` characters.
+
+    Each NUL or lone surrogate becomes U+FFFD; a longer text keeps its first characters, or
+    with `keep_end` its last ones.
+    """
+    if len(text) > limit:
+        text = text[-limit:] if keep_end else text[:limit]
+    if "\x00" in text or not text.isascii():
+        text = _UNSENDABLE.sub("\ufffd", text)
+    return text
 
 
 def decode(cls: type[T], body: bytes) -> T:

@@ -21,7 +21,7 @@ from uptend.errors import ConfigError
 from uptend.protocol.manifest import MANIFEST_NAME, parse_manifest
 from uptend.protocol.names import check_name
 from uptend.protocol.targets import ArchiveFormat, target_path
-from uptend.protocol.versions import parse_version
+from uptend.protocol.versions import normalize
 
 app = typer.Typer(
     add_completion=False,  # the root command owns shell completion (it has none)
@@ -145,7 +145,7 @@ def publish(
     is the one it was signed for.
     """
     check_name("app", name)
-    parse_version(version)
+    version = normalize(version)  # what the server stores and signs
     check_name("channel", channel)
     signed = b""
     if path.is_dir() and (path / SIGNED_FILE).is_file():
@@ -222,7 +222,7 @@ def sign(
     from uptend.server.tuf_repo.signed import sign_release
 
     check_name("app", name)
-    parse_version(version)
+    version = normalize(version)  # what the server stores and signs
     check_name("channel", channel)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not empty", hint="give a new directory to --out")

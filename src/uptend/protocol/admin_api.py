@@ -4,12 +4,12 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from uptend.protocol.agent_api import AppState
+from uptend.protocol.agent_api import AppState, Name
 from uptend.protocol.reasons import Reason
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class Release(_Wire):
@@ -24,8 +24,8 @@ class Release(_Wire):
 
 
 class GroupSet(_Wire):
-    app: str | None = None
-    channel: str = "stable"
+    app: Name | None = None
+    channel: Name = "stable"
     poll_interval_s: float | None = Field(default=None, ge=1, le=86400)
     auto_update: bool | None = None
     windows: list[str] | None = Field(

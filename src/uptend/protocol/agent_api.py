@@ -1,13 +1,53 @@
-"""What agents and the server say to each other: enrollment, check-in, directives, reports."""
+"""What agents and the server say to each other: enrollment, check-in, directives, reports.
 
-from datetime import datetime
+Everything an agent sends is bounded here (the limits live in `protocol.limits`), so the
+server refuses it before anything is stored, alike on SQLite and PostgreSQL: names and
+versions by pattern, free text by length and without NUL (JSON with a lone surrogate is not
+valid JSON to pydantic), numbers finite and in range, times with a time zone and inside
+`MIN_YEAR`..`MAX_YEAR` once in UTC (the form they are stored in).
+"""
+
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from uptend.protocol import limits, names, versions
+from uptend.protocol.reasons import Outcome
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("a time needs a time zone (e.g. 2030-01-01T00:00:00Z)")
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range once in UTC") from None
+    if not limits.MIN_YEAR <= value.year <= limits.MAX_YEAR:
+        raise ValueError(f"the time must fall in the years {limits.MIN_YEAR}-{limits.MAX_YEAR}")
+    return value
+
+
+Name = Annotated[str, StringConstraints(pattern=rf"^{names.PATTERN}$")]
+Version = Annotated[
+    str, StringConstraints(max_length=limits.MAX_VERSION, pattern=rf"^{versions.PATTERN}$")
+]
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+_NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+ReasonText = Annotated[str, StringConstraints(max_length=limits.MAX_REASON, pattern=_NO_NUL)]
+LogTail = Annotated[str, StringConstraints(max_length=limits.MAX_LOG_TAIL, pattern=_NO_NUL)]
+Phase = Annotated[str, StringConstraints(pattern=rf"^[a-z_]{{1,{limits.MAX_PHASE}}}$")]
+_AGENT_VERSION = rf"^[0-9A-Za-z][0-9A-Za-z.+!_\-]{{0,{limits.MAX_AGENT_VERSION - 1}}}$"
+AgentVersion = Annotated[str, StringConstraints(pattern=_AGENT_VERSION)]
+Count = Annotated[int, Field(ge=0, le=limits.MAX_INT)]
+Seconds = Annotated[float, Field(ge=0, le=limits.MAX_SECONDS)]
+# No control characters, no bidirectional overrides: a name is printed on operators' screens.
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$"
 
 
 class AppState(StrEnum):
@@ -22,9 +62,9 @@ class AppState(StrEnum):
 
 
 class EnrollRequest(_Wire):
-    token: str
-    name: str
-    group: str = "default"
+    token: Annotated[str, StringConstraints(max_length=limits.MAX_TOKEN, pattern=r"^[!-~]*$")]
+    name: Annotated[str, StringConstraints(max_length=limits.MAX_AGENT_NAME, pattern=_PRINTABLE)]
+    group: Name = "default"
 
 
 class EnrollResponse(_Wire):
@@ -37,35 +77,40 @@ class EnrollResponse(_Wire):
 
 
 class AppStatus(_Wire):
-    app: str
-    version: str | None = None
+    app: Name
+    version: Version | None = None
     state: AppState = AppState.PENDING
-    target: str | None = None  # the version being installed, if any
-    reason: str = ""
+    target: Version | None = None  # the version being installed, if any
+    reason: ReasonText = ""
     # While updating (all optional: older agents and servers leave them out or ignore them)
-    phase: str | None = None  # fetching | staging | ready | activating | probation | rolling_back
-    bytes_done: int | None = None  # fetching: bytes of the target on disk so far
-    bytes_total: int | None = None  # fetching: the signed length
-    probation_left_s: float | None = None
+    phase: Phase | None = None  # fetching | staging | ready | activating | probation | rolling_back
+    bytes_done: Count | None = None  # fetching: bytes of the target on disk so far
+    bytes_total: Count | None = None  # fetching: the signed length
+    probation_left_s: Seconds | None = None
 
 
 class Report(_Wire):
     """The outcome of one update attempt, sent with the next check-in."""
 
-    app: str
-    version: str
-    outcome: str  # installed | failed | rolled_back | rollback_failed | deferred | refused
-    reason: str = ""
-    log_tail: str = ""
-    at: datetime
+    app: Name
+    version: Version
+    outcome: Outcome
+    reason: ReasonText = ""
+    log_tail: LogTail = ""
+    at: Timestamp
 
 
 class CheckIn(_Wire):
-    agent_version: str
-    apps: list[AppStatus] = []
-    reports: list[Report] = []
+    agent_version: AgentVersion
+    apps: list[AppStatus] = Field(default=[], max_length=limits.MAX_APPS)
+    reports: list[Report] = Field(
+        default=[], max_length=limits.MAX_REPORTS, description="the rest go with the next check-in"
+    )
     generation: int | None = Field(
-        default=None, description="the generation of the directives the agent holds, if any"
+        default=None,
+        ge=0,
+        le=limits.MAX_INT,
+        description="the generation of the directives the agent holds, if any",
     )
     valid_until: datetime | None = Field(
         default=None, description="the valid_until of the directives the agent holds, if any"

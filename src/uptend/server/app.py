@@ -12,10 +12,12 @@ from fastapi.staticfiles import StaticFiles
 from uptend import __version__
 from uptend.server import errors
 from uptend.server.api import admin, agent, ops
+from uptend.server.bodylimit import BodyLimit
 from uptend.server.generation import GenerationReader
 from uptend.server.lastseen import LastSeen
 from uptend.server.ratelimit import Guard
 from uptend.server.services.context import Context, utcnow
+from uptend.server.services.releases import remove_orphaned_uploads
 from uptend.server.settings import Settings
 from uptend.server.storage.db import Database
 from uptend.server.storage.generation_read import GenerationRead
@@ -38,6 +40,7 @@ async def _keep_signed(ctx: Context) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     repo = TufRepo.open(settings.tuf_dir, expiry=settings.expiry)
+    remove_orphaned_uploads(settings.upload_dir)  # before `server run` says it listens
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,6 +69,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="uptend", version=__version__, lifespan=lifespan)
     errors.install(app)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        larger={("POST", "/api/v1/releases"): settings.max_upload_bytes},
+    )
     app.include_router(agent.router)
     app.include_router(admin.router)
     app.include_router(ops.router)

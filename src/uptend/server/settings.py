@@ -13,6 +13,12 @@ want a tighter freeze-attack window; both `server init` and `server run` read th
 Rate limits, per server process (`uptend.server.ratelimit`; 0 turns one off):
 `UPTEND_AUTH_FAILURES_PER_MIN` failed authentications per source address and per token id
 (default 60), `UPTEND_ENROLLS_PER_MIN` enrollments per source address (default 1200).
+
+Two cap request bodies, counted as they arrive (413 beyond; see `uptend.server.bodylimit`):
+
+- `UPTEND_MAX_BODY_BYTES`: any request but a release upload (default 4 MiB: a check-in at
+  every bound of `uptend.protocol.limits` fits).
+- `UPTEND_MAX_UPLOAD_BYTES`: the archive of a release (default 2 GiB).
 """
 
 import os
@@ -20,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from uptend.errors import ConfigError
+from uptend.protocol import limits
 from uptend.server.ratelimit import Limits, Rate
 from uptend.server.storage.db import sqlite_url
 from uptend.server.tuf_repo import Expiry
 
-MAX_UPLOAD_BYTES = 2 << 30  # 2 GiB per release archive
 MAX_UNPACKED_BYTES = 8 << 30
 MAX_FILES = 200_000
 
@@ -33,6 +39,8 @@ RESIGN_CHECK_ENV = "UPTEND_RESIGN_CHECK_S"
 LASTSEEN_FLUSH_ENV = "UPTEND_LASTSEEN_FLUSH_S"
 AUTH_FAILURES_ENV = "UPTEND_AUTH_FAILURES_PER_MIN"
 ENROLLS_ENV = "UPTEND_ENROLLS_PER_MIN"
+MAX_BODY_ENV = "UPTEND_MAX_BODY_BYTES"
+MAX_UPLOAD_ENV = "UPTEND_MAX_UPLOAD_BYTES"
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -49,6 +57,18 @@ def _env_seconds(name: str, default: float) -> float:
             hint=f"unset {name}",
         )
     return value
+
+
+def _env_bytes(name: str, default: int) -> int:
+    text = os.environ.get(name, "")
+    if not text:
+        return default
+    if not text.isdigit() or not 1024 <= int(text) <= limits.MAX_INT:
+        raise ConfigError(
+            f"{name}={text!r} must be a whole number of bytes, at least 1024",
+            hint=f"unset {name} for the default of {default}",
+        )
+    return int(text)
 
 
 def _expiry_from_env() -> Expiry:
@@ -86,6 +106,12 @@ class Settings:
     resign_check_s: float = field(default_factory=lambda: _env_seconds(RESIGN_CHECK_ENV, 60.0))
     lastseen_flush_s: float = field(default_factory=lambda: _env_seconds(LASTSEEN_FLUSH_ENV, 5.0))
     limits: Limits = field(default_factory=_limits_from_env)
+    max_body_bytes: int = field(
+        default_factory=lambda: _env_bytes(MAX_BODY_ENV, limits.MAX_BODY_BYTES)
+    )
+    max_upload_bytes: int = field(
+        default_factory=lambda: _env_bytes(MAX_UPLOAD_ENV, limits.MAX_UPLOAD_BYTES)
+    )
 
     @property
     def db_url(self) -> str:

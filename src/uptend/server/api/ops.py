@@ -6,11 +6,12 @@ from fastapi import APIRouter
 
 from uptend.server import stats
 from uptend.server.api.deps import Admin, Ctx
+from uptend.server.errors import responses
 
 router = APIRouter(prefix="/api/v1/server", tags=["ops"])
 
 
-@router.get("/stats")
+@router.get("/stats", responses=responses({401: "the admin token is missing or not valid"}))
 async def server_stats(ctx: Ctx, _: Admin) -> dict[str, Any]:
     """Statements by kind, check-ins, last-seen batching, caches, authentication failures.
 

@@ -5,12 +5,14 @@ import hashlib
 import json
 from datetime import datetime
 
+from uptend.errors import ConfigError
 from uptend.protocol import AppState, AppStatus, CheckIn, Directives, Report
 from uptend.protocol.reasons import FAILED_OUTCOMES
 from uptend.server.cache import Caller, GroupPlan, Known
 from uptend.server.services.context import Context, utcnow
 from uptend.server.services.directives import directives_for, plan_for
 from uptend.server.storage import hotpath
+from uptend.server.storage import releases as release_rows
 
 
 def _reported(body: CheckIn) -> tuple[bytes, dict[str, AppStatus]]:
@@ -64,6 +66,17 @@ def _changes(
     return new, changed
 
 
+def _refuse_unknown(plan: GroupPlan, unknown: set[str]) -> None:
+    """Refuse apps neither assigned to the group, published, nor on record for the agent."""
+    if unknown:
+        shown = ", ".join(sorted(unknown)[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise ConfigError(
+            f"not assigned to group {plan.name}: {shown}",
+            hint=f"assign it with `uptend group set {plan.name} --app APP`, or remove it from"
+            " this host",
+        )
+
+
 async def _record(
     ctx: Context,
     agent_id: str,
@@ -81,6 +94,10 @@ async def _record(
     """
     async with ctx.db.read() as conn:
         recorded = await hotpath.recorded(conn, agent_id)
+        unknown = {*reported, *(r.app for r in body.reports)} - recorded.apps.keys()
+        unknown -= {a.app for a in plan.apps} if unknown else set()
+        if unknown:  # rare: an app published but not assigned, or an agent making names up
+            _refuse_unknown(plan, unknown - await release_rows.published(conn, unknown))
     new, changed = _changes(recorded, reported, body.reports)
     version_changed = recorded.agent_version != body.agent_version
     retry = [a.app for a in plan.apps if a.app in recorded.retry]

@@ -1,4 +1,11 @@
-"""Publishing a release: validate, sign as a TUF target, record; nothing half-published."""
+"""Publishing a release: validate, sign as a TUF target, record; nothing half-published.
+
+Versions are PEP 440 normalised before anything else, so the one spelling stored, signed and
+put in the target path is the normal form, and a version equal to a published one of the app
+(`1.0`, `1.00`, `1.0.0`) is a conflict whatever its spelling. Uploads are spooled to
+`upload_dir` and consumed by the publish; what a killed server left there goes at the next
+start (`remove_orphaned_uploads`).
+"""
 
 import logging
 from pathlib import Path
@@ -11,31 +18,59 @@ from uptend.protocol import Release
 from uptend.protocol.manifest import parse_manifest
 from uptend.protocol.names import check_name
 from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
-from uptend.protocol.versions import parse_version
+from uptend.protocol.versions import normalize, same_version
 from uptend.server.services.context import Context, utcnow
 from uptend.server.settings import MAX_FILES, MAX_UNPACKED_BYTES
 from uptend.server.storage import audit, generation
 from uptend.server.storage import releases as rows
+from uptend.server.storage.db import Tx
 from uptend.server.storage.tables import ReleaseRow
 from uptend.server.tuf_repo.signed import decode
 
 log = logging.getLogger(__name__)
 
+UPLOAD_SUFFIX = ".upload"
 
-def check_request(app: str, version: str, channel: str) -> None:
-    """Refuse bad names before any byte is uploaded."""
+
+def check_request(app: str, version: str, channel: str) -> str:
+    """Refuse bad names before any byte is uploaded; the version's normal form."""
     check_name("app", app)
-    parse_version(version)
+    normal = normalize(version)
     check_name("channel", channel)
+    return normal
+
+
+async def _refuse_equal(tx: Tx, app: str, version: str) -> None:
+    """ConflictError if `app` has a release PEP 440 holds equal to `version`.
+
+    Rows of any age: those published before versions were normalised may be spelled otherwise.
+    """
+    for row in await rows.listing(tx, app):
+        if same_version(row.version, version):
+            raise ConflictError(
+                f"release {app} {row.version} already exists"
+                + (f" ({version} is the same version)" if row.version != version else ""),
+                hint="publish a new version number; releases are immutable",
+            )
 
 
 async def refuse_duplicate(ctx: Context, app: str, version: str) -> None:
     async with ctx.db.transaction() as tx:
-        if await rows.exists(tx, app, version):
-            raise ConflictError(
-                f"release {app} {version} already exists",
-                hint="publish a new version number; releases are immutable",
-            )
+        await _refuse_equal(tx, app, version)
+
+
+def remove_orphaned_uploads(upload_dir: Path) -> int:
+    """Delete the uploads a killed server left half-written; how many went.
+
+    Run before serving: one server process per data dir.
+    """
+    removed = 0
+    for leftover in upload_dir.glob(f"*{UPLOAD_SUFFIX}"):
+        leftover.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        log.info("removed %d orphaned upload(s) from %s", removed, upload_dir)
+    return removed
 
 
 def describe(
@@ -73,12 +108,15 @@ async def publish(
 
     `signed`: the roles `uptend release sign` made on the publisher's workstation (required
     when the server's release keys are offline); checked before anything is published.
+
+    `version` is in normal form (`check_request`).
     """
     try:
         roles = None if signed is None else decode(signed)
         custom = await anyio.to_thread.run_sync(describe, upload, app, version, channel, fmt)
         name = target_path(app, version, fmt)
         async with ctx.publish_lock, ctx.db.transaction() as tx:
+            await _refuse_equal(tx, app, version)  # again: a publish may have won meanwhile
             now = utcnow()
             row = ReleaseRow(
                 app=app,

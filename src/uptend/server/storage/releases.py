@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from uptend.errors import ConflictError
 from uptend.protocol.versions import parse_version
-from uptend.server.storage.db import Tx
+from uptend.server.storage.db import AsyncConnection, Tx
 from uptend.server.storage.tables import ChannelHeadRow, ReleaseRow
 
 
@@ -22,9 +22,10 @@ async def add(tx: Tx, row: ReleaseRow) -> None:
         ) from None
 
 
-async def exists(tx: Tx, app: str, version: str) -> bool:
-    stmt = select(ReleaseRow.id).where(ReleaseRow.app == app, ReleaseRow.version == version)
-    return (await tx.scalar(stmt)) is not None
+async def published(conn: AsyncConnection, apps: Iterable[str]) -> set[str]:
+    """Which of `apps` have a release on some channel (in one query)."""
+    stmt = select(ChannelHeadRow.app).where(ChannelHeadRow.app.in_(list(apps))).distinct()
+    return set((await conn.scalars(stmt)).all())
 
 
 async def listing(tx: Tx, app: str | None) -> list[ReleaseRow]:

@@ -67,7 +67,7 @@ def stored(server: Fleet) -> dict[str, Any]:
     """What the server shows of the test's agent: its apps, version and reports."""
     agent = agents(server)["bounded-agent"]
     with admin_client(server) as http:
-        detail = http.get(f"/api/v1/agents/{agent['id']}").json()
+        detail = http.get(f"/api/v1/agents/{agent['id']}", params={"by_id": "true"}).json()
     return {"apps": agent["apps"], "version": agent["agent_version"], "reports": detail["reports"]}
 
 

@@ -1,7 +1,9 @@
 """Text from agents reaches the operator's terminal as text, never as markup or escapes.
 
-Real agents are enrolled against a real server (SQLite and PostgreSQL) with names, versions,
-reasons and log tails built to attack a terminal: rich markup (`[/]` used to crash
+Agents are enrolled against a real server (SQLite and PostgreSQL) with reasons and log
+tails built to attack a terminal; their names and versions, which the server now refuses in
+such forms, are then set to hostile ones in the database itself (a row from before the
+bounds, or a database someone else writes to), since the CLI must not trust even those: rich markup (`[/]` used to crash
 `fleet list` with a MarkupError, `[link=…]` made a clickable link), an OSC sequence that sets
 the window title, CSI and 8-bit (0x9b) controls, a newline that forges a table row, a bidi override
 that reverses what follows. The CLI runs as a real process on a forced colour terminal (so
@@ -21,7 +23,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.server.test_agent_api import check_in, enrolled, fleet_on
+from sqlalchemy import create_engine, text
+
+from tests.server.test_agent_api import admin_client, check_in, enrolled, fleet_on
 from tests.support.fleet import UPTEND, Fleet
 from uptend.cli._output import escaped, escaped_lines
 
@@ -46,12 +50,14 @@ def server(
 ) -> Iterator[Fleet]:
     """A server whose only agents are the hostile ones, each checked in with a failure."""
     with fleet_on(request.param, tmp_path_factory.mktemp("literal")) as fleet:
-        for name, (version, reason, tail) in HOSTILE.items():
-            credential = enrolled(fleet, name)
-            status = {"app": APP, "version": version, "state": "failed", "reason": reason}
+        with admin_client(fleet) as http:  # agents report only apps their group runs
+            http.put("/api/v1/groups/default", json={"app": APP}).raise_for_status()
+        for i, (name, (version, reason, tail)) in enumerate(HOSTILE.items()):
+            credential = enrolled(fleet, f"lt-seed-{i}")
+            status = {"app": APP, "version": "1.0", "state": "failed", "reason": reason}
             report = {
                 "app": APP,
-                "version": version,
+                "version": "1.0",
                 "outcome": "failed",
                 "reason": reason,
                 "log_tail": tail,
@@ -59,7 +65,23 @@ def server(
             }
             answer = check_in(fleet, credential, [status], reports=[report])
             assert answer.status_code == 200, answer.text
+            hostile_rows(fleet, f"lt-seed-{i}", name, version)
         yield fleet
+
+
+def hostile_rows(fleet: Fleet, seed: str, name: str, version: str) -> None:
+    """Give agent `seed` the hostile `name` and installed/reported `version`, in SQL."""
+    url = fleet.database_url or f"sqlite:///{fleet.server_dir / 'uptend.db'}"
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as db:
+            (agent_id,) = db.execute(text("SELECT id FROM agents WHERE name = :n"), {"n": seed})
+            params = {"id": agent_id[0], "name": name, "v": version}
+            db.execute(text("UPDATE agents SET name = :name WHERE id = :id"), params)
+            db.execute(text("UPDATE agent_apps SET installed = :v WHERE agent_id = :id"), params)
+            db.execute(text("UPDATE reports SET version = :v WHERE agent_id = :id"), params)
+    finally:
+        engine.dispose()
 
 
 def terminal(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
@@ -191,9 +213,12 @@ def test_agent_enroll_status_and_log_print_their_text_literally(fleet: Fleet) ->
     The attempt log is written the way `AttemptLog` writes one, with text of the kind an
     installer's or a probe's output can carry into it.
     """
-    name = f"web-[/]{OSC_TITLE}\u202e"
     where = fleet.root / "host"
     argv = ["agent", "enroll", str(where), "--server", fleet.url, "--token", fleet.enroll_token]
+    refused = terminal(fleet, *argv, "--name", f"web-{OSC_TITLE}\u202e")  # the server says no
+    assert refused.returncode != 0
+    inert(refused.stderr)  # and says so without passing the controls on
+    name = "web-[/][link=https://evil.example]x"  # markup is a valid name: shown as it is
     done = terminal(fleet, *argv, "--name", name)
     assert done.returncode == 0, done.stderr
     assert escaped(name) in inert(done.stdout)

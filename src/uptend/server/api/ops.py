@@ -11,7 +11,15 @@ from uptend.server.errors import responses
 router = APIRouter(prefix="/api/v1/server", tags=["ops"])
 
 
-@router.get("/stats", responses=responses({401: "the admin token is missing or not valid"}))
+@router.get(
+    "/stats",
+    responses=responses(
+        {
+            401: "the admin token is missing or not valid",
+            429: "too many failed authentications from this address or token (Retry-After)",
+        }
+    ),
+)
 async def server_stats(ctx: Ctx, _: Admin) -> dict[str, Any]:
     """Statements by kind, check-ins, last-seen batching, caches, authentication failures.
 

@@ -3,13 +3,14 @@
 Agents are enrolled against a real server (SQLite and PostgreSQL) with reasons and log
 tails built to attack a terminal; their names and versions, which the server now refuses in
 such forms, are then set to hostile ones in the database itself (a row from before the
-bounds, or a database someone else writes to), since the CLI must not trust even those: rich markup (`[/]` used to crash
-`fleet list` with a MarkupError, `[link=…]` made a clickable link), an OSC sequence that sets
-the window title, CSI and 8-bit (0x9b) controls, a newline that forges a table row, a bidi override
-that reverses what follows. The CLI runs as a real process on a forced colour terminal (so
-rich emits its own styles and would emit links), and the test checks its real output: after
-taking out rich's own colour codes nothing is left that a terminal would act on, each agent
-is one row, and each hostile string shows once, escaped. `--json` stays the exact data.
+bounds, or a database someone else writes to), since the CLI must not trust even those.
+The attacks: rich markup (`[/]` used to crash `fleet list` with a MarkupError, `[link=…]`
+made a clickable link), an OSC sequence that sets the window title, CSI and 8-bit (0x9b)
+controls, a newline that forges a table row, a bidi override that reverses what follows. The
+CLI runs as a real process on a forced colour terminal (so rich emits its own styles and
+would emit links), and the test checks its real output: after taking out rich's own colour
+codes nothing is left that a terminal would act on, each agent is one row, and each hostile
+string shows once, escaped. `--json` stays the exact data.
 """
 
 import json
@@ -22,7 +23,6 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from sqlalchemy import create_engine, text
 
 from tests.server.test_agent_api import admin_client, check_in, enrolled, fleet_on

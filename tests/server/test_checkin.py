@@ -185,6 +185,11 @@ def test_server_stats_need_the_admin_token(server: Fleet) -> None:
         assert response.status_code == 401, response.text
 
 
+def test_the_server_keeps_its_start_up_heap_out_of_garbage_collections(server: Fleet) -> None:
+    """Frozen: a full collection would otherwise walk it while every request waits."""
+    assert stats(server.url, server.admin_token)["gc"]["frozen"] > 10_000
+
+
 # --- last seen ----------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 and its driver-level read, the bounded caches, the pure directive decision."""
 
 import asyncio
+import gc
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from uptend.cli.server import listening_socket
-from uptend.server.cache import AppPlan, Bounded, ByGeneration, GroupPlan
+from uptend.server.cache import AppPlan, Bounded, ByGeneration, Caller, GroupPlan, Known, Memory
 from uptend.server.generation import GenerationReader
 from uptend.server.services.directives import directives_for
 from uptend.server.storage.db import Database, migrate, sqlite_url
@@ -119,6 +120,37 @@ def test_caches_are_bounded_and_forget_on_a_new_generation() -> None:
 
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_remembered_agents_give_back_what_was_put_and_forget_on_a_new_generation() -> None:
+    memory = Memory()
+    caller = Caller(actor="agent:web-1", agent_id="a1", group="default", rotating=True)
+    admin = Caller(actor="admin#3", token_id=3, expires_at=NOW)
+    memory.credentials.put(7, "admin", admin)
+    assert memory.credentials.get(7, "admin") == admin  # every field comes back
+    known = Known(digest=b"\x01" * 32, generation=7, installed={"web": "1.0", "db": None})
+    memory.credentials.put(7, "digest", caller)
+    memory.known.put("a1", known)
+    assert (memory.credentials.get(7, "digest"), memory.known.get("a1")) == (caller, known)
+    assert memory.credentials.get(8, "digest") is None
+    memory.credentials.put(8, "other", caller)
+    assert (memory.credentials.get(8, "digest"), len(memory.credentials)) == (None, 1)
+    assert memory.credentials.get(8, "other") == caller
+    assert memory.known.get("a1") == known  # what agents report outlives generations
+
+
+def test_remembered_agents_add_no_object_to_a_garbage_collection() -> None:
+    """A full collection pauses the event loop for every tracked object it walks."""
+    memory = Memory()
+    gc.collect()
+    tracked = len(gc.get_objects())
+    for i in range(5000):
+        caller = Caller(actor=f"agent:h{i}", agent_id=f"a{i}", group="default")
+        memory.credentials.put(1, f"d{i}", caller)
+        memory.credentials.put(1, f"t{i}", Caller(actor=f"admin#{i}", token_id=i, expires_at=NOW))
+        memory.known.put(f"a{i}", Known(b"%d" % i, 1, {"web": f"1.{i}", "db": None}))
+    gc.collect()
+    assert len(gc.get_objects()) - tracked < 10  # the stores' own dicts, not 10,000 entries
 
 
 def test_directives_name_the_head_target_only_for_the_head() -> None:

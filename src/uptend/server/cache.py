@@ -5,11 +5,18 @@ group plans) is kept under the generation it was read at and dropped when the ge
 moves; every such change bumps the generation in its own transaction, so a process (or a
 replica on the same PostgreSQL) sees it at the next request, with one primary-key read.
 What agents report (`Known`) is not derived from operator data and outlives generations.
+
+Per-agent entries are stored as plain tuples of strings, bytes, ints and None, which the
+garbage collector stops tracking after their first collection (it never untracks a named
+tuple, a dataclass or a dict inside a tuple). A full collection walks every tracked object
+while the event loop waits: 40,000 tracked entries for 20,000 agents paused it ~30 ms each
+time, 100,000 agents would pause it ~150 ms. `Credentials` and `Agents` hand out and take
+the named tuples and store the plain ones.
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from uptend.policy.schedule import Schedule
 
@@ -62,8 +69,7 @@ class ByGeneration(Generic[K, V]):
         return len(self._items)
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+class Caller(NamedTuple):
     """Who a credential belongs to: an admin token (`agent_id` None) or an agent."""
 
     actor: str  # for audit rows: admin#<token id> or agent:<name>
@@ -95,8 +101,7 @@ class GroupPlan:
     schedule: Schedule = field(default_factory=Schedule)  # judged against the clock per answer
 
 
-@dataclass(frozen=True, slots=True)
-class Known:
+class Known(NamedTuple):
     """What this process last recorded (or verified) for one agent.
 
     `generation`: the rows were read or written at that generation, so no retry flag set
@@ -108,6 +113,57 @@ class Known:
     installed: dict[str, str | None]
 
 
+_CallerRow = tuple[str, str | None, str, int | None, datetime | None, bool]  # Caller's fields
+# Flat, as (digest, generation, app, version, app, version, ...): a tuple inside a tuple may
+# outlive a collection still tracked, when the collector happens to look at the outer first.
+_KnownRow = tuple[Any, ...]
+
+
+class Credentials:
+    """Callers by credential digest, held for the newest generation seen."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: ByGeneration[str, _CallerRow] = ByGeneration(limit)
+
+    @property
+    def generation(self) -> int:
+        return self._items.generation
+
+    def get(self, generation: int, digest: str) -> Caller | None:
+        row = self._items.get(generation, digest)
+        return None if row is None else Caller(*row)
+
+    def put(self, generation: int, digest: str, caller: Caller) -> None:
+        c = caller  # as a plain tuple (datetimes are never tracked)
+        row = (c.actor, c.agent_id, c.group, c.token_id, c.expires_at, c.rotating)
+        self._items.put(generation, digest, row)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Agents:
+    """What this process knows of each agent (`Known`), by agent id."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: Bounded[str, _KnownRow] = Bounded(limit)
+
+    def get(self, agent_id: str) -> Known | None:
+        row = self._items.get(agent_id)
+        if row is None:
+            return None
+        return Known(row[0], row[1], dict(zip(row[2::2], row[3::2], strict=True)))
+
+    def put(self, agent_id: str, known: Known) -> None:
+        row: list[Any] = [known.digest, known.generation]
+        for app, version in known.installed.items():
+            row += (app, version)
+        self._items.put(agent_id, tuple(row))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 CREDENTIALS_LIMIT = 200_000
 AGENTS_LIMIT = 200_000
 GROUPS_LIMIT = 10_000
@@ -115,8 +171,6 @@ GROUPS_LIMIT = 10_000
 
 @dataclass(slots=True)
 class Memory:
-    credentials: ByGeneration[str, Caller] = field(
-        default_factory=lambda: ByGeneration(CREDENTIALS_LIMIT)
-    )
+    credentials: Credentials = field(default_factory=lambda: Credentials(CREDENTIALS_LIMIT))
     plans: ByGeneration[str, GroupPlan] = field(default_factory=lambda: ByGeneration(GROUPS_LIMIT))
-    known: Bounded[str, Known] = field(default_factory=lambda: Bounded(AGENTS_LIMIT))
+    known: Agents = field(default_factory=lambda: Agents(AGENTS_LIMIT))

@@ -1,9 +1,11 @@
 """Counters a running server exposes (GET /api/v1/server/stats): what the check-in costs.
 
 Statements are counted by the Database's cursor listener, so a test or the bench counts the
-writes of an idle check-in instead of assuming them.
+writes of an idle check-in instead of assuming them. The garbage collector's figures show
+whether the start-up heap is frozen and how many full collections (event-loop pauses) ran.
 """
 
+import gc
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,4 +33,8 @@ def snapshot(
             "interval_s": lastseen.interval_s,
         },
         "caches": caches,
+        "gc": {
+            "frozen": gc.get_freeze_count(),
+            "full_collections": gc.get_stats()[2]["collections"],
+        },
     }

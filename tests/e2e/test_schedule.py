@@ -74,7 +74,10 @@ def test_outside_a_window_hosts_stage_and_wait_then_update_when_it_opens(
                 row = page.agents[0].apps[0]
                 assert (row.installed, row.desired, row.state) == ("1.0", "2.0", "deferred")
                 assert row.reason.message.startswith("outside maintenance window (next: ")
-                said = {(r.outcome, r.reason[:34]) for r in admin.agent(page.agents[0].id).reports}
+                said = {
+                    (r.outcome, r.reason[:34])
+                    for r in admin.agent(page.agents[0].id, by_id=True).reports
+                }
                 assert ("deferred", "outside maintenance window (next: ") in said
 
             fleet.cli("group", "set", "sched", "--window", open_now())

@@ -15,7 +15,8 @@ What it does:
    the CLI and enrolls one agent data dir per run.
 3. Per run, in a child process (so its peak RSS is its own), drives uptend's own
    `AppDriver` the way the agent's loop does: the look-up the loop's job makes, then
-   `start(signed)` and a `tick()` every `BUSY_TICK_S` until the update has settled. Install
+   `start(signed)` and a `tick()` every `BUSY_TICK_S` (or as soon as a worker job ends), and
+   one worker child per update, until the update has settled. Install
    1.0 (not timed), then 1.1: its probe fails and the driver rolls back to 1.0. Everything
    is timed through the driver's public `Observer` hook (agent/observe.py): the phases
    entered and the spans of fetch, verify, unpack, sync, stop, activate, start, journal.
@@ -32,6 +33,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +113,7 @@ def child(agent_dir: Path) -> dict[str, Any]:
     from uptend.agent.layout import Layout
     from uptend.agent.runner import BUSY_TICK_S
     from uptend.agent.supervisor import Supervisor
+    from uptend.agent.worker import Workers
     from uptend.protocol.targets import ArchiveFormat, target_path
 
     layout = Layout(agent_dir)
@@ -122,7 +125,9 @@ def child(agent_dir: Path) -> dict[str, Any]:
     def facts() -> decide.Facts:
         return decide.Facts(time.time(), 0.5, cfg.poll_interval_s, supported())
 
-    driver = AppDriver(layout, APP, supervisor, cfg.targets_url, facts, observer=recorder)
+    woken = threading.Event()  # as the loop: a worker job that ends wakes it
+    workers = Workers(on_done=woken.set)
+    driver = AppDriver(layout, APP, supervisor, cfg.targets_url, facts, workers, observer=recorder)
 
     def look_up(version: str) -> Signed:
         """What the loop's look-up job hands the driver (the directive names the path)."""
@@ -139,9 +144,11 @@ def child(agent_dir: Path) -> dict[str, Any]:
         while driver.busy or driver.action is not None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the update did not settle: {driver.plan}")
-            time.sleep(BUSY_TICK_S)
+            woken.wait(BUSY_TICK_S)
+            woken.clear()
             driver.tick()
             supervisor.tick([] if driver.owns_process else [APP])
+            workers.close_idle()  # as the loop does: one worker child per update
 
     try:
         driver.resume()

@@ -74,6 +74,8 @@ class Agent:
                         next_checkin = time.monotonic() + self.cycle()
                         checked = True
                     self.tick()
+                    if self.report_waits():  # an update just ended: say so, and hear what next
+                        next_checkin = time.monotonic()
                     busy = self.busy()
                     if once and checked and not busy:
                         break
@@ -93,6 +95,16 @@ class Agent:
         """Stop the loop within a tick; safe from a signal handler or another thread."""
         self.stop.set()
         self.wake.set()
+
+    def report_waits(self) -> bool:
+        """A report is pending and the last check-in went through: send it now, not at the poll.
+
+        Reports are made once per outcome (`decide.report`), so this adds one check-in per
+        update, not a loop; a failing server keeps its backoff, a full disk its poll.
+        """
+        if self.checkin_failures or self.unwritable:
+            return False
+        return any(d.plan.pending for d in self.drivers.values())
 
     def busy(self) -> bool:
         return self.looking is not None or any(d.busy for d in self.drivers.values())

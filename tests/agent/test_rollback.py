@@ -60,8 +60,8 @@ def server_says_failed(lane: Lane, host: Host) -> bool:
 
 
 CASES: dict[str, tuple[dict[str, Any], str, str]] = {
-    "crash": (
-        {"mode": "crash"},
+    "crash": (  # a probation longer than a Python start on a loaded machine: else it ends first
+        {"mode": "crash", "probation": 3.0},
         "exited with code 3",
         "fatal: this build cannot start",
     ),

@@ -233,6 +233,9 @@ class AppDriver:
                 self.switching = _Switching(v, verify, time.perf_counter())
                 self.supervisor.stop(self.app)  # SIGTERM; `tick` waits for it to be gone
             case machine.Probe(version=v):
+                if not self.supervisor.stopped(self.app):
+                    self.action = action  # a stale process left by the last agent still stops
+                    return
                 if not self.supervisor.alive(self.app):
                     self.supervisor.start(self.app)
                 self._begin_judging(v, machine.Healthy())

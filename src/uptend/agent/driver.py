@@ -313,8 +313,8 @@ class AppDriver:
     def _judge(self, judging: _Judging) -> machine.Event | None:
         version = judging.version
         if not self.supervisor.alive(self.app):
-            code = self.supervisor.exit_code(self.app)
-            return self._unhealthy(version, f"{self.app} {version} exited with code {code}")
+            ended = self.supervisor.ended(self.app) or "is not running"
+            return self._unhealthy(version, f"{self.app} {version} {ended}")
         now = time.time()
         if now < self.plan.deadline:
             return None

@@ -37,6 +37,7 @@ STOP_TIMEOUT_S = 10.0
 RESTART_BASE_S = 1.0
 RESTART_CAP_S = 60.0
 STABLE_AFTER_S = 30.0  # a process that ran this long resets the restart backoff
+ADOPTED_EXIT = "exited (exit status unknown: not our child, adopted from the last agent)"
 
 
 @dataclass(slots=True)
@@ -49,6 +50,17 @@ class _Proc:
 
     def exit_code(self) -> int | None:
         return 127 if self.process is None else self.process.poll()
+
+    def ended(self) -> str | None:
+        """How the process ended, in words (None while it runs): never a made-up code."""
+        if self.process is None:
+            return "could not be started"
+        code = self.process.poll()
+        if code is None:
+            return None
+        if isinstance(self.process, procs.Adopted):  # its status went to its parent, not us
+            return ADOPTED_EXIT
+        return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
 
 
 @dataclass(slots=True)
@@ -322,9 +334,10 @@ class Supervisor:
         proc = self._procs.get(app)
         return proc.version if proc is not None and proc.exit_code() is None else None
 
-    def exit_code(self, app: str) -> int | None:
+    def ended(self, app: str) -> str | None:
+        """How `app`'s process ended, in words; None while it runs or before it is started."""
         proc = self._procs.get(app)
-        return None if proc is None else proc.exit_code()
+        return None if proc is None else proc.ended()
 
     def tick(self, apps: list[str]) -> None:
         """Start apps not running; restart dead ones once their backoff has passed."""
@@ -336,8 +349,8 @@ class Supervisor:
             if proc is None:
                 self.start(app)
                 continue
-            code = proc.exit_code()
-            if code is None:
+            ended = proc.ended()
+            if ended is None:
                 if now - proc.started > STABLE_AFTER_S:
                     proc.restarts = 0
             elif proc.restart_at is None:
@@ -347,12 +360,7 @@ class Supervisor:
                 )
                 proc.restart_at = now + delay
                 log.warning(
-                    "%s %s exited with %d; restart %d in %.1fs",
-                    app,
-                    proc.version,
-                    code,
-                    proc.restarts,
-                    delay,
+                    "%s %s %s; restart %d in %.1fs", app, proc.version, ended, proc.restarts, delay
                 )
             elif now >= proc.restart_at:
                 self.start(app)

@@ -104,7 +104,7 @@ class Agent:
         """
         if self.checkin_failures or self.unwritable:
             return False
-        return any(d.plan.pending for d in self.drivers.values())
+        return any(self.driver(app).plan.pending for app in self.apps())  # what `cycle` sends
 
     def busy(self) -> bool:
         return self.looking is not None or any(d.busy for d in self.drivers.values())

@@ -192,7 +192,7 @@ def test_rollback_target_that_fails_too_is_kept_and_restarted(lane: Lane) -> Non
     assert "the rollback to 1.0 failed" in report["reason"]
     assert "1.0 broke" in report["log_tail"]
     wait_until(
-        lambda: host.log_text().count(f"{lane.app} 1.0 exited with 4; restart") >= 2,
+        lambda: host.log_text().count(f"{lane.app} 1.0 exited with code 4; restart") >= 2,
         what="the watchdog restarting 1.0 with backoff",
     )
     assert host.current(lane.app) == "1.0"

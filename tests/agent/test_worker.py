@@ -158,6 +158,18 @@ def test_a_child_whose_result_is_not_taken_yet_is_neither_reused_nor_closed() ->
     assert workers.children == []
 
 
+def test_a_job_handed_to_a_child_that_just_died_ends_instead_of_hanging() -> None:
+    """The instant between the pool seeing a child idle and handing it the next job."""
+    workers = Workers(command=[sys.executable, "-c", SERVER])
+    finished(workers("a", "lookup", {}, lambda v: v)).result()
+    [child] = workers.children
+    child.signal(signal.SIGKILL)
+    wait_until(lambda: not child._reader.is_alive(), what="the reader ended")
+    late: ChildJob[Any] = ChildJob("b", "fetch", {}, lambda v: v)
+    child.run(late)
+    assert "exited before it got its job" in failure(late).reason
+
+
 def test_a_line_out_of_turn_after_a_result_ends_that_child() -> None:
     liar = SERVER + "    print('{\"progress\": [1, 1]}', flush=True)\n"  # after its result
     workers = Workers(command=[sys.executable, "-c", liar])

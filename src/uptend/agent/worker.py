@@ -217,7 +217,7 @@ class _Child:
     (SIGKILL) and, with it, its job. A child is never reused once it has failed.
     """
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], job: ChildJob[Any]) -> None:
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -228,7 +228,10 @@ class _Child:
         self.job: ChildJob[Any] | None = None
         self.ended = False  # the process is gone (or going): never hand it a job
         self._garbage = ""
+        self._lock = threading.Lock()  # between a job handed on and the reader's end
+        self._read_all_done = False
         self._reader = threading.Thread(target=self._read_all, name="worker", daemon=True)
+        self.run(job)  # before the reader starts: the first line the child writes is this job's
         self._reader.start()
 
     @property
@@ -236,12 +239,20 @@ class _Child:
         return self.job is None and not self.ended
 
     def release(self, job: ChildJob[Any]) -> None:
-        if self.job is job and job.done():
-            self.job = None
+        with self._lock:
+            if self.job is job and job.done():
+                self.job = None
 
     def run(self, job: ChildJob[Any]) -> None:
         """Hand `job` to this (idle) child; the request is written off the loop."""
-        job.child, self.job = self, job
+        job.child = self
+        with self._lock:
+            gone = self._read_all_done  # it died since it was idle: its reader has ended
+            if not gone:
+                self.job = job
+        if gone:
+            job._end(None, "the worker exited before it got its job", self.proc.returncode)
+            return
         line = json.dumps({"kind": job.kind, "request": job.request}).encode() + b"\n"
         threading.Thread(target=self._write, args=(line,), name=job.name, daemon=True).start()
 
@@ -268,7 +279,9 @@ class _Child:
         try:
             stdin.write(line)
             stdin.flush()
-        except (OSError, ValueError) as e:  # the child is gone: the reader ends the job
+        except (BrokenPipeError, ValueError):  # it is gone: the reader says how it ended
+            pass
+        except OSError as e:
             self._fail(f"cannot talk to the worker: {e}")
 
     def _read_all(self) -> None:
@@ -288,7 +301,9 @@ class _Child:
             if self.proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     self.proc.stdin.close()
-            job, self.job = self.job, None
+            with self._lock:
+                self._read_all_done = True
+                job, self.job = self.job, None
             if job is not None and not job.done():
                 job._end(None, self._garbage, code)
 
@@ -338,14 +353,13 @@ class Workers:
         job = ChildJob(name, kind, request, decode, self.on_done)
         self.children = [c for c in self.children if not c.ended]
         child = next((c for c in self.children if c.idle), None)
-        if child is None:
-            try:
-                child = _Child(self.command)
-            except OSError as e:  # no memory, no pids, no fds left: a transient fault too
-                job._end(None, f"cannot start the worker: {e}")
-                return job
-            self.children.append(child)
-        child.run(job)
+        if child is not None:
+            child.run(job)
+            return job
+        try:
+            self.children.append(_Child(self.command, job))
+        except OSError as e:  # no memory, no pids, no fds left: a transient fault too
+            job._end(None, f"cannot start the worker: {e}")
         return job
 
     def close_idle(self) -> None:

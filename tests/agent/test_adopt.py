@@ -30,6 +30,7 @@ from tests.agent.crash_support import (
 from tests.agent.lanes import Lane, lane, shared_fleet
 from tests.support.fleet import Host, wait_until
 from uptend.agent import files, procs
+from uptend.agent import supervisor as supervisor_module
 from uptend.agent.layout import Layout
 from uptend.agent.procs import Record
 from uptend.agent.supervisor import Supervisor
@@ -266,11 +267,53 @@ def test_an_adopted_app_on_a_version_no_longer_current_is_stopped(layout: Layout
     files.point_current_at(layout.app_dir("app"), "2.0")  # as a switch cut short would
 
     second = Supervisor(layout)
-    second.adopt()
+    second.adopt()  # sends SIGTERM and returns; the tick polls it gone, then starts 2.0
+    wait_until(lambda: ticked_to(second, "2.0"), timeout_s=10, what="2.0 started")
     assert not running(record.pid)
-    assert not layout.run_file("app").exists()
+    assert Record.load(layout.run_file("app")) != record
+    second.stop_all()
+
+
+def ticked_to(supervisor: Supervisor, version: str) -> bool:
+    supervisor.tick(["app"])
+    return supervisor.running_version("app") == version
+
+
+def ignores_sigterm(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+@_handover
+def test_a_stale_app_at_start_up_is_stopped_without_blocking(
+    layout: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It ignores SIGTERM: `adopt` returns at once, the tick SIGKILLs it after the timeout."""
+    monkeypatch.setattr(supervisor_module, "STOP_TIMEOUT_S", 1.0)
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    (layout.version_dir("app", "1.0") / "uptend.toml").write_text(
+        f"[app]\ncommand = {json.dumps([sys.executable, '-c', stubborn])}\n"
+    )
+    first = Supervisor(layout)
+    first.start("app")
+    record = Record.load(layout.run_file("app"))
+    assert record is not None
+    assert record.pid is not None
+    pid = record.pid
+    wait_until(lambda: ignores_sigterm(pid), what="1.0 ignores SIGTERM")
+    first.shut_down(keep_apps=True)
+    files.point_current_at(layout.app_dir("app"), "2.0")
+
+    second = Supervisor(layout)
+    second.adopt()
+    assert running(pid)  # not waited for
+    assert Record.load(layout.run_file("app")) == record  # kept for a next agent until gone
     second.tick(["app"])
-    assert second.running_version("app") == "2.0"
+    assert second.running_version("app") is None  # 2.0 does not start beside it
+    wait_until(lambda: ticked_to(second, "2.0"), timeout_s=10, what="2.0 started")
+    assert not running(pid)
     second.stop_all()
 
 
@@ -286,7 +329,9 @@ def test_adopted_exit_is_seen_and_the_app_restarted(layout: Layout) -> None:
     assert record.pid is not None
     os.killpg(record.pid, signal.SIGKILL)
     wait_until(lambda: not second.alive("app"), timeout_s=10, what="exit seen")
-    assert second.exit_code("app") == procs.UNKNOWN_EXIT  # not our child: no status
+    # not our child: its status went to its parent; said so, not as a made-up code
+    assert second.ended("app") == supervisor_module.ADOPTED_EXIT
+    assert "255" not in supervisor_module.ADOPTED_EXIT
 
     def restarted() -> bool:
         second.tick(["app"])
@@ -307,8 +352,10 @@ def test_a_record_without_a_pid_reaps_the_run_by_its_id(layout: Layout) -> None:
         wait_until(lambda: comm.read_bytes().strip() == b"sleep", what="the orphan's exec")
         pre = Record("0123456789abcdef", "1.0", str(layout.version_dir("app", "1.0")), agent=1)
         layout.run_file("app").write_bytes(pre.to_json())
-        Supervisor(layout).adopt()
+        supervisor = Supervisor(layout)
+        supervisor.adopt()
         assert orphan.wait(timeout=15) == -signal.SIGTERM
+        wait_until(lambda: supervisor.stopped("app"), what="the run seen gone")
         assert not layout.run_file("app").exists()
     finally:
         orphan.kill()

@@ -13,7 +13,7 @@ from uptend.agent.installers import Signed
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.supervisor import Supervisor
-from uptend.agent.worker import in_thread
+from uptend.agent.worker import Workers, in_thread
 from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
 
 
@@ -120,11 +120,13 @@ def test_the_observer_sees_each_phase_and_each_timed_step(
     Journal(layout.journal("demo"), layout.app_dir("demo")).save(
         machine.Plan(machine.Phase.STAGING, current=None, target="2.0", attempts=1)
     )
+    workers = Workers()  # the real child: its steps are relayed from it
     driver = AppDriver(
-        layout, "demo", Supervisor(layout), staging.targets_url, facts, observer=seen
+        layout, "demo", Supervisor(layout), staging.targets_url, facts, workers, observer=seen
     )
     driver.resume()
     settle(driver)  # 2.0 (`true`) exits at once: unhealthy, rolled back to nothing
+    workers.close_idle()
 
     assert seen.phases == [  # phases entered; the journal already held staging
         ("activating", "2.0"),

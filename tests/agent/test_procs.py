@@ -11,6 +11,7 @@ from tests.agent.crash_support import running, start_time
 from tests.support.fleet import wait_until
 from uptend.agent import procs
 from uptend.agent.procs import Facts, Record, Verdict, judge
+from uptend.agent.supervisor import Stopping
 
 RECORD = Record(
     run_id="r1", version="1.0", version_dir="/d/apps/a/versions/1.0", agent=9, pid=4242,
@@ -109,7 +110,7 @@ def test_an_adopted_handle_sees_the_exit(pidfd: bool) -> None:
         proc.wait()
 
 
-def test_stop_group_stops_an_adopted_process_and_its_children() -> None:
+def test_stopping_an_adopted_process_stops_its_children_too() -> None:
     proc = subprocess.Popen(
         ["sh", "-c", "sleep 600 & echo $!; wait"], stdout=subprocess.PIPE, start_new_session=True
     )
@@ -118,7 +119,8 @@ def test_stop_group_stops_an_adopted_process_and_its_children() -> None:
     handle = procs.Adopted.open(proc.pid, start_time(proc.pid))
     assert handle is not None
     try:
-        procs.stop_group(handle, timeout_s=10)
+        stopping = Stopping.terminate([handle], {proc.pid}, timeout_s=10)
+        wait_until(stopping.gone, timeout_s=10, what="the app stopped")  # polled: never blocks
         assert handle.poll() == procs.UNKNOWN_EXIT
         wait_until(lambda: not running(child), timeout_s=10, what="the app's child stopped")
     finally:
@@ -134,7 +136,7 @@ def test_a_pid_nobody_has_opens_nothing() -> None:
     assert procs.Adopted.open(proc.pid, None) is None
 
 
-def test_stop_group_kills_an_app_that_ignores_sigterm() -> None:
+def test_stopping_kills_an_app_that_ignores_sigterm_after_the_timeout() -> None:
     proc = subprocess.Popen(["sh", "-c", 'trap "" TERM; exec sleep 600'], start_new_session=True)
     # comm, not cmdline: the shell's own cmdline names sleep before the trap has even run
     comm = Path(f"/proc/{proc.pid}/comm")
@@ -142,7 +144,8 @@ def test_stop_group_kills_an_app_that_ignores_sigterm() -> None:
     handle = procs.Adopted.open(proc.pid, start_time(proc.pid))
     assert handle is not None
     try:
-        procs.stop_group(handle, timeout_s=0.2)
+        stopping = Stopping.terminate([handle], {proc.pid}, timeout_s=0.2)
+        wait_until(stopping.gone, timeout_s=10, what="killed after the timeout")
         assert proc.wait(timeout=10) == -signal.SIGKILL
     finally:
         handle.close()

@@ -81,3 +81,19 @@ def test_stop_all_waits_for_an_app_that_ignores_sigterm(
     assert not running(pid)
     assert sup.stopped("app")
     assert not layout.run_file("app").exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [("sys.exit(3)", "exited with code 3"), ("os.kill(os.getpid(), 9)", "was killed by signal 9")],
+)
+def test_how_an_app_of_ours_ended_is_said_as_it_is(layout: Layout, code: str, says: str) -> None:
+    (layout.version_dir("app", "1.0") / "uptend.toml").write_text(
+        f'[app]\ncommand = ["{sys.executable}", "-c", "import os, sys; {code}"]\n'
+    )
+    sup = Supervisor(layout)
+    assert sup.ended("app") is None  # never started
+    sup.start("app")
+    wait_until(lambda: not sup.alive("app"), what="the app ended")
+    assert sup.ended("app") == says
+    sup.stop_all()

@@ -1,6 +1,6 @@
 """The worker child's pipe, taken as hostile: real child processes, real signals.
 
-`Scripted` swaps the child's module for a small script, so a child can die, lie, flood or
+`scripted` swaps the child's module for a small script, so a child can die, lie, flood or
 hang on purpose; the real child (`python -m uptend.agent.child`) runs in the last tests and
 in tests/agent/test_worker_e2e.py (and every e2e and crash-matrix test, through the agent).
 """
@@ -23,7 +23,7 @@ from tests.support.fleet import wait_until
 from uptend.agent import artifacts, faults, jobs
 from uptend.agent.installers import Signed
 from uptend.agent.layout import Layout
-from uptend.agent.worker import MAX_LINE, CancelledError, ChildJob
+from uptend.agent.worker import MAX_LINE, CancelledError, ChildJob, Work, Workers
 from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
 
 WORKER_ONLY = (
@@ -39,23 +39,19 @@ WORKER_ONLY = (
 )
 
 
-class Scripted(ChildJob[Any]):
-    """A child that runs `script` (argv[1] is the job's kind, stdin its request)."""
-
-    def __init__(self, script: str, decode: Any = lambda v: v) -> None:
-        self.script = script
-        super().__init__("scripted", "fetch", {"ask": 1}, decode)
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-c", self.script]
+def scripted(script: str, decode: Any = lambda v: v) -> ChildJob[Any]:
+    """A job in a child that runs `script` (its stdin: one request line per job)."""
+    job = Workers(command=[sys.executable, "-c", script])("scripted", "fetch", {"ask": 1}, decode)
+    assert isinstance(job, ChildJob)
+    return job
 
 
-def finished(job: ChildJob[Any], timeout_s: float = 10.0) -> ChildJob[Any]:
+def finished(job: Work[Any], timeout_s: float = 10.0) -> Work[Any]:
     wait_until(job.done, timeout_s=timeout_s, what=f"{job.name} done")
     return job
 
 
-def failure(job: ChildJob[Any]) -> faults.Classified:
+def failure(job: Work[Any]) -> faults.Classified:
     with pytest.raises(faults.WorkerError) as caught:
         finished(job).result()
     found = faults.classify(caught.value, staging=False)
@@ -64,10 +60,11 @@ def failure(job: ChildJob[Any]) -> faults.Classified:
 
 
 def test_progress_then_a_result_is_read_line_by_line() -> None:
-    job = Scripted(
-        "import sys, json; assert json.load(sys.stdin) == {'ask': 1};"
-        "print(json.dumps({'progress': [5, 10]}), flush=True);"
-        "print(json.dumps({'progress': [10, 10]}));"
+    job = scripted(
+        "import sys, json\n"
+        "assert json.loads(sys.stdin.readline()) == {'kind': 'fetch', 'request': {'ask': 1}}\n"
+        "print(json.dumps({'progress': [5, 10]}), flush=True)\n"
+        "print(json.dumps({'progress': [10, 10]}))\n"
         "print(json.dumps({'result': 'fetched'}))",
         decode=lambda v: v.upper(),
     )
@@ -76,7 +73,7 @@ def test_progress_then_a_result_is_read_line_by_line() -> None:
 
 
 def test_a_fault_the_child_classified_is_raised_as_its_verdict() -> None:
-    job = Scripted('print(\'{"fault": "release", "reason": "too big"}\')')
+    job = scripted('print(\'{"fault": "release", "reason": "too big"}\')')
     with pytest.raises(faults.ReportedError) as caught:
         finished(job).result()
     assert faults.classify(caught.value, staging=True) == faults.Classified(
@@ -97,41 +94,90 @@ def test_a_fault_the_child_classified_is_raised_as_its_verdict() -> None:
         pytest.param("print('[1, 2]')", "unknown message", id="unknown-message"),
         pytest.param('print(\'{"progress": ["a", 1]}\')', "unknown message", id="bad-progress"),
         pytest.param('print(\'{"fault": "meteor", "reason": "x"}\')', "unknown fault", id="f"),
-        pytest.param(
-            "print('{\"result\": 1}'); print('{\"result\": 2}')", "out of turn", id="two-results"
-        ),
-        pytest.param(
-            "import sys; print('{\"result\": 1}'); sys.exit(1)", "code 1", id="result-then-exit-1"
-        ),
         pytest.param("import sys; sys.stdout.write('{\"result\": 1}')", "out of turn", id="no-eol"),
     ],
 )
 def test_a_child_that_dies_or_lies_is_a_transient_worker_fault(script: str, says: str) -> None:
-    found = failure(Scripted(script))
+    found = failure(scripted(script))
     assert found.fault is faults.Fault.WORKER
     assert found.resumes  # a fetch resumes in place after the backoff
     assert says in found.reason
 
 
 def test_a_child_that_cannot_start_is_a_worker_fault_not_an_agent_crash() -> None:
-    class Unstartable(Scripted):
-        def command(self) -> list[str]:
-            return ["/nonexistent/python"]
-
-    assert "cannot start the worker" in failure(Unstartable("")).reason
+    job = Workers(command=["/nonexistent/python"])("x", "fetch", {}, lambda v: v)
+    assert "cannot start the worker" in failure(job).reason
 
 
 def test_a_result_that_does_not_decode_is_the_workers_fault() -> None:
-    job = Scripted('print(\'{"result": {"demo": 7}}\')', decode=jobs.answers_from)
+    job = scripted('print(\'{"result": {"demo": 7}}\')', decode=jobs.answers_from)
     assert "malformed" in failure(job).reason
 
 
 def test_an_endless_line_is_cut_at_the_bound_and_the_child_killed() -> None:
-    job = Scripted("import sys\nwhile True: sys.stdout.write('x' * 65536)")
+    job = scripted("import sys\nwhile True: sys.stdout.write('x' * 65536)")
     assert "out of turn" in failure(job).reason
     assert len(job._garbage) < 100  # what is kept of the flood is a short reason
-    assert job.proc.returncode == -signal.SIGKILL
+    assert job.child is not None
+    assert job.child.proc.returncode == -signal.SIGKILL
     assert MAX_LINE == 1 << 20
+
+
+# A child that answers each request line with its pid and the request, until its input ends.
+SERVER = (
+    "import json, os, sys\n"
+    "for line in sys.stdin:\n"
+    "    ask = json.loads(line)\n"
+    "    print(json.dumps({'result': [os.getpid(), ask['kind']]}), flush=True)\n"
+)
+
+
+def test_one_child_serves_jobs_one_after_another_and_exits_when_closed() -> None:
+    workers = Workers(command=[sys.executable, "-c", SERVER])
+    first = finished(workers("a", "lookup", {}, lambda v: v)).result()
+    second = finished(workers("b", "fetch", {}, lambda v: v)).result()
+    assert [first[1], second[1]] == ["lookup", "fetch"]
+    assert first[0] == second[0]  # the same process: its imports are paid once
+    [child] = workers.children
+    workers.close_idle()
+    assert workers.children == []
+    wait_until(lambda: child.proc.poll() is not None, what="the child gone")
+    assert child.proc.returncode == 0  # it exited at the end of its input, not killed
+
+
+def test_a_child_whose_result_is_not_taken_yet_is_neither_reused_nor_closed() -> None:
+    """A job that ends in the middle of a tick keeps its child for the next step."""
+    workers = Workers(command=[sys.executable, "-c", SERVER])
+    first = finished(workers("a", "lookup", {}, lambda v: v))
+    workers.close_idle()
+    [child] = workers.children
+    assert child.proc.poll() is None
+    second = finished(workers("b", "fetch", {}, lambda v: v))
+    assert first.result()[0] != second.result()[0]  # the second got a child of its own
+    workers.close_idle()
+    assert workers.children == []
+
+
+def test_a_job_handed_to_a_child_that_just_died_ends_instead_of_hanging() -> None:
+    """The instant between the pool seeing a child idle and handing it the next job."""
+    workers = Workers(command=[sys.executable, "-c", SERVER])
+    finished(workers("a", "lookup", {}, lambda v: v)).result()
+    [child] = workers.children
+    child.signal(signal.SIGKILL)
+    wait_until(lambda: not child._reader.is_alive(), what="the reader ended")
+    late: ChildJob[Any] = ChildJob("b", "fetch", {}, lambda v: v)
+    child.run(late)
+    assert "exited before it got its job" in failure(late).reason
+
+
+def test_a_line_out_of_turn_after_a_result_ends_that_child() -> None:
+    liar = SERVER + "    print('{\"progress\": [1, 1]}', flush=True)\n"  # after its result
+    workers = Workers(command=[sys.executable, "-c", liar])
+    first = finished(workers("a", "lookup", {}, lambda v: v)).result()
+    [child] = workers.children
+    wait_until(lambda: child.proc.poll() == -signal.SIGKILL, what="the lying child killed")
+    second = finished(workers("b", "fetch", {}, lambda v: v)).result()
+    assert second[0] != first[0]  # never handed to the child that lied
 
 
 def _gone(pid: int) -> bool:
@@ -147,7 +193,7 @@ def test_cancel_kills_the_childs_whole_group_within_a_second(
     tmp_path: Path, ignores_sigterm: bool
 ) -> None:
     pids = tmp_path / "grandchild.pid"
-    job = Scripted(
+    job = scripted(
         "import signal, subprocess, sys, time\n"
         + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignores_sigterm else "")
         + f"p = subprocess.Popen(['sleep', '60']); open({str(pids)!r}, 'w').write(str(p.pid))\n"
@@ -205,9 +251,9 @@ def test_the_real_child_dies_with_its_agent_even_of_kill_9(
             "from pathlib import Path\n"
             "from uptend.agent import jobs, worker\n"
             "from uptend.agent.layout import Layout\n"
-            f"job = jobs.fetch(worker.in_child, Layout(Path({str(layout.root)!r})), 'demo', '2.0',"
+            f"job = jobs.fetch(worker.Workers(), Layout(Path({str(layout.root)!r})), 'demo', '2.0',"
             f" {url!r})\n"
-            "print(job.proc.pid, flush=True); time.sleep(60)",
+            "print(job.child.proc.pid, flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -225,8 +271,8 @@ def test_the_real_child_dies_with_its_agent_even_of_kill_9(
 
 def test_the_real_child_refuses_to_run_for_an_agent_that_is_not_its_parent() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "uptend.agent.child", "fetch"],
-        input=b"{}",
+        [sys.executable, "-m", "uptend.agent.child"],
+        input=b'{"kind": "fetch", "request": {}}\n',
         capture_output=True,
         env={**os.environ, "UPTEND_WORKER_OF": "1"},
         check=False,

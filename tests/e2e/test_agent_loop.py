@@ -217,3 +217,19 @@ def test_a_target_of_an_unknown_kind_is_refused_and_the_running_version_kept(
     row = fleet_row(fleet, host, APP)
     assert (row["state"], row["installed"]) == ("failed", "1.0")
     assert not list(Path(host.dir / "apps" / APP / "staging").iterdir())
+
+
+def test_an_update_that_ends_is_reported_at_once_not_at_the_next_poll(fleet: Fleet) -> None:
+    """With a 60 s poll, the report of the update and the next directive come right away."""
+    fleet.assign(APP, poll=60.0)
+    fleet.publish(APP, "1.0", probation=PROBATION)
+    host = fleet.add_host()
+    host.start()  # the first check-in is at start: it directs 1.0; the next poll is in 60 s
+
+    def reported() -> bool:
+        row = fleet_row(fleet, host, APP)
+        return (row.get("installed"), row.get("state")) == ("1.0", "running")
+
+    wait_until(reported, timeout_s=30, what="the server told 1.0 is installed, before the poll")
+    detail = fleet.json("fleet", "show", host.name)
+    assert [(r["version"], r["outcome"]) for r in detail["reports"]] == [("1.0", "installed")]

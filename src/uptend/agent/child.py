@@ -1,12 +1,14 @@
-"""The worker child: `python -m uptend.agent.child <kind>` does one job, then exits.
+"""The worker child: `python -m uptend.agent.child` does jobs one after another, then exits.
 
-The agent starts it (`worker.ChildJob`) for the work that needs TUF, HTTPS and the archive
-code, so that only this short-lived process ever imports them. It reads its request from
-stdin, says progress and its result as JSON lines on stdout (`agent/jobs.py` has the
-shapes) and classifies its own failures with `faults.classify`; a bug ends it with a
-traceback on stderr, which the agent takes as a transient fault. It never writes the
-journal (the agent alone does) and never takes the data-dir lock (its agent holds it for
-both of them); it dies with its agent, so no orphan keeps writing into staging.
+The agent starts it (`worker.Workers`) for the work that needs TUF, HTTPS and the archive
+code, so that only this short-lived process ever imports them; the look-up, fetch and
+stage of one update run in one child, which exits when the agent closes its input. Each
+request is one JSON line on stdin; it says progress and each result as JSON lines on
+stdout (`agent/worker.py` has the protocol, `agent/jobs.py` the shapes) and classifies its
+own failures with `faults.classify`; a bug ends it with a traceback on stderr, which the
+agent takes as a transient fault. It never writes the journal (the agent alone does) and
+never takes the data-dir lock (its agent holds it for both of them); it dies with its
+agent, so no orphan keeps writing into staging.
 """
 
 import contextlib
@@ -60,6 +62,9 @@ class _Out:
     def __init__(self) -> None:
         self._next = 0.0
 
+    def next_job(self) -> None:
+        self._next = 0.0
+
     def write(self, message: dict[str, Any]) -> None:
         sys.stdout.buffer.write(json.dumps(message).encode() + b"\n")
         sys.stdout.buffer.flush()
@@ -92,21 +97,23 @@ def _die_with_agent() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        sys.exit("usage: python -m uptend.agent.child lookup|fetch|stage < request.json")
-    kind = argv[0]
+    if argv:
+        sys.exit("usage: python -m uptend.agent.child < requests (one JSON line each)")
     _die_with_agent()
-    request = json.loads(sys.stdin.buffer.read(MAX_REQUEST))
     out = _Out()
-    try:
-        value = answer(kind, request, out, out.span)
-    except Exception as e:
-        found = faults.classify(e, staging=kind == "stage")
-        if found is None:
-            raise  # a bug: the traceback goes to the agent's stderr
-        out.write({"fault": found.fault.value, "reason": found.reason})
-        return 0
-    out.write({"result": value})
+    while line := sys.stdin.buffer.readline(MAX_REQUEST):
+        message = json.loads(line)
+        kind, request = message["kind"], message["request"]
+        out.next_job()
+        try:
+            value = answer(kind, request, out, out.span)
+        except Exception as e:
+            found = faults.classify(e, staging=kind == "stage")
+            if found is None:
+                raise  # a bug: the traceback goes to the agent's stderr
+            out.write({"fault": found.fault.value, "reason": found.reason})
+            continue
+        out.write({"result": value})
     return 0
 
 

@@ -1,14 +1,15 @@
 """The only caller of `machine`: journal the new plan, then perform its action, tick by tick.
 
 Nothing here blocks the loop for long: fetch and stage run in a worker child (`jobs`, so the
-agent never loads TUF, HTTPS or the archive code), clean-up on a worker thread, and
-probation is judged at each tick against the deadline in the plan (process alive, then the
-probes, polled), and an activation waits across ticks for the old process to be gone
-(`Supervisor.stop` returns at once; the tick polls `stopped`). Each action is idempotent,
-because after kill -9 `resume` repeats the last one: a fetch resumes into the same staging
-file, a stage starts over, a switch stops whatever runs and activates again, a probation
-runs again. An `Observer` (`agent/observe.py`) is told each phase entered and each timed
-step: the public hook for benchmarks.
+agent never loads TUF, HTTPS or the archive code; the stage follows the fetch in the same
+tick, so in the same child), clean-up on a worker thread, and probation is judged at each
+tick against the deadline in the plan (process alive, then the probes, polled), and an
+activation waits across ticks for the old process to be gone (`Supervisor.stop` returns at
+once; the tick polls `stopped`). Each action is idempotent, because after kill -9 `resume`
+repeats the last one: a fetch resumes into the same staging file, a stage starts over, a
+switch stops whatever runs and activates again, a probation runs again. An `Observer`
+(`agent/observe.py`) is told each phase entered and each timed step: the public hook for
+benchmarks.
 """
 
 import json
@@ -27,7 +28,7 @@ from uptend.agent.layout import Layout
 from uptend.agent.observe import NO_OBSERVER, Observer, spans
 from uptend.agent.probes import ProbeRound
 from uptend.agent.supervisor import Supervisor, tail
-from uptend.agent.worker import CancelledError, Job, Spawn, Work, in_child
+from uptend.agent.worker import CancelledError, Job, Spawn, Work
 from uptend.errors import ConfigError
 
 log = logging.getLogger("uptend.agent")
@@ -64,7 +65,7 @@ class AppDriver:
         supervisor: Supervisor,
         targets_url: str,
         facts: Callable[[], decide.Facts],
-        spawn: Spawn = in_child,
+        spawn: Spawn,
         observer: Observer = NO_OBSERVER,
     ) -> None:
         self.layout = layout
@@ -73,7 +74,7 @@ class AppDriver:
         self.targets_url = targets_url
         self.facts = facts
         self.observer = observer
-        self.spawn = spawn  # in_child; unit tests run the child's code in_thread
+        self.spawn = spawn  # worker.Workers; unit tests run the child's code in_thread
         self.journal = Journal(layout.journal(app), layout.app_dir(app))
         self.plan = self.journal.load()
         self.action: machine.Action | None = None
@@ -238,6 +239,9 @@ class AppDriver:
                 self.switching = _Switching(v, verify, time.perf_counter())
                 self.supervisor.stop(self.app)  # SIGTERM; `tick` waits for it to be gone
             case machine.Probe(version=v):
+                if not self.supervisor.stopped(self.app):
+                    self.action = action  # a stale process left by the last agent still stops
+                    return
                 if not self.supervisor.alive(self.app):
                     self.supervisor.start(self.app)
                 self._begin_judging(v, machine.Healthy())
@@ -315,8 +319,8 @@ class AppDriver:
     def _judge(self, judging: _Judging) -> machine.Event | None:
         version = judging.version
         if not self.supervisor.alive(self.app):
-            code = self.supervisor.exit_code(self.app)
-            return self._unhealthy(version, f"{self.app} {version} exited with code {code}")
+            ended = self.supervisor.ended(self.app) or "is not running"
+            return self._unhealthy(version, f"{self.app} {version} {ended}")
         now = time.time()
         if now < self.plan.deadline:
             return None

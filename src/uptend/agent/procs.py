@@ -12,11 +12,9 @@ An adopted process is not our child: no waitpid, no exit status. A pidfd (pidfd_
 5.3) names that very process, so its exit is seen even if the pid is reused meanwhile.
 """
 
-import contextlib
 import json
 import os
 import select
-import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -222,27 +220,8 @@ class Adopted:
             self._pidfd = -1
 
 
-def stop_group(process: Process, timeout_s: float) -> None:
-    """SIGTERM the process's group, SIGKILL it after `timeout_s`; then kill stragglers.
-
-    Apps lead their own session, so the group id is the app's pid.
-    """
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        if not process.wait(timeout_s):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(None)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # children the app left in its group
-
-
-def stop_run(run_id: str, timeout_s: float) -> list[int]:
-    """Stop the processes that carry `run_id` (a run whose pid was never recorded).
-
-    SIGTERM their groups (never the caller's), SIGKILL after `timeout_s`; returns their pids.
-    """
+def find_run(run_id: str) -> list[Adopted]:
+    """Handles on the live processes that carry `run_id` (a run whose pid was never recorded)."""
     found: list[Adopted] = []
     for pid in pids_with_env(f"{RUN_ID_ENV}={run_id}"):
         handle = Adopted.open(pid, starttime(pid))
@@ -251,20 +230,4 @@ def stop_run(run_id: str, timeout_s: float) -> list[int]:
             found.append(handle)
         elif handle is not None:
             handle.close()
-    groups: set[int] = set()
-    for handle in found:
-        with contextlib.suppress(ProcessLookupError):
-            groups.add(os.getpgid(handle.pid))
-    groups.discard(os.getpgrp())
-    for group in groups:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for handle in found:
-        handle.wait(max(0.0, deadline - time.monotonic()))
-    for group in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGKILL)
-    for handle in found:
-        handle.close()
-    return [handle.pid for handle in found]
+    return found

@@ -12,7 +12,6 @@ import logging
 import logging.handlers
 import signal
 import sys
-import threading
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -47,14 +46,13 @@ def _setup_logging(data_dir: Path) -> None:
 def run(data_dir: Path, *, once: bool = False, keep_apps_on_exit: bool = False) -> None:
     """Run the agent in the foreground until SIGTERM or SIGINT (or one cycle with `once`)."""
     _setup_logging(data_dir)
-    stop = threading.Event()
+    agent = Agent(Layout(data_dir))
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
+        agent.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    agent = Agent(Layout(data_dir), stop)
     if keep_apps_on_exit:
         agent.config = replace(agent.config, keep_apps_on_exit=True)
     agent.run(once=once)

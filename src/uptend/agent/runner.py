@@ -1,10 +1,12 @@
 """The agent's main loop: a thin loop that performs what the pure functions say.
 
-Every tick it advances each app's driver (whose slow work runs in worker children), takes
-finished look-ups, and keeps every app running; when a check-in is due it reports and
+Every tick it takes finished look-ups, advances each app's driver (whose slow work runs in
+worker children), and keeps every app running; when a check-in is due it reports and
 receives directives, even while an update is in progress. What to do with a directive is
 `decide`'s answer; how one update proceeds is the `machine`'s. When the server is
 unreachable the apps keep running on what the agent has, and it retries with backoff.
+A worker job that ends wakes the loop at once, so the next step starts without waiting
+for a tick, in the same worker child (`worker.Workers`).
 """
 
 import contextlib
@@ -27,7 +29,7 @@ from uptend.agent.lock import DataDirLock
 from uptend.agent.status import app_status, fit, report_of
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.wire import AppDirective, AppStatus, CheckIn, Directives, Report
-from uptend.agent.worker import Spawn, Work, in_child
+from uptend.agent.worker import Spawn, Work, Workers
 from uptend.errors import AuthError, TransientError, UptendError
 from uptend.policy.backoff import jittered_s, retry_delay_s
 from uptend.protocol import limits
@@ -39,12 +41,13 @@ BUSY_TICK_S = 0.1  # an update in flight: judge it promptly
 
 class Agent:
     def __init__(
-        self, layout: Layout, stop: threading.Event | None = None, spawn: Spawn = in_child
+        self, layout: Layout, stop: threading.Event | None = None, spawn: Spawn | None = None
     ) -> None:
         self.layout = layout
-        self.spawn = spawn  # where look-ups, fetches and stages run
         self.config = agent_config.load(layout)
         self.stop = stop or threading.Event()
+        self.wake = threading.Event()  # set when a worker job ends, or to stop: tick now
+        self.spawn = spawn or Workers(on_done=self.wake.set)  # look-ups, fetches, stages
         self.supervisor = Supervisor(layout)
         self.control = ControlClient(
             self.config.server,
@@ -77,25 +80,43 @@ class Agent:
                         next_checkin = time.monotonic() + self.cycle()
                         checked = True
                     self.tick()
+                    if self.report_waits():  # an update just ended: say so, and hear what next
+                        next_checkin = time.monotonic()
                     busy = self.busy()
                     if once and checked and not busy:
                         break
                     wait = BUSY_TICK_S if busy else TICK_S
-                    self.stop.wait(min(wait, max(0.0, next_checkin - time.monotonic())))
+                    self.wake.wait(min(wait, max(0.0, next_checkin - time.monotonic())))
+                    self.wake.clear()  # before the tick: a job that ends during it wakes the next
             finally:
                 for driver in self.drivers.values():
                     driver.stop()
                 if self.looking is not None:
                     self.looking.cancel()
+                self.spawn.close_idle()
                 self.supervisor.shut_down(keep_apps=self.config.keep_apps_on_exit)
                 self.control.close()
+
+    def request_stop(self) -> None:
+        """Stop the loop within a tick; safe from a signal handler or another thread."""
+        self.stop.set()
+        self.wake.set()
+
+    def report_waits(self) -> bool:
+        """A report is pending and the last check-in went through: send it now, not at the poll.
+
+        Reports are made once per outcome (`decide.report`), so this adds one check-in per
+        update, not a loop; a failing server keeps its backoff, a full disk its poll.
+        """
+        if self.checkin_failures or self.unwritable:
+            return False
+        return any(self.driver(app).plan.pending for app in self.apps())  # what `cycle` sends
 
     def busy(self) -> bool:
         return self.looking is not None or any(d.busy for d in self.drivers.values())
 
     def tick(self) -> None:
-        for driver in list(self.drivers.values()):
-            driver.tick()
+        """Look-ups first: an update they start has its fetch handed on in this same tick."""
         if self.looking is not None and self.looking.done():
             job, self.looking = self.looking, None
             try:
@@ -107,7 +128,10 @@ class Agent:
                 answers = jobs.failed_lookup(self.asked, reason)
             for app, answer in answers.items():
                 self._answered(app, answer)
+        for driver in list(self.drivers.values()):
+            driver.tick()
         self.supervisor.tick([a for a in self.apps() if not self.driver(a).owns_process])
+        self.spawn.close_idle()  # a child that got no next job this tick is done
 
     def apps(self) -> list[str]:
         directed = {d.app for d in self.directives.apps} if self.directives else set()

@@ -37,6 +37,7 @@ STOP_TIMEOUT_S = 10.0
 RESTART_BASE_S = 1.0
 RESTART_CAP_S = 60.0
 STABLE_AFTER_S = 30.0  # a process that ran this long resets the restart backoff
+ADOPTED_EXIT = "exited (exit status unknown: not our child, adopted from the last agent)"
 
 
 @dataclass(slots=True)
@@ -50,26 +51,56 @@ class _Proc:
     def exit_code(self) -> int | None:
         return 127 if self.process is None else self.process.poll()
 
+    def ended(self) -> str | None:
+        """How the process ended, in words (None while it runs): never a made-up code."""
+        if self.process is None:
+            return "could not be started"
+        code = self.process.poll()
+        if code is None:
+            return None
+        if isinstance(self.process, procs.Adopted):  # its status went to its parent, not us
+            return ADOPTED_EXIT
+        return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+
 
 @dataclass(slots=True)
-class _Stopping:
-    """An app sent SIGTERM by `stop`, not gone yet."""
+class Stopping:
+    """An app's processes sent SIGTERM (by `stop`, or at start-up: stale), not all gone yet."""
 
-    process: procs.Process
-    kill_at: float  # monotonic: SIGKILL the group from then on
+    processes: list[procs.Process]
+    groups: set[int]  # their process groups: apps lead their own, so usually {the app's pid}
+    kill_at: float  # monotonic: SIGKILL the groups from then on
+
+    @classmethod
+    def terminate(
+        cls, processes: list[procs.Process], groups: set[int], timeout_s: float
+    ) -> "Stopping":
+        """SIGTERM `groups` now; `gone` SIGKILLs them once `timeout_s` has passed."""
+        for group in groups:
+            _signal_group(group, signal.SIGTERM)
+        return cls(processes, groups, time.monotonic() + timeout_s)
 
     def gone(self) -> bool:
-        """Whether it has exited (then its group's stragglers are killed); never blocks."""
-        if self.process.poll() is None:
+        """Whether all have exited (then the groups' stragglers are killed); never blocks."""
+        live = [p for p in self.processes if p.poll() is None]
+        if live:
             if time.monotonic() < self.kill_at:
                 return False
-            _signal_group(self.process.pid, signal.SIGKILL)
-            if not self.process.wait(0.0):
+            for group in self.groups:
+                _signal_group(group, signal.SIGKILL)
+            if not all(p.wait(0.0) for p in live):
                 return False
-        with contextlib.suppress(PermissionError):
-            _signal_group(self.process.pid, signal.SIGKILL)  # children the app left behind
-        self.process.close()
+        for group in self.groups:
+            with contextlib.suppress(PermissionError):
+                _signal_group(group, signal.SIGKILL)  # children the app left behind
+        for process in self.processes:
+            process.close()
         return True
+
+    def wait(self, until: float | None) -> None:
+        """Block until all have exited or the monotonic time `until` (None: for ever)."""
+        for process in self.processes:
+            process.wait(None if until is None else max(0.0, until - time.monotonic()))
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -105,12 +136,15 @@ class Supervisor:
         self.env = env if env is not None else dict(os.environ)
         self._procs: dict[str, _Proc] = {}
         self._held: set[str] = set()  # apps not to restart (stopped for a switch)
-        self._stopping: dict[str, _Stopping] = {}
+        self._stopping: dict[str, Stopping] = {}
 
     def adopt(self) -> None:
         """Take over the apps a previous agent left running; stop what it left stale.
 
-        Only apps whose recorded process is gone are left for `tick` to start again.
+        Never blocks: what is stale is sent SIGTERM and polled like any stop (`tick` starts
+        the current version once it is gone; its record stays until then, for the next
+        agent if this one dies first). Apps whose recorded process is gone are left for
+        `tick` to start again.
         """
         for app in self.layout.apps():
             run = self.layout.run_file(app)
@@ -118,7 +152,8 @@ class Supervisor:
             if record is None:
                 pass
             elif record.pid is None:  # killed between the record and the spawn
-                self._reap_run(app, record.run_id)
+                if self._reap_run(app, record.run_id):
+                    continue
             elif self._adopt(app, record, record.pid):
                 continue
             run.unlink(missing_ok=True)
@@ -126,7 +161,8 @@ class Supervisor:
     def _adopt(self, app: str, record: Record, pid: int) -> bool:
         """Supervise the recorded process if it is still the app (`procs.judge`).
 
-        Ours but stale: stop it. Another process with that pid: leave it alone.
+        Ours but stale: stop it (True: the record stays until it is gone). Another process
+        with that pid: leave it alone.
         """
         process = procs.Adopted.open(pid, record.starttime)
         if process is None:
@@ -140,16 +176,26 @@ class Supervisor:
             return True
         if verdict is Verdict.REAP:
             log.info("stopping %s %s (pid %d): not the current version", app, record.version, pid)
-            procs.stop_group(process, STOP_TIMEOUT_S)
-        elif verdict is Verdict.FOREIGN:
+            self._stopping[app] = Stopping.terminate([process], {pid}, STOP_TIMEOUT_S)
+            return True
+        if verdict is Verdict.FOREIGN:
             log.warning("%s: pid %d is another process now; left alone", app, pid)
         process.close()
         return False
 
-    def _reap_run(self, app: str, run_id: str) -> None:
+    def _reap_run(self, app: str, run_id: str) -> bool:
         """Stop the processes of a run whose pid was never recorded (found by its run id)."""
-        for pid in procs.stop_run(run_id, STOP_TIMEOUT_S):
-            log.info("stopped %s (pid %d) left by a previous agent", app, pid)
+        found = procs.find_run(run_id)
+        if not found:
+            return False
+        groups: set[int] = set()
+        for process in found:
+            log.info("stopping %s (pid %d) left by a previous agent", app, process.pid)
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(process.pid))
+        groups.discard(os.getpgrp())  # never the agent's own
+        self._stopping[app] = Stopping.terminate(list(found), groups, STOP_TIMEOUT_S)
+        return True
 
     def _current_dir(self, app: str) -> str | None:
         version = files.read_current(self.layout.app_dir(app))
@@ -236,9 +282,8 @@ class Supervisor:
             return
         proc = self._procs.pop(app, None)
         if proc is not None and proc.process is not None:
-            if proc.process.poll() is None:
-                _signal_group(proc.process.pid, signal.SIGTERM)
-            self._stopping[app] = _Stopping(proc.process, time.monotonic() + STOP_TIMEOUT_S)
+            pid = proc.process.pid
+            self._stopping[app] = Stopping.terminate([proc.process], {pid}, STOP_TIMEOUT_S)
             return
         self.layout.run_file(app).unlink(missing_ok=True)
 
@@ -260,10 +305,10 @@ class Supervisor:
         for app in list(self._procs):
             self.stop(app)
         for app, stopping in list(self._stopping.items()):
-            stopping.process.wait(max(0.0, stopping.kill_at - time.monotonic()))
+            stopping.wait(stopping.kill_at)
             stopping.kill_at = 0.0
             while not self.stopped(app):
-                stopping.process.wait(None)
+                stopping.wait(None)
 
     def shut_down(self, *, keep_apps: bool) -> None:
         """At agent exit: stop every app, or (keep_apps) leave them for the next agent to adopt."""
@@ -278,7 +323,8 @@ class Supervisor:
             proc.process.close()
         self._procs.clear()
         for stopping in self._stopping.values():  # its record stays: the next agent stops it
-            stopping.process.close()
+            for process in stopping.processes:
+                process.close()
         self._stopping.clear()
 
     def alive(self, app: str) -> bool:
@@ -289,22 +335,23 @@ class Supervisor:
         proc = self._procs.get(app)
         return proc.version if proc is not None and proc.exit_code() is None else None
 
-    def exit_code(self, app: str) -> int | None:
+    def ended(self, app: str) -> str | None:
+        """How `app`'s process ended, in words; None while it runs or before it is started."""
         proc = self._procs.get(app)
-        return None if proc is None else proc.exit_code()
+        return None if proc is None else proc.ended()
 
     def tick(self, apps: list[str]) -> None:
         """Start apps not running; restart dead ones once their backoff has passed."""
         now = time.monotonic()
         for app in apps:
-            if app in self._held:
+            if app in self._held or not self.stopped(app):  # stale at start-up: still going
                 continue
             proc = self._procs.get(app)
             if proc is None:
                 self.start(app)
                 continue
-            code = proc.exit_code()
-            if code is None:
+            ended = proc.ended()
+            if ended is None:
                 if now - proc.started > STABLE_AFTER_S:
                     proc.restarts = 0
             elif proc.restart_at is None:
@@ -314,12 +361,7 @@ class Supervisor:
                 )
                 proc.restart_at = now + delay
                 log.warning(
-                    "%s %s exited with %d; restart %d in %.1fs",
-                    app,
-                    proc.version,
-                    code,
-                    proc.restarts,
-                    delay,
+                    "%s %s %s; restart %d in %.1fs", app, proc.version, ended, proc.restarts, delay
                 )
             elif now >= proc.restart_at:
                 self.start(app)

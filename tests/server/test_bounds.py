@@ -78,6 +78,9 @@ def stored(server: Fleet) -> dict[str, Any]:
         (checkin(reports=[report(at="2030-01-01T00:00:00")]), "needs a time zone"),
         # a time that overflows when normalised to UTC (was a 500: OverflowError)
         (checkin(reports=[report(at="9999-12-31T23:59:59-23:59")]), "out of range"),
+        # a number where a time goes (pydantic alone takes it as epoch seconds)
+        (checkin(reports=[report(at=0)]), "ISO 8601"),
+        (checkin(valid_until=0), "ISO 8601"),
         (checkin(reports=[report(at="0001-01-01T00:00:00+23:59")]), "out of range"),
         (checkin(reports=[report(at="1900-01-01T00:00:00Z")]), "years"),
         # a lone surrogate in agent_version (was a 500: it could not be stored or encoded)

@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from uptend.protocol import limits, names, versions
 from uptend.protocol.reasons import Outcome
@@ -37,7 +44,16 @@ Name = Annotated[str, StringConstraints(pattern=rf"^{names.PATTERN}$")]
 Version = Annotated[
     str, StringConstraints(max_length=limits.MAX_VERSION, pattern=rf"^{versions.PATTERN}$")
 ]
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
+
+
+def _written(value: object) -> object:
+    """A time on the wire is ISO 8601 text: pydantic would take a number as epoch seconds."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("a time is an ISO 8601 string (e.g. 2030-01-01T00:00:00Z)")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_written), AfterValidator(_utc)]
 _NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 ReasonText = Annotated[str, StringConstraints(max_length=limits.MAX_REASON, pattern=_NO_NUL)]
 LogTail = Annotated[str, StringConstraints(max_length=limits.MAX_LOG_TAIL, pattern=_NO_NUL)]
@@ -112,7 +128,7 @@ class CheckIn(_Wire):
         le=limits.MAX_INT,
         description="the generation of the directives the agent holds, if any",
     )
-    valid_until: datetime | None = Field(
+    valid_until: Timestamp | None = Field(
         default=None, description="the valid_until of the directives the agent holds, if any"
     )
 

@@ -4,13 +4,15 @@ They live under `uptend agent` with the host's own commands, but talk to the ser
 API; the HTTP client loads only when one of them runs (`uptend agent --help` stays light).
 """
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
 from uptend.cli._options import JsonOpt, ServerOpt, TokenOpt
-from uptend.cli._output import console, print_json
+from uptend.cli._output import console, literal, print_json
+
+if TYPE_CHECKING:
+    from uptend.protocol.credentials import AgentRef
 
 AgentArg = Annotated[str, typer.Argument(metavar="AGENT", help="agent name (or id, with --id)")]
 ByIdOpt = Annotated[bool, typer.Option("--id", help="AGENT is an agent id, not a name")]
@@ -29,11 +31,11 @@ def revoke(
     """
     from uptend.cli._client import Admin
 
-    done = Admin(server, token).revoke_agent(agent, by_id=by_id)
-    if json_out:
-        print_json(done.model_dump(mode="json"))
-        return
-    console.print(Text(f"revoked {done.name} ({done.id}): its credential is refused from now on"))
+    _said(
+        Admin(server, token).revoke_agent(agent, by_id=by_id),
+        json_out,
+        "revoked {name} ({id}): its credential is refused from now on",
+    )
 
 
 def remove(
@@ -46,11 +48,11 @@ def remove(
     """Remove AGENT from the fleet (its credential dies with it); the audit log keeps it."""
     from uptend.cli._client import Admin
 
-    done = Admin(server, token).remove_agent(agent, by_id=by_id)
-    if json_out:
-        print_json(done.model_dump(mode="json"))
-        return
-    console.print(Text(f"removed {done.name} ({done.id}); its name is free to enroll again"))
+    _said(
+        Admin(server, token).remove_agent(agent, by_id=by_id),
+        json_out,
+        "removed {name} ({id}); its name is free to enroll again",
+    )
 
 
 def rotate_credential(
@@ -63,11 +65,19 @@ def rotate_credential(
     """Give AGENT a new credential at its next check-in; the old one works until then."""
     from uptend.cli._client import Admin
 
-    done = Admin(server, token).rotate_agent(agent, by_id=by_id)
+    _said(
+        Admin(server, token).rotate_agent(agent, by_id=by_id),
+        json_out,
+        "{name} ({id}) gets a new credential at its next check-in",
+    )
+
+
+def _said(done: "AgentRef", json_out: bool, message: str) -> None:
+    """Print what was done to the agent: JSON, or `message` with its name and id."""
     if json_out:
         print_json(done.model_dump(mode="json"))
         return
-    console.print(Text(f"{done.name} ({done.id}) gets a new credential at its next check-in"))
+    console.print(literal(message.format(name=done.name, id=done.id)))
 
 
 def register(app: typer.Typer) -> None:

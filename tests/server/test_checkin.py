@@ -298,3 +298,15 @@ def test_a_change_on_one_replica_reaches_the_next_check_in_on_another(tmp_path: 
             assert "automatic updates are off" in regrouped["apps"][0]["reason"]
         finally:
             replica.stop()
+
+
+def test_an_admin_tokens_last_use_is_not_counted_as_a_check_ins_write(server: Fleet) -> None:
+    """The bench reads writes per idle check-in from these counters while admins call in."""
+    with admin_client(server) as http:
+        created = http.post("/api/v1/tokens", json={"role": "admin", "name": "counted"})
+        created.raise_for_status()
+    before = stats(server.url, server.admin_token)  # this token's own use: touched by now
+    stats(server.url, created.json()["token"])  # a first use: its last_used is written
+    after = stats(server.url, server.admin_token)
+    assert after["statements"]["token_use"] - before["statements"]["token_use"] == 1
+    assert after["statements"]["write"] == before["statements"]["write"]

@@ -10,7 +10,7 @@ from typing import cast
 
 from sqlalchemy import Table, bindparam, select, update
 
-from uptend.server.storage.db import AsyncConnection
+from uptend.server.storage.db import TOKEN_USE, AsyncConnection
 from uptend.server.storage.tables import AgentRow, TokenRow
 
 AGENTS = cast(Table, AgentRow.__table__)
@@ -118,4 +118,5 @@ async def promote(conn: AsyncConnection, agent_id: str, digest: str) -> bool:
 
 
 async def touch_token(conn: AsyncConnection, token_id: int, now: datetime) -> None:
-    await conn.execute(update(TOKENS).where(TOKENS.c.id == token_id).values(last_used=now))
+    touch = update(TOKENS).where(TOKENS.c.id == token_id).values(last_used=now)
+    await conn.execute(touch.execution_options(**TOKEN_USE))  # not a check-in's write

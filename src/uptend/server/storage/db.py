@@ -79,6 +79,7 @@ def migrate(url: str) -> None:
 
 
 FLUSH = {"uptend_kind": "flush"}  # execution options that mark the batched last-seen write
+TOKEN_USE = {"uptend_kind": "token_use"}  # an admin token's last use (at most once a minute)
 
 
 class Database:
@@ -98,15 +99,16 @@ class Database:
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", configure_sqlite)
-        self.statements: dict[str, int] = {"read": 0, "write": 0, "flush": 0}
+        self.statements: dict[str, int] = {"read": 0, "write": 0, "flush": 0, "token_use": 0}
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     def _count(
         self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
     ) -> None:
-        if context is not None and context.execution_options.get("uptend_kind") == "flush":
-            kind = "flush"
+        marked = None if context is None else context.execution_options.get("uptend_kind")
+        if marked in ("flush", "token_use"):
+            kind = marked
         elif statement.lstrip()[:6].upper() == "SELECT":
             kind = "read"
         else:
@@ -136,6 +138,7 @@ class Database:
 
 __all__ = [
     "FLUSH",
+    "TOKEN_USE",
     "AsyncConnection",
     "Database",
     "SQLAlchemyError",

@@ -16,7 +16,7 @@ from uptend.server.cache import AppPlan, Bounded, ByGeneration, Caller, GroupPla
 from uptend.server.generation import GenerationReader
 from uptend.server.services.directives import directives_for
 from uptend.server.storage.db import Database, migrate, sqlite_url
-from uptend.server.storage.generation_read import GenerationRead
+from uptend.server.storage.generation_read import Counters, GenerationRead
 
 
 async def _accepted_nodelay(sock: socket.socket) -> int:
@@ -183,24 +183,29 @@ def test_directives_name_the_head_target_only_for_the_head() -> None:
 def test_the_generation_read_follows_changes_and_survives_a_lost_connection(
     database_url: str, tmp_path: Path
 ) -> None:
+    """Both counters in one read, each moving on its own."""
     url = database_url or sqlite_url(tmp_path)
     migrate(url)
 
-    def bump() -> None:
+    def bump(column: str) -> None:
+        sql = {
+            "value": "UPDATE generation SET value = value + 1",
+            "credentials": "UPDATE generation SET credentials = credentials + 1",
+        }[column]
         engine = create_engine(url)
         try:
             with engine.begin() as conn:
-                conn.execute(text("UPDATE generation SET value = value + 1"))
+                conn.execute(text(sql))
         finally:
             engine.dispose()
 
-    async def scenario() -> list[int]:
+    async def scenario() -> list[Counters]:
         db = Database(url)
         read = GenerationRead(db)
         seen = []
         try:
             seen.append(await read())
-            bump()
+            bump("value")
             seen.append(await read())
             if db.dialect == "postgresql":  # the server restarts under us: one read fails ...
                 with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as admin:
@@ -210,7 +215,7 @@ def test_the_generation_read_follows_changes_and_survives_a_lost_connection(
                     )
                 with pytest.raises(psycopg.OperationalError):
                     await read()
-            bump()
+            bump("credentials")
             seen.append(await read())  # ... and the next one connects again
             assert db.statements["read"] == (4 if db.dialect == "postgresql" else 3)
         finally:
@@ -218,4 +223,4 @@ def test_the_generation_read_follows_changes_and_survives_a_lost_connection(
             await db.dispose()
         return seen
 
-    assert asyncio.run(scenario()) == [1, 2, 3]
+    assert asyncio.run(scenario()) == [(1, 1), (2, 1), (2, 2)]

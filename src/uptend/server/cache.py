@@ -1,10 +1,12 @@
 """What a server process remembers between requests, and when it forgets.
 
-Everything derived from the database that can change on an operator's command (credentials,
-group plans) is kept under the generation it was read at and dropped when the generation
-moves; every such change bumps the generation in its own transaction, so a process (or a
-replica on the same PostgreSQL) sees it at the next request, with one primary-key read.
-What agents report (`Known`) is not derived from operator data and outlives generations.
+Everything derived from the database that can change on an operator's command is kept under
+the counter it was read at and dropped when that counter moves: group plans under the
+generation, credentials under the credentials counter (so a publish does not make every
+agent's next check-in read its credential again). Every such change bumps its counter in
+its own transaction, so a process (or a replica on the same PostgreSQL) sees it at the next
+request, with one primary-key read of both counters. What agents report (`Known`) is not
+derived from operator data and outlives generations.
 
 Per-agent entries are stored as plain tuples of strings, bytes, ints and None, which the
 garbage collector stops tracking after their first collection (it never untracks a named
@@ -120,23 +122,23 @@ _KnownRow = tuple[Any, ...]
 
 
 class Credentials:
-    """Callers by credential digest, held for the newest generation seen."""
+    """Callers by credential digest, held for the newest credentials counter seen."""
 
     def __init__(self, limit: int) -> None:
         self._items: ByGeneration[str, _CallerRow] = ByGeneration(limit)
 
     @property
     def generation(self) -> int:
-        return self._items.generation
+        return self._items.generation  # the credentials counter, not the plans' generation
 
-    def get(self, generation: int, digest: str) -> Caller | None:
-        row = self._items.get(generation, digest)
+    def get(self, counter: int, digest: str) -> Caller | None:
+        row = self._items.get(counter, digest)
         return None if row is None else Caller(*row)
 
-    def put(self, generation: int, digest: str, caller: Caller) -> None:
+    def put(self, counter: int, digest: str, caller: Caller) -> None:
         c = caller  # as a plain tuple (datetimes are never tracked)
         row = (c.actor, c.agent_id, c.group, c.token_id, c.expires_at, c.rotating)
-        self._items.put(generation, digest, row)
+        self._items.put(counter, digest, row)
 
     def __len__(self) -> int:
         return len(self._items)

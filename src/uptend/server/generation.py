@@ -1,4 +1,4 @@
-"""The current generation, read once for every burst of requests that arrive together.
+"""The current counters (generation, credentials), read once per burst of requests.
 
 Each request must see every change committed before it arrived, so it cannot reuse a read
 already in flight (that one may have started before the commit). It waits for the next read
@@ -8,17 +8,20 @@ request costs one read; at high load one read serves all requests that queued be
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
-class GenerationReader:
-    def __init__(self, read: Callable[[], Awaitable[int]]) -> None:
+class GenerationReader(Generic[T]):
+    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
         self._read = read
-        self._waiting: list[asyncio.Future[int]] = []  # for the read not yet started
+        self._waiting: list[asyncio.Future[T]] = []  # for the read not yet started
         self._task: asyncio.Task[None] | None = None
 
-    async def current(self) -> int:
+    async def current(self) -> T:
         # One future per waiter: a cancelled request (client gone) cancels only its own.
-        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         if self._task is None:
             self._task = asyncio.create_task(self._reads())

@@ -77,6 +77,7 @@ class Guard:
         self.failures: dict[str, int] = {}  # by reason: missing, unknown, revoked, expired, ...
         self.limited = 0  # answered 429 to an authentication
         self.enroll_limited = 0  # answered 429 to an enrollment
+        self.lookups = 0  # credentials looked up in the database (not in this process's memory)
         # digest -> token:<id> / agent:<id> of credentials refused for good (revoked, expired,
         # used up): their next try is limited before any database read
         self.refused: Bounded[str, str] = Bounded(max_keys)
@@ -99,6 +100,7 @@ class Guard:
             "failures_by_reason": dict(sorted(self.failures.items())),
             "rate_limited": self.limited,
             "enroll_rate_limited": self.enroll_limited,
+            "credential_lookups": self.lookups,
             "tracked_addresses": len(self.by_address),
             "tracked_tokens": len(self.by_token),
         }

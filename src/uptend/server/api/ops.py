@@ -27,7 +27,8 @@ async def server_stats(ctx: Ctx, _: Admin) -> dict[str, Any]:
     """
     memory = ctx.memory
     caches = {
-        "generation": memory.credentials.generation,
+        "generation": memory.plans.generation,
+        "credentials_counter": memory.credentials.generation,
         "credentials": len(memory.credentials),
         "plans": len(memory.plans),
         "agents": len(memory.known),

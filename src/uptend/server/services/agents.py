@@ -1,7 +1,8 @@
 """An agent's credential as the operator manages it: revoke, rotate, remove.
 
-Each change bumps the generation in its own transaction: every server process sharing the
-database drops the credentials it remembers at its next request, so a revoked or removed
+Each change bumps the credentials counter in its own transaction: every server process
+sharing the database drops the credentials it remembers at its next request (what agents
+should run, kept under the generation, stays remembered), so a revoked or removed
 agent is refused at its next check-in wherever it lands. A rotation hands the agent a new
 credential at its next check-in (`auth.hand_over`); the old one works until the new one is
 first used (`auth` then makes the new one the agent's own).
@@ -48,7 +49,7 @@ async def revoke(ctx: Context, actor: str, key: str, *, by_id: bool = False) -> 
             agent.revoked_at = now
             agent.rotate_requested_at = None
             agent.pending_credential_hash = None
-            await generation.bump(tx)
+            await generation.bump_credentials(tx)
             audit.record(tx, now, actor, "agent.revoke", f"{agent.name} ({agent.id})")
         return ref(agent)
 
@@ -64,7 +65,7 @@ async def rotate(ctx: Context, actor: str, key: str, *, by_id: bool = False) -> 
                 hint=f"remove it with `uptend agent remove {agent.name}` and enroll it again",
             )
         agent.rotate_requested_at = now
-        await generation.bump(tx)  # remembered credentials learn that a rotation is due
+        await generation.bump_credentials(tx)  # remembered credentials learn that a rotation is due
         audit.record(tx, now, actor, "agent.rotate_credential", f"{agent.name} ({agent.id})")
         return ref(agent)
 
@@ -77,7 +78,7 @@ async def remove(ctx: Context, actor: str, key: str, *, by_id: bool = False) -> 
         gone = ref(agent)
         seen = agent.last_seen.isoformat(timespec="seconds") if agent.last_seen else "never"
         await rows.remove(tx, agent.id)
-        await generation.bump(tx)
+        await generation.bump_credentials(tx)
         audit.record(
             tx,
             now,

@@ -1,8 +1,9 @@
 """Who is calling: an admin token or an agent credential, checked against stored digests.
 
-One path for every route (`identify`): read the generation, then find the credential's
-digest in memory (kept under that generation, so a change such as a revocation, which bumps
-it, drops every remembered credential) or, on a miss, in the database.
+One path for every route (`identify`): read the counters, then find the credential's digest
+in memory (kept under the credentials counter, which only a change to credentials bumps: a
+revocation, a removal, a rotation; a publish or a group change leaves them remembered) or, on
+a miss, in the database.
 
 Refusals say why (unknown, revoked, expired, wrong kind) and are counted and rate-limited
 per source address and per token id (`uptend.server.ratelimit`): a caller over its limit is
@@ -12,7 +13,7 @@ checking in.
 
 A credential rotation (`uptend agent rotate-credential`) is finished here: the first request
 made with the handed-over credential makes it the agent's one (the old one dies) and bumps
-the generation, so every server process sharing the database forgets the old one.
+the credentials counter, so every server process sharing the database forgets the old one.
 """
 
 import time
@@ -112,7 +113,7 @@ async def _lookup(ctx: Context, token: str, digest: str, role: str) -> Caller | 
     if found.pending:  # the handed-over credential, first used: it replaces the old one
         async with ctx.db.write() as conn:
             if await credentials.promote(conn, found.id, digest):
-                await generation.bump(conn)
+                await generation.bump_credentials(conn)
     return Caller(
         actor=f"agent:{found.name}", agent_id=found.id, group=found.group, rotating=found.rotating
     )
@@ -146,21 +147,22 @@ async def identify(ctx: Context, authorization: str | None, source: str, role: s
     wanted = tokens.digest(token)
     remembered = ctx.memory.credentials
     current = await ctx.generation.current()
-    caller = remembered.get(current, wanted)
+    caller = remembered.get(current.credentials, wanted)
     if caller is None:
         check_limits(ctx, source, wanted)  # before the database: a flood costs no reads
+        ctx.guard.lookups += 1
         found = await _lookup(ctx, token, wanted, role)
         if isinstance(found, Refusal):
             refuse(ctx, source, wanted, found)
         caller = found
-        remembered.put(current, wanted, caller)
+        remembered.put(current.credentials, wanted, caller)
     wrong = _check(caller, role)
     if wrong is not None:
         refuse(ctx, source, wanted, wrong)
     if caller.token_id is not None and ctx.guard.touch_due(caller.token_id, time.monotonic()):
         async with ctx.db.write() as conn:  # `token list` shows when an admin token last worked
             await credentials.touch_token(conn, caller.token_id, utcnow())
-    return Principal(current, caller)
+    return Principal(current.generation, caller)
 
 
 async def hand_over(ctx: Context, caller: Caller, answer: Directives | bytes) -> Directives:

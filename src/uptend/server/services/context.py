@@ -11,6 +11,7 @@ from uptend.server.ratelimit import Guard
 from uptend.server.settings import Settings
 from uptend.server.stats import CheckinCounters
 from uptend.server.storage.db import Database
+from uptend.server.storage.generation_read import Counters
 from uptend.server.tuf_repo import TufRepo
 
 
@@ -20,7 +21,7 @@ class Context:
     db: Database
     repo: TufRepo
     lastseen: LastSeen
-    generation: GenerationReader
+    generation: GenerationReader[Counters]  # both counters, one read per burst of requests
     guard: Guard  # rate limits and failure counts of this process
     # Publishing bumps TUF metadata versions: one at a time per process (TufRepo also
     # holds a file lock for several processes on one data dir).

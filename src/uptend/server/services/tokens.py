@@ -1,7 +1,7 @@
 """Admin and enrollment tokens: create (the secret shown once), list, revoke.
 
 `server init` makes the first of each through `add`; the rest come from `uptend token
-create`. Revoking bumps the generation, so every server process sharing the database
+create`. Revoking bumps the credentials counter, so every server process sharing the database
 forgets a remembered admin token at its next request.
 """
 
@@ -108,6 +108,6 @@ async def revoke(ctx: Context, actor: str, token_id: int) -> TokenInfo:
                     hint="create another first with `uptend token create --role admin`",
                 )
             row.revoked = True
-            await generation.bump(tx)  # every process forgets it at its next request
+            await generation.bump_credentials(tx)  # every process forgets it at its next request
             audit.record(tx, now, actor, "token.revoke", f"{row.kind} token #{token_id}")
         return info(row, now)

@@ -1,4 +1,8 @@
-"""The change counter: every write that changes what agents should run bumps it."""
+"""The change counters: `bump` for what agents should run, `bump_credentials` for who may call.
+
+Kept apart so that a publish (which moves the generation) leaves every remembered credential
+in place, and a revocation (which moves the credentials counter) leaves every group plan.
+"""
 
 from sqlalchemy import select, update
 
@@ -16,4 +20,13 @@ async def bump(tx: Tx | AsyncConnection) -> None:
     """Part of the caller's transaction: the change and the new generation commit together."""
     await tx.execute(
         update(GenerationRow).where(GenerationRow.id == 1).values(value=GenerationRow.value + 1)
+    )
+
+
+async def bump_credentials(tx: Tx | AsyncConnection) -> None:
+    """Part of the caller's transaction: every process forgets the credentials it remembers."""
+    await tx.execute(
+        update(GenerationRow)
+        .where(GenerationRow.id == 1)
+        .values(credentials=GenerationRow.credentials + 1)
     )

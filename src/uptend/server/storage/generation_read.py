@@ -1,4 +1,7 @@
-"""The generation read of every check-in, straight through the driver on one held connection.
+"""The counters read of every request, straight through the driver on one held connection.
+
+One primary-key read gives both counters (`Counters`): the generation, under which group
+plans are remembered, and the credentials counter, under which credentials are.
 
 Through SQLAlchemy's pool the one-row read costs ~600 µs of CPU on SQLite (pool checkout,
 greenlets, several aiosqlite thread hops, a rollback on return); here it is one thread hop
@@ -10,13 +13,19 @@ is dropped and opened again at the next read. Counted as a read in `Database.sta
 import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import psycopg
 from sqlalchemy.engine import make_url
 
 from uptend.server.storage.db import Database, configure_sqlite
 
-SQL = "SELECT value FROM generation WHERE id = 1"
+SQL = "SELECT value, credentials FROM generation WHERE id = 1"
+
+
+class Counters(NamedTuple):
+    generation: int  # what agents should run (publish, group set, retry, schedule)
+    credentials: int  # who may call (agent revoke/remove/rotate, token revoke)
 
 
 class GenerationRead:
@@ -27,15 +36,15 @@ class GenerationRead:
         self._pg_url = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="uptend-generation")
         self._sqlite: sqlite3.Connection | None = None
-        self._pg: psycopg.AsyncConnection[tuple[int]] | None = None
+        self._pg: psycopg.AsyncConnection[tuple[int, int]] | None = None
 
-    async def __call__(self) -> int:
+    async def __call__(self) -> Counters:
         self.db.statements["read"] += 1
         if self._sqlite_path is not None:
             return await asyncio.get_running_loop().run_in_executor(self._thread, self._sqlite_read)
         return await self._pg_read()
 
-    def _sqlite_read(self) -> int:  # in the one worker thread
+    def _sqlite_read(self) -> Counters:  # in the one worker thread
         if self._sqlite is None:
             conn = sqlite3.connect(self._sqlite_path or "", isolation_level=None)
             configure_sqlite(conn, None)
@@ -46,9 +55,9 @@ class GenerationRead:
             self._sqlite.close()
             self._sqlite = None
             raise
-        return int(row[0])
+        return Counters(int(row[0]), int(row[1]))
 
-    async def _pg_read(self) -> int:
+    async def _pg_read(self) -> Counters:
         if self._pg is None:
             self._pg = await psycopg.AsyncConnection.connect(self._pg_url, autocommit=True)
         try:
@@ -59,7 +68,7 @@ class GenerationRead:
             self._pg = None
             raise
         assert row is not None  # the migration inserts the row
-        return int(row[0])
+        return Counters(int(row[0]), int(row[1]))
 
     async def close(self) -> None:
         if self._pg is not None:

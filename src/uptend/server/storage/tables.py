@@ -71,15 +71,18 @@ class ChannelHeadRow(Base):
 
 
 class GenerationRow(Base):
-    """One counter, bumped in the transaction of every change to what agents should run.
+    """Two counters, each bumped in the transaction of every change it stands for.
 
-    Each server process caches what it derived from the database under the generation it read;
-    a replica sharing the database sees a change with one primary-key read.
+    `value` (the generation): what agents should run. `credentials`: who may call (a revoked,
+    removed or rotating agent, a revoked token). Each server process caches what it derived
+    from the database under the counter it read; a replica sharing the database sees a change
+    with one primary-key read of both.
     """
 
     __tablename__ = "generation"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
     value: Mapped[int] = mapped_column(Integer)
+    credentials: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 class GroupRow(Base):

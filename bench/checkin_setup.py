@@ -8,6 +8,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ APP = "bench"
 
 BASELINE = """
 import sys
+import time
 import uvicorn
 from fastapi import FastAPI
 from uptend.cli.server import listening_socket
@@ -168,3 +170,21 @@ def stats(url: str, token: str) -> dict[str, Any]:
     response.raise_for_status()
     result: dict[str, Any] = response.json()
     return result
+
+
+def drained(url: str, token: str) -> None:
+    """Wait until the server's batched last-seen times are written (within a few intervals).
+
+    Nothing pending, and the rows written unchanged over 0.3 s: a flush takes the pending
+    times at once, then writes them in chunks.
+    """
+    seen = stats(url, token)["lastseen"]
+    deadline = time.monotonic() + 3 * seen["interval_s"] + 10
+    while True:
+        time.sleep(0.3)
+        now = stats(url, token)["lastseen"]
+        if not now["pending"] and now["rows"] == seen["rows"]:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not write its last-seen times in time")
+        seen = now

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         AutoUpdateOff,
         DeferredPrecondition,
         Failed,
+        Floor,
         Frozen,
         NeverCheckedIn,
         NoRelease,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
         Offline,
         Outcome,
         OutsideWindow,
+        Pinned,
         Reason,
         ReasonCode,
         UpdatePending,
@@ -72,8 +74,9 @@ _MODULES = {
     "credentials": "AgentRef TokenCreate TokenCreated TokenInfo TokenRole TokenState",
     "errors": "ErrorBody error_from_body",
     "reasons": (
-        "AutoUpdateOff DeferredPrecondition Failed Frozen NeverCheckedIn NoRelease NotAssigned"
-        " Offline Outcome OutsideWindow Reason ReasonCode UpdatePending Updating UpToDate"
+        "AutoUpdateOff DeferredPrecondition Failed Floor Frozen NeverCheckedIn NoRelease"
+        " NotAssigned Offline Outcome OutsideWindow Pinned Reason ReasonCode UpdatePending"
+        " Updating UpToDate"
     ),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names.split()}
@@ -108,6 +111,7 @@ __all__ = [
     "ErrorBody",
     "Failed",
     "FleetSummary",
+    "Floor",
     "FreezeSet",
     "FreezeView",
     "Frozen",
@@ -120,6 +124,7 @@ __all__ = [
     "Offline",
     "Outcome",
     "OutsideWindow",
+    "Pinned",
     "Reason",
     "ReasonCode",
     "Release",

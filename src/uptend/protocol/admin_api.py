@@ -21,6 +21,7 @@ class Release(_Wire):
     sha256: str
     created_at: datetime
     critical: bool = False  # installs at once: passes maintenance windows and freezes
+    floor: bool = False  # published with --floor: no lower version of the app installs any more
 
 
 class GroupSet(_Wire):
@@ -33,11 +34,18 @@ class GroupSet(_Wire):
         description='maintenance windows, e.g. "Sat,Sun 02:00-05:00 Europe/Berlin";'
         " [] clears them (any time), None leaves them as they are",
     )
+    pin: str | None = Field(
+        default=None,
+        max_length=80,
+        description="with app: pin it to an exact version (2.2), a prefix (2.3.*) or n-1",
+    )
+    unpin: bool = False  # with app: remove its pin
 
 
 class GroupApp(_Wire):
     app: str
     channel: str
+    pin: str | None = None  # the operator's pin spec, if any
 
 
 class Group(_Wire):

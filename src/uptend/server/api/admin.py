@@ -62,13 +62,16 @@ async def publish(
     fmt: Annotated[ArchiveFormat, Query(alias="format")] = ArchiveFormat.TAR_GZ,
     signed: Annotated[int | None, Query(ge=2, le=MAX_SIGNED_BYTES)] = None,
     critical: Annotated[bool, Query()] = False,
+    floor: Annotated[bool, Query()] = False,
 ) -> Release:
     """Publish a release: the body is the .tar.gz or .zip archive, streamed.
 
     With `signed=N`, the body's first N bytes are the release's TUF roles signed on the
     publisher's workstation (`uptend release sign`), and the archive follows. The version is
     stored and signed in its PEP 440 normal form (`1.1-0` becomes `1.1.post0`); one equal to
-    a published version of the app, however spelled, is a 409.
+    a published version of the app, however spelled, is a 409. With `floor`, no lower version
+    of the app is installed any more: every lower release is re-signed with the floor in its
+    `custom`, so agents refuse them too (needs the releases key on the server).
     """
     version = releases.check_request(app, version, channel)
     await releases.refuse_duplicate(ctx, app, version)
@@ -89,7 +92,7 @@ async def publish(
         raise
     roles = bytes(head) if signed else None
     return await releases.publish(
-        ctx, actor, app, version, channel, fmt, upload, roles, critical=critical
+        ctx, actor, app, version, channel, fmt, upload, roles, critical=critical, floor=floor
     )
 
 

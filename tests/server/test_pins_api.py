@@ -159,7 +159,8 @@ def app_role(server: Fleet, app: str) -> dict[str, Any]:
     ts = get("timestamp.json")["signed"]
     snapshot = get(file_name("snapshot", ts["meta"]["snapshot.json"]["version"]))["signed"]
     version = snapshot["meta"][f"app.{app}.json"]["version"]
-    return get(file_name(f"app.{app}", version))["signed"]
+    role: dict[str, Any] = get(file_name(f"app.{app}", version))["signed"]
+    return role
 
 
 def test_a_floor_is_signed_on_every_lower_release_and_beats_every_pin(server: Fleet) -> None:

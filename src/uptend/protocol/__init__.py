@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         Group,
         GroupApp,
         GroupSet,
+        LabelChange,
         Release,
         ReportView,
     )
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 _MODULES = {
     "admin_api": (
         "Agent AgentApp AgentDetail AgentPage AppSummary FleetSummary FreezeSet FreezeView Group"
-        " GroupApp GroupSet Release ReportView"
+        " GroupApp GroupSet LabelChange Release ReportView"
     ),
     "agent_api": (
         "AppDirective AppState AppStatus CheckIn Directives EnrollRequest EnrollResponse Report"
@@ -118,6 +119,7 @@ __all__ = [
     "Group",
     "GroupApp",
     "GroupSet",
+    "LabelChange",
     "NeverCheckedIn",
     "NoRelease",
     "NotAssigned",

@@ -76,6 +76,7 @@ class Agent(_Wire):
     outdated: bool
     apps: list[AgentApp] = []
     revoked: bool = False  # `uptend agent revoke`: its credential is refused
+    labels: dict[str, str] = {}  # given at enrollment, changed by `uptend fleet label`
 
 
 class AgentPage(_Wire):
@@ -85,6 +86,12 @@ class AgentPage(_Wire):
     total: int  # agents matching the filters, over all pages
     next_cursor: str | None
     last_seen_max_lag_s: float  # last_seen is written in batches, up to this late
+
+
+class LabelChange(_Wire):
+    """`KEY=VALUE` sets a label, `KEY-` removes one."""
+
+    labels: list[str] = Field(min_length=1, max_length=64)
 
 
 class ReportView(_Wire):

@@ -29,6 +29,7 @@ from uptend.protocol import (
     ReasonCode,
     ReportView,
 )
+from uptend.protocol.labels import parse_labels
 from uptend.protocol.reasons import FINE_CODES
 from uptend.server.services.agents import find as find_agent
 from uptend.server.services.context import Context, utcnow
@@ -37,6 +38,7 @@ from uptend.server.services.schedule import schedule_of
 from uptend.server.storage import agents as rows
 from uptend.server.storage import audit, generation
 from uptend.server.storage import fleet as queries
+from uptend.server.storage import labels as label_rows
 from uptend.server.storage import schedule as schedule_rows
 from uptend.server.storage.db import Tx
 from uptend.server.storage.tables import AgentRow
@@ -114,6 +116,7 @@ async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime)
     plans = await resolutions(tx)
     ids = [a.id for a in agents]
     pairs = await queries.pairs_of(tx, ids, app, cutoffs, _held(waits), _pins(plans))
+    labels = await label_rows.labels_of(tx, ids)
     out: list[Agent] = []
     for agent in agents:
         apps: list[AgentApp] = []
@@ -161,9 +164,16 @@ async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime)
                 outdated=any(a.reason.code not in FINE_CODES for a in apps),
                 apps=apps,
                 revoked=agent.revoked_at is not None,
+                labels=labels[agent.id],
             )
         )
     return out
+
+
+async def view_of(tx: Tx, agent: AgentRow) -> Agent:
+    """One agent as the fleet view shows it."""
+    [view] = await _views(tx, [agent], None, utcnow())
+    return view
 
 
 async def page(
@@ -175,11 +185,18 @@ async def page(
     app: str | None = None,
     limit: int = DEFAULT_LIMIT,
     cursor: str | None = None,
+    labels: list[str] | None = None,
 ) -> AgentPage:
-    """One page of the fleet in name order, filtered in the database."""
+    """One page of the fleet in name order, filtered in the database (`labels`: k=v, all)."""
     _check_limit(limit)
     after = _after(cursor)
-    filters = queries.Filters(group=group, app=app, code=_reason_code(reason), outdated=outdated)
+    filters = queries.Filters(
+        group=group,
+        app=app,
+        code=_reason_code(reason),
+        outdated=outdated,
+        labels=tuple(parse_labels(labels or []).items()),
+    )
     now = utcnow()
     async with ctx.db.transaction() as tx:
         policies = await queries.policies(tx)

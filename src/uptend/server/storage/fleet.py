@@ -49,6 +49,7 @@ from uptend.policy.schedule import DEFERRED_WORDS
 from uptend.protocol import AppState, ReasonCode
 from uptend.protocol.reasons import FINE_CODES
 from uptend.server.storage.db import Tx
+from uptend.server.storage.labels import having
 from uptend.server.storage.tables import (
     AgentAppRow,
     AgentRow,
@@ -72,6 +73,7 @@ class Filters:
     app: str | None = None  # also narrows the apps shown to this one
     code: ReasonCode | None = None
     outdated: bool = False
+    labels: tuple[tuple[str, str], ...] = ()  # every one of these key=value labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,7 @@ def _matching(
     out: list[ColumnElement[bool]] = []
     if filters.group is not None:
         out.append(AgentRow.group == filters.group)
+    out += [having(k, v) for k, v in filters.labels]
     if filters.app is None and filters.code is None and not filters.outdated:
         return out
     pairs = _pairs(cutoffs, held, pins, group=filters.group, app=filters.app, agent_ids=None)

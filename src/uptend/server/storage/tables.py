@@ -214,3 +214,15 @@ class GroupPinRow(Base):
     )
     app: Mapped[str] = mapped_column(String(64), primary_key=True)
     spec: Mapped[str] = mapped_column(String(80))
+
+
+class AgentLabelRow(Base):
+    """One label of an agent (`zone=eu-1`): given at enrollment, changed by `fleet label`."""
+
+    __tablename__ = "agent_labels"
+    __table_args__ = (Index("ix_agent_labels_key_value", "key", "value"),)  # --label k=v
+    agent_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    value: Mapped[str] = mapped_column(String(63))

@@ -1,4 +1,4 @@
-"""Pins and floors: a group's pin per app, releases published with --floor.
+"""Pins, floors and labels: a group's pin per app, releases published with --floor, labels.
 
 Revision ID: 0009
 Revises: 0007
@@ -24,9 +24,20 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["group"], ["groups.name"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("group", "app"),
     )
+    op.create_table(
+        "agent_labels",
+        sa.Column("agent_id", sa.String(32), nullable=False),
+        sa.Column("key", sa.String(63), nullable=False),
+        sa.Column("value", sa.String(63), nullable=False),
+        sa.ForeignKeyConstraint(["agent_id"], ["agents.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("agent_id", "key"),
+    )
+    op.create_index("ix_agent_labels_key_value", "agent_labels", ["key", "value"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_agent_labels_key_value", table_name="agent_labels")
+    op.drop_table("agent_labels")
     op.drop_table("group_pins")
     with op.batch_alter_table("releases") as batch:
         batch.drop_column("floor")

@@ -49,7 +49,7 @@ from uptend.policy.schedule import DEFERRED_WORDS
 from uptend.protocol import AppState, ReasonCode
 from uptend.protocol.reasons import FINE_CODES
 from uptend.server.storage.db import Tx
-from uptend.server.storage.labels import having
+from uptend.server.storage.labels import having as has_label
 from uptend.server.storage.tables import (
     AgentAppRow,
     AgentRow,
@@ -238,7 +238,7 @@ def _matching(
     out: list[ColumnElement[bool]] = []
     if filters.group is not None:
         out.append(AgentRow.group == filters.group)
-    out += [having(k, v) for k, v in filters.labels]
+    out += [has_label(k, v) for k, v in filters.labels]
     if filters.app is None and filters.code is None and not filters.outdated:
         return out
     pairs = _pairs(cutoffs, held, pins, group=filters.group, app=filters.app, agent_ids=None)

@@ -1,9 +1,10 @@
-"""Pins and floors end to end against a real server.
+"""Pins, floors and labels end to end against a real server.
 
-Two hundred in-process hosts (tests/support/sim.py) on SQLite and PostgreSQL follow a pin
-down and back, and a floor that lifts the pin; real agent processes go down to a pinned
-release, and refuse a directive below the floor that a server whose database was edited
-sends them, since the release key signed the floor on every lower release.
+Two hundred in-process hosts (tests/support/sim.py) on SQLite and PostgreSQL, enrolled with
+labels, follow a pin down and back, and a floor that lifts the pin; real agent processes go
+down to a pinned release, and refuse a directive below the floor that a server whose
+database was edited sends them, since the release key signed the floor on every lower
+release.
 """
 
 import asyncio
@@ -29,7 +30,7 @@ def reasons(fleet: Fleet) -> dict[str, int]:
         return app.reasons
 
 
-def test_hosts_follow_a_pin_down_a_floor_lifts_it_and_unpinning_frees_them(
+def test_labelled_hosts_follow_a_pin_down_a_floor_lifts_it_and_unpinning_frees_them(
     any_db_fleet: Fleet,
 ) -> None:
     fleet = any_db_fleet
@@ -39,8 +40,17 @@ def test_hosts_follow_a_pin_down_a_floor_lifts_it_and_unpinning_frees_them(
 
     async def scenario() -> None:
         async with SimFleet(fleet.url, fleet.enroll_token) as sims:
-            await sims.enroll(HOSTS, group="pins")
+            await sims.enroll(HOSTS, group="pins", labels=lambda i: [f"zone=eu-{i % 2}"])
             await sims.rounds_until(APP, "2.0")
+            with Admin(fleet.url, fleet.admin_token) as admin:
+                eu0 = admin.agents(label=["zone=eu-0"], limit=1000)
+                assert eu0.total == HOSTS // 2
+                assert {a.labels["zone"] for a in eu0.agents} == {"eu-0"}
+                moved = admin.label_agent(eu0.agents[0].name, ["zone=eu-1", "rack=r1"])
+                assert moved.labels == {"rack": "r1", "zone": "eu-1"}
+                assert admin.agents(label=["zone=eu-0"], limit=1000).total == HOSTS // 2 - 1
+                both = admin.agents(label=["zone=eu-1", "rack=r1"], limit=1000)
+                assert [a.name for a in both.agents] == [moved.name]
             fleet.cli("group", "set", "pins", "--app", APP, "--pin", "1.1")
             await sims.rounds_until(APP, "1.1")  # a signed downgrade: the directive is pinned
             await sims.round()  # the server hears where they are

@@ -1,8 +1,9 @@
 """What the admin API and the CLI exchange: releases, groups, the fleet."""
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from uptend.protocol.agent_api import AppState, Name
 from uptend.protocol.reasons import Reason
@@ -91,7 +92,9 @@ class AgentPage(_Wire):
 class LabelChange(_Wire):
     """`KEY=VALUE` sets a label, `KEY-` removes one."""
 
-    labels: list[str] = Field(min_length=1, max_length=64)
+    labels: list[Annotated[str, StringConstraints(max_length=128)]] = Field(
+        min_length=1, max_length=64
+    )
 
 
 class ReportView(_Wire):

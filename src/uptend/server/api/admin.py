@@ -107,11 +107,16 @@ async def list_releases(
     return await releases.listing(ctx, app)
 
 
-@router.put("/groups/{name}", responses=responses({**_DENIED, **_INVALID, **_TOO_LARGE}))
+@router.put(
+    "/groups/{name}",
+    responses=responses(
+        {**_DENIED, **_INVALID, **_TOO_LARGE, 404: "no release on the channel matches the pin"}
+    ),
+)
 async def set_group(
     ctx: Ctx, actor: Admin, name: Annotated[str, Path(max_length=MAX_NAME)], body: GroupSet
 ) -> Group:
-    """Create or change a group; with `app`, assign that app on `channel`."""
+    """Create or change a group; with `app`, assign that app on `channel` (and pin it)."""
     return await groups.set_group(ctx, actor, name, body)
 
 

@@ -130,6 +130,19 @@ def test_a_signed_target_for_another_release_is_refused() -> None:
     )
 
 
+def test_a_pinned_version_below_the_signed_floor_is_refused_and_retried_later() -> None:
+    # the release key marked 0.9 below the floor 1.0: a pin (or a forged one) cannot send it
+    plan, move = decide(want("0.9", pinned=True), ON_1, facts(found("0.9", floor="1.0")))
+    why = "0.9 is below the floor 1.0 signed for demo"
+    assert move == Refused(why)
+    assert [(p.outcome, p.version, p.reason) for p in plan.pending] == [("refused", "0.9", why)]
+    assert plan.current == "1.0"
+    assert plan.hold is not None
+    assert plan.hold.until > NOW  # looked up again later: the floor may only rise
+    # the floor itself, or a release marked with a lower floor, is fine
+    assert decide(want("2.0"), ON_1, facts(found(floor="2.0")))[1] == Update("2.0")
+
+
 def test_an_unknown_kind_is_refused_by_name() -> None:
     plan, move = decide(want("2.0"), ON_1, facts(found(kind="msi")))
     assert move == Refused("kind 'msi' is not supported by this agent")

@@ -113,6 +113,8 @@ def _strategy(tp: Any, name: str = "", *, sent: bool = False) -> st.SearchStrate
     """Values of annotation `tp` inside the bounds `wire` checks (the server never exceeds them)
     and, where an agent `sent` it, inside the bounds the server checks."""
     tp = _bare(tp)
+    if name == "labels":  # KEY=VALUE each (protocol.labels)
+        return st.lists(st.from_regex(r"\A[a-z0-9][a-z0-9./-]{0,8}=[a-z0-9._-]{1,8}\Z"), max_size=3)
     if get_origin(tp) in (Union, types.UnionType):
         (inner,) = (a for a in get_args(tp) if a is not type(None))
         return st.none() | _strategy(inner, name, sent=sent)

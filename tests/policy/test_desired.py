@@ -15,6 +15,7 @@ from uptend.policy.desired import (
     is_outdated,
     offline_after_s,
 )
+from uptend.policy.pins import Resolved
 from uptend.policy.schedule import Wait
 from uptend.protocol import AppState, ReasonCode
 
@@ -107,7 +108,9 @@ def test_offline_allows_three_polls_and_the_last_seen_flush_bound() -> None:
 
 @pytest.mark.parametrize("code", list(ReasonCode))
 def test_every_code_is_explained_with_its_details(code: ReasonCode) -> None:
-    reason = explain(code, facts(said="", log_tail="boom"))
+    held = Resolved("1.5", pinned=True, code=ReasonCode.FLOOR, message="held at 1.5")
+    more = {"resolved": held, "pin": "1.2", "floor": "1.5"}
+    reason = explain(code, facts(said="", log_tail="boom", **more))
     assert reason.code is code
     assert reason.message
     dumped = reason.model_dump(mode="json")

@@ -17,7 +17,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import httpx
@@ -131,18 +131,23 @@ class SimFleet:
         await self._http.aclose()
 
     async def enroll(
-        self, count: int, *, group: str = "default", prefix: str = "sim"
+        self,
+        count: int,
+        *,
+        group: str = "default",
+        prefix: str = "sim",
+        labels: Callable[[int], list[str]] = lambda _: [],
     ) -> list[SimHost]:
-        """Enroll `count` new hosts through the real enrollment API."""
+        """Enroll `count` new hosts through the real enrollment API (host i with `labels(i)`)."""
 
-        async def one(name: str) -> SimHost:
-            body = EnrollRequest(token=self.enroll_token, name=name, group=group)
+        async def one(i: int, name: str) -> SimHost:
+            body = EnrollRequest(token=self.enroll_token, name=name, group=group, labels=labels(i))
             answer = await self._post("/api/v1/enroll", body.model_dump_json(), None)
             return SimHost(name, EnrollResponse.model_validate_json(answer).credential)
 
         start = len(self.hosts)
         names = [f"{prefix}-{i:05d}" for i in range(start, start + count)]
-        new = list(await asyncio.gather(*(one(n) for n in names)))
+        new = list(await asyncio.gather(*(one(i, n) for i, n in enumerate(names))))
         self.hosts += new
         return new
 

@@ -5,6 +5,7 @@ Every file written here is 0600 (`files.write_atomically`'s default) in 0700 dir
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,7 +63,13 @@ def store_credential(layout: Layout, credential: str) -> None:
 
 
 def enroll(
-    layout: Layout, server: str, token: str, name: str, group: str, ca_file: Path | None = None
+    layout: Layout,
+    server: str,
+    token: str,
+    name: str,
+    group: str,
+    ca_file: Path | None = None,
+    labels: Sequence[str] = (),
 ) -> AgentConfig:
     """Enroll with the server, checking the TUF root against the token's fingerprint.
 
@@ -77,7 +84,9 @@ def enroll(
     expected = root_fingerprint_of(token)
     ca = _read_ca(ca_file)
     answer = ControlClient(server, ca_file=ca_file).post(
-        "api/v1/enroll", EnrollRequest(token=token, name=name, group=group), EnrollResponse
+        "api/v1/enroll",
+        EnrollRequest(token=token, name=name, group=group, labels=list(labels)),
+        EnrollResponse,
     )
     root = answer.root.encode()
     # No trust on first use: the root must be the one the token vouches for.

@@ -8,8 +8,9 @@ abandoned; nothing else starts while an update is in progress (a fetch or stage 
 directive's hold, so it stops at READY); the running version needs nothing; a version that
 failed here waits for the operator's retry; a backoff after a fault is waited out; going
 down needs an operator pin; then the signed target is looked up (`Look`: the runner gathers
-those facts off the loop and asks again) and must describe the directed release, be of a
-kind this agent installs, and meet the host's preconditions. Holds and the reports they
+those facts off the loop and asks again) and must describe the directed release, not be
+below the app's floor the release key signed on it, be of a kind this agent installs, and
+meet the host's preconditions. Holds and the reports they
 make are written into the plan, so one atomic journal write records both; the same report
 twice in a row is said once (`report`, the only place reports are made).
 """
@@ -34,6 +35,7 @@ class Found:
     version: str
     kind: str
     unmet: str | None = None  # the first unmet precondition of this host
+    floor: str | None = None  # the app's floor as the release key signed it on this target
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,10 @@ def decide(directive: AppDirective, plan: Plan, facts: Facts) -> tuple[Plan, Mov
         return _refuse(plan, version, found.reason, facts, backoff=True)
     if (found.app, found.version) != (directive.app, version):
         why = f"signed target {found.path} describes another release ({found.app} {found.version})"
+        return _refuse(plan, version, why, facts, backoff=True)
+    if found.floor is not None and parse_version(version) < parse_version(found.floor):
+        # the release key marked it below the app's floor: no pin, no server may send it
+        why = f"{version} is below the floor {found.floor} signed for {directive.app}"
         return _refuse(plan, version, why, facts, backoff=True)
     if found.kind not in facts.kinds:
         why = f"kind {found.kind!r} is not supported by this agent"

@@ -72,8 +72,9 @@ def asks_from(value: list[dict[str, Any]]) -> list[Ask]:
 def answer_to(answer: Answer) -> dict[str, Any]:
     facts: dict[str, Any]
     match answer.facts:
-        case decide.Found(path=path, app=app, version=version, kind=kind, unmet=unmet):
+        case decide.Found(path=path, app=app, version=version, kind=kind, unmet=unmet, floor=floor):
             facts = {"path": path, "app": app, "version": version, "kind": kind, "unmet": unmet}
+            facts["floor"] = floor
         case decide.LookupFailed(reason=reason, transient=transient):
             facts = {"reason": reason, "transient": transient}
     return {"facts": facts, "record": answer.record}
@@ -88,7 +89,7 @@ def answers_from(value: dict[str, Any]) -> dict[str, Answer]:
             facts = decide.LookupFailed(_str(f["reason"]), _bool(f["transient"]))
         else:
             args = (_str(f["path"]), _str(f["app"]), _str(f["version"]), _str(f["kind"]))
-            facts = decide.Found(*args, _opt(f["unmet"]))
+            facts = decide.Found(*args, _opt(f["unmet"]), _opt(f.get("floor")))
         record = answer["record"]
         if record is not None and not isinstance(record, dict):
             raise TypeError("a signed record is an object")

@@ -103,5 +103,5 @@ def _one(tuf: TufSession, layout: Layout, pre: Preconditions, ask: Ask) -> Answe
         return Answer(LookupFailed(e.message, transient=False))
     c = signed.custom
     why = unmet(pre, layout.app_dir(ask.app), signed.info.length + c.unpacked_size)
-    found = Found(signed.name, c.app, c.version, c.kind.value, why)
+    found = Found(signed.name, c.app, c.version, c.kind.value, why, c.floor)
     return Answer(found, artifacts.record(signed))

@@ -65,6 +65,7 @@ class EnrollRequest:
     token: str
     name: str
     group: str = "default"
+    labels: list[str] = field(default_factory=list)  # KEY=VALUE each (protocol.labels)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

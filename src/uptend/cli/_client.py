@@ -11,6 +11,7 @@ from uptend.cli._options import ServerOpt as ServerOpt  # re-exported for the co
 from uptend.cli._options import TokenOpt as TokenOpt
 from uptend.errors import ConfigError, TransientError, UptendError
 from uptend.protocol import (
+    Agent,
     AgentDetail,
     AgentPage,
     FleetSummary,
@@ -18,6 +19,7 @@ from uptend.protocol import (
     FreezeView,
     Group,
     GroupSet,
+    LabelChange,
     Release,
     error_from_body,
 )
@@ -88,9 +90,9 @@ class Admin:
     def groups(self) -> list[Group]:
         return _typed(list[Group], self.call("GET", "/api/v1/groups"))
 
-    def agents(self, **filters: str | int | bool | None) -> AgentPage:
+    def agents(self, **filters: str | int | bool | list[str] | None) -> AgentPage:
         """One page of the fleet; filters as `fleet list` takes them (None: not given)."""
-        params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in filters.items()}
+        params = {k: _param(v) for k, v in filters.items()}
         wanted = {k: v for k, v in params.items() if filters[k] is not None}
         return _typed(AgentPage, self.call("GET", "/api/v1/agents", params=wanted))
 
@@ -100,6 +102,12 @@ class Admin:
     def agent(self, key: str, *, by_id: bool = False) -> AgentDetail:
         """One agent by name (or by id with `by_id`: the two are never mixed up)."""
         return _typed(AgentDetail, self._on_agent("GET", key, "", by_id))
+
+    def label_agent(self, key: str, labels: list[str], *, by_id: bool = False) -> Agent:
+        body = LabelChange(labels=labels).model_dump(mode="json")
+        params = {"by_id": "true"} if by_id else {}
+        path = f"/api/v1/agents/{quote(key, safe='')}/labels"
+        return _typed(Agent, self.call("POST", path, params=params, json=body))
 
     def retry(self, agent: str, app: str, *, by_id: bool = False) -> None:
         self._on_agent("POST", agent, f"/apps/{quote(app, safe='')}/retry", by_id)
@@ -181,3 +189,10 @@ def error_from(response: httpx.Response) -> UptendError:
         credential="token",
         hint="check --server / UPTEND_SERVER and --token / UPTEND_TOKEN",
     )
+
+
+def _param(value: str | int | bool | list[str] | None) -> str | list[str]:
+    """A query parameter as httpx sends it: booleans in lower case, lists repeated."""
+    if isinstance(value, list):
+        return value
+    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -39,14 +39,26 @@ def enroll(
         Path | None,
         typer.Option(help="PEM CA (or self-signed cert) to trust for an https server's cert"),
     ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            metavar="KEY=VALUE",
+            help="a label of this agent, e.g. zone=eu-1 (repeatable)",
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """Enroll this host: get a credential and the TUF root, checked against the token."""
     from uptend.agent.config import enroll as do_enroll
     from uptend.agent.layout import Layout
+    from uptend.protocol.labels import parse_labels
 
+    parse_labels(label or [])  # a bad label is refused before anything is sent
     host_name = name or socket.gethostname()
-    config = do_enroll(Layout(data_dir), server, token, host_name, group, ca_file=ca_file)
+    config = do_enroll(
+        Layout(data_dir), server, token, host_name, group, ca_file=ca_file, labels=label or []
+    )
     if json_out:
         print_json({"agent_id": config.agent_id, "name": config.name, "server": config.server})
     else:

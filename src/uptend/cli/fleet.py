@@ -15,6 +15,7 @@ from uptend.cli._client import Admin, ServerOpt, TokenOpt
 from uptend.cli._output import console, literal, literal_lines, print_json
 from uptend.policy.desired import LAST_SEEN_MAX_LAG_S
 from uptend.protocol import AppState, ReasonCode
+from uptend.protocol.labels import parse_change, parse_labels
 
 app = typer.Typer(
     add_completion=False,  # the root command owns shell completion (it has none)
@@ -89,15 +90,28 @@ def list_agents(
     cursor: Annotated[
         str | None, typer.Option("--cursor", help="the next_cursor a previous page printed")
     ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label", metavar="KEY=VALUE", help="only agents with this label (repeatable)"
+        ),
+    ] = None,
     server: ServerOpt = "",
     token: TokenOpt = "",
     json_out: JsonOpt = False,
 ) -> None:
     """List agents in name order with, per app, installed and desired version, state and why."""
+    parse_labels(label or [])  # a bad label is refused here, by name
     page = (
         Admin(server, token)
         .agents(
-            outdated=outdated, limit=limit, reason=reason, group=group, app=app_name, cursor=cursor
+            outdated=outdated,
+            limit=limit,
+            reason=reason,
+            group=group,
+            app=app_name,
+            cursor=cursor,
+            label=label or None,
         )
         .model_dump(mode="json")
     )
@@ -148,6 +162,8 @@ def show(
         print_json(data)
         return
     console.print(fleet_table([data["agent"]]))
+    if labels := data["agent"]["labels"]:
+        console.print(literal("labels: " + " ".join(f"{k}={v}" for k, v in labels.items())))
     for r in data["reports"]:
         line = f"{r['at'][:19]}  {r['app']} {r['version']}: {r['outcome']} {r['reason']}"
         console.print(literal(line))
@@ -167,3 +183,27 @@ def retry(
     """Let AGENT try again a version of APP that failed its health check there."""
     Admin(server, token).retry(agent, app_name, by_id=by_id)
     console.print(literal(f"{agent} will retry {app_name} at its next check-in"))
+
+
+@app.command(
+    epilog="Example: uptend fleet label web-01 zone=eu-1 rack=r7\n\n"
+    "Remove a label with KEY-: uptend fleet label web-01 rack-"
+)
+def label(
+    agent: Annotated[str, typer.Argument(help="agent name (or id, with --id)")],
+    changes: Annotated[
+        list[str], typer.Argument(metavar="KEY=VALUE|KEY-...", help="labels to set or remove")
+    ],
+    by_id: ByIdOpt = False,
+    server: ServerOpt = "",
+    token: TokenOpt = "",
+    json_out: JsonOpt = False,
+) -> None:
+    """Set (KEY=VALUE) or remove (KEY-) labels of AGENT; prints its labels after."""
+    parse_change(changes)  # a bad label is refused here, by name
+    data = Admin(server, token).label_agent(agent, changes, by_id=by_id).model_dump(mode="json")
+    if json_out:
+        print_json(data)
+        return
+    said = " ".join(f"{k}={v}" for k, v in data["labels"].items()) or "(none)"
+    console.print(literal(f"{data['name']}: {said}"))

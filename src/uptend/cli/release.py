@@ -76,6 +76,7 @@ def upload_release(
     show_progress: bool,
     signed: bytes = b"",
     critical: bool = False,
+    floor: bool = False,
 ) -> dict[str, Any]:
     """Check PATH locally, pack it if it is a directory, upload it with a progress bar.
 
@@ -108,6 +109,8 @@ def upload_release(
                 params["signed"] = str(len(signed))
             if critical:
                 params["critical"] = "true"
+            if floor:
+                params["floor"] = "true"
             release = admin.publish(params, chunks(), size).model_dump(mode="json")
     finally:
         if tmp is not None:
@@ -118,7 +121,9 @@ def upload_release(
 @app.command(
     epilog="Example: uptend release publish demo 2.0 ./build --channel stable\n\n"
     "A critical fix, installed at once, windows and freezes notwithstanding:"
-    " uptend release publish demo 2.0.1 ./build --critical"
+    " uptend release publish demo 2.0.1 ./build --critical\n\n"
+    "A fix no host may go back from (nothing below 2.0.2 installs any more):"
+    " uptend release publish demo 2.0.2 ./build --floor"
 )
 def publish(
     name: Annotated[str, typer.Argument(metavar="APP", help="app name")],
@@ -134,6 +139,14 @@ def publish(
         bool,
         typer.Option(
             "--critical", help="install at once: overrides maintenance windows and freezes"
+        ),
+    ] = False,
+    floor: Annotated[
+        bool,
+        typer.Option(
+            "--floor",
+            help="no lower version of APP may be installed any more, whatever a pin says"
+            " (signed: agents refuse them too)",
         ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
@@ -159,6 +172,7 @@ def publish(
         show_progress=not json_out,
         signed=signed,
         critical=critical,
+        floor=floor,
     )
     if json_out:
         print_json(release)
@@ -169,6 +183,7 @@ def publish(
                 " ",
                 literal(f"{release['app']} {release['version']} on {release['channel']}"),
                 (" (critical)", "bold red") if critical else "",
+                (" (floor)", "bold") if floor else "",
                 " ",
                 literal(f"({release['length']} bytes, sha256 {release['sha256'][:12]}…)"),
             )
@@ -244,7 +259,7 @@ def sign(
             shutil.rmtree(tmp, ignore_errors=True)
     custom = describe(archive_path, name, version, channel, fmt)
     target = TargetFile.from_file(target_name, str(archive_path), ["sha256"])
-    target.unrecognized_fields["custom"] = custom.model_dump(mode="json")
+    target.unrecognized_fields["custom"] = custom.signed_form()
     now = datetime.now(UTC)
     roles = sign_release(public_metadata(server), signers, target, now, Expiry().of("targets"))
     release = {"app": name, "version": version, "channel": channel, "format": fmt.value,
@@ -276,7 +291,11 @@ def list_releases(
     for r in releases:
         table.add_row(
             literal(r["app"]),
-            literal(r["version"] + (" (critical)" if r["critical"] else "")),
+            literal(
+                r["version"]
+                + (" (critical)" if r["critical"] else "")
+                + (" (floor)" if r.get("floor") else "")
+            ),
             literal(r["channel"]),
             literal(r["length"]),
             literal(r["sha256"][:12]),

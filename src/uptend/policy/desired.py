@@ -9,18 +9,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never
 
+from uptend.policy.pins import Resolved
 from uptend.policy.schedule import Wait
 from uptend.protocol import (
     AppState,
     AutoUpdateOff,
     DeferredPrecondition,
     Failed,
+    Floor,
     Frozen,
     NeverCheckedIn,
     NoRelease,
     NotAssigned,
     Offline,
     OutsideWindow,
+    Pinned,
     Reason,
     ReasonCode,
     UpdatePending,
@@ -45,6 +48,7 @@ def offline_after_s(poll_interval_s: float) -> float:
 class Decision:
     version: str | None  # None: nothing to run yet
     reason: str
+    pinned: bool = False  # an operator pin chose it: the agent may go down to it
 
 
 def desired_version(
@@ -55,6 +59,7 @@ def desired_version(
     releases: Sequence[str],
     installed: str | None,
     auto_update: bool,
+    resolved: Resolved | None = None,
 ) -> Decision:
     """Decide the version `app` should run on one agent.
 
@@ -65,10 +70,16 @@ def desired_version(
         releases: the versions published on that channel (its head alone is enough).
         installed: the version the agent runs now, if any.
         auto_update: the group's switch; off means "install once, then stay".
+        resolved: what the group's pin or the app's floor says instead of the head, if
+            anything (`policy.pins.resolve`); a pin is followed whatever `auto_update` says.
     """
     latest = newest(list(releases))
     if latest is None:
         return Decision(installed, f"no release of {app} on channel {channel} yet")
+    if resolved is not None:
+        if resolved.version is None:
+            return Decision(installed, resolved.message)
+        return Decision(resolved.version, resolved.message, pinned=resolved.pinned)
     if installed is not None and not auto_update:
         if installed == latest:
             return Decision(installed, f"newest on channel {channel}")
@@ -104,6 +115,9 @@ class AppFacts:
     enrolled_at: datetime
     offline_after_s: float
     wait: Wait | None = None  # what the group's schedule says of a new release now, if "wait"
+    resolved: Resolved | None = None  # what the group's pin or the app's floor says instead
+    pin: str | None = None  # the group's pin spec for the app, if any
+    floor: str | None = None  # the app's floor, if any
 
     def desired(self) -> str | None:
         if not self.assigned:
@@ -115,6 +129,7 @@ class AppFacts:
             releases=[self.head] if self.head else [],
             installed=self.installed,
             auto_update=self.auto_update,
+            resolved=self.resolved,
         ).version
 
 
@@ -135,6 +150,17 @@ def explain(code: ReasonCode, f: AppFacts) -> Reason:
         case ReasonCode.NOT_ASSIGNED:
             msg = f"{f.app} is no longer assigned to {f.group}"
             return NotAssigned(message=msg, group=f.group)
+        case ReasonCode.PINNED:
+            assert f.resolved is not None
+            assert f.pin is not None
+            version = f.resolved.version
+            return Pinned(message=f.resolved.message, group=f.group, pin=f.pin, version=version)
+        case ReasonCode.FLOOR:
+            assert f.resolved is not None
+            assert f.floor is not None
+            version = f.resolved.version
+            msg = f.resolved.message
+            return Floor(message=msg, floor=f.floor, pin=f.pin, version=version)
         case ReasonCode.NEVER_CHECKED_IN:
             msg = "the agent has not checked in since it enrolled"
             return NeverCheckedIn(message=msg, enrolled_at=f.enrolled_at)
@@ -161,7 +187,8 @@ def explain(code: ReasonCode, f: AppFacts) -> Reason:
             return DeferredPrecondition(message=said or which, precondition=which)
         case ReasonCode.UPDATE_PENDING:
             assert f.head is not None
-            msg = said or f"{f.head} is published: the agent installs it at its next check-in"
-            return UpdatePending(message=msg, desired=f.head)
+            desired = f.desired() or f.head
+            msg = said or f"{desired} is published: the agent installs it at its next check-in"
+            return UpdatePending(message=msg, desired=desired)
         case _:
             assert_never(code)

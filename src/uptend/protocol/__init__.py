@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         Group,
         GroupApp,
         GroupSet,
+        LabelChange,
         Release,
         ReportView,
     )
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         AutoUpdateOff,
         DeferredPrecondition,
         Failed,
+        Floor,
         Frozen,
         NeverCheckedIn,
         NoRelease,
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
         Offline,
         Outcome,
         OutsideWindow,
+        Pinned,
         Reason,
         ReasonCode,
         UpdatePending,
@@ -64,7 +67,7 @@ if TYPE_CHECKING:
 _MODULES = {
     "admin_api": (
         "Agent AgentApp AgentDetail AgentPage AppSummary FleetSummary FreezeSet FreezeView Group"
-        " GroupApp GroupSet Release ReportView"
+        " GroupApp GroupSet LabelChange Release ReportView"
     ),
     "agent_api": (
         "AppDirective AppState AppStatus CheckIn Directives EnrollRequest EnrollResponse Report"
@@ -72,8 +75,9 @@ _MODULES = {
     "credentials": "AgentRef TokenCreate TokenCreated TokenInfo TokenRole TokenState",
     "errors": "ErrorBody error_from_body",
     "reasons": (
-        "AutoUpdateOff DeferredPrecondition Failed Frozen NeverCheckedIn NoRelease NotAssigned"
-        " Offline Outcome OutsideWindow Reason ReasonCode UpdatePending Updating UpToDate"
+        "AutoUpdateOff DeferredPrecondition Failed Floor Frozen NeverCheckedIn NoRelease"
+        " NotAssigned Offline Outcome OutsideWindow Pinned Reason ReasonCode UpdatePending"
+        " Updating UpToDate"
     ),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names.split()}
@@ -108,18 +112,21 @@ __all__ = [
     "ErrorBody",
     "Failed",
     "FleetSummary",
+    "Floor",
     "FreezeSet",
     "FreezeView",
     "Frozen",
     "Group",
     "GroupApp",
     "GroupSet",
+    "LabelChange",
     "NeverCheckedIn",
     "NoRelease",
     "NotAssigned",
     "Offline",
     "Outcome",
     "OutsideWindow",
+    "Pinned",
     "Reason",
     "ReasonCode",
     "Release",

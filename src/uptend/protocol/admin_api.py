@@ -1,8 +1,9 @@
 """What the admin API and the CLI exchange: releases, groups, the fleet."""
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from uptend.protocol.agent_api import AppState, Name
 from uptend.protocol.reasons import Reason
@@ -21,6 +22,7 @@ class Release(_Wire):
     sha256: str
     created_at: datetime
     critical: bool = False  # installs at once: passes maintenance windows and freezes
+    floor: bool = False  # published with --floor: no lower version of the app installs any more
 
 
 class GroupSet(_Wire):
@@ -33,11 +35,18 @@ class GroupSet(_Wire):
         description='maintenance windows, e.g. "Sat,Sun 02:00-05:00 Europe/Berlin";'
         " [] clears them (any time), None leaves them as they are",
     )
+    pin: str | None = Field(
+        default=None,
+        max_length=80,
+        description="with app: pin it to an exact version (2.2), a prefix (2.3.*) or n-1",
+    )
+    unpin: bool = False  # with app: remove its pin
 
 
 class GroupApp(_Wire):
     app: str
     channel: str
+    pin: str | None = None  # the operator's pin spec, if any
 
 
 class Group(_Wire):
@@ -68,6 +77,7 @@ class Agent(_Wire):
     outdated: bool
     apps: list[AgentApp] = []
     revoked: bool = False  # `uptend agent revoke`: its credential is refused
+    labels: dict[str, str] = {}  # given at enrollment, changed by `uptend fleet label`
 
 
 class AgentPage(_Wire):
@@ -77,6 +87,14 @@ class AgentPage(_Wire):
     total: int  # agents matching the filters, over all pages
     next_cursor: str | None
     last_seen_max_lag_s: float  # last_seen is written in batches, up to this late
+
+
+class LabelChange(_Wire):
+    """`KEY=VALUE` sets a label, `KEY-` removes one."""
+
+    labels: list[Annotated[str, StringConstraints(max_length=128)]] = Field(
+        min_length=1, max_length=64
+    )
 
 
 class ReportView(_Wire):

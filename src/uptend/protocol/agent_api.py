@@ -18,9 +18,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
 )
 
+from uptend.errors import ConfigError
 from uptend.protocol import limits, names, versions
+from uptend.protocol.labels import MAX_LABELS, parse_labels
 from uptend.protocol.reasons import Outcome
 
 
@@ -81,6 +84,16 @@ class EnrollRequest(_Wire):
     token: Annotated[str, StringConstraints(max_length=limits.MAX_TOKEN, pattern=r"^[!-~]*$")]
     name: Annotated[str, StringConstraints(max_length=limits.MAX_AGENT_NAME, pattern=_PRINTABLE)]
     group: Name = "default"
+    labels: list[str] = Field(default=[], max_length=MAX_LABELS, description="KEY=VALUE each")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        try:
+            parse_labels(value)
+        except ConfigError as e:
+            raise ValueError(e.message) from None
+        return value
 
 
 class EnrollResponse(_Wire):

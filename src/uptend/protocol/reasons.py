@@ -31,6 +31,8 @@ class ReasonCode(StrEnum):
     UP_TO_DATE = "up_to_date"
     NO_RELEASE = "no_release"
     NOT_ASSIGNED = "not_assigned"
+    PINNED = "pinned"
+    FLOOR = "floor"
     NEVER_CHECKED_IN = "never_checked_in"
     OFFLINE = "offline"
     FAILED = "failed"
@@ -65,6 +67,24 @@ class NoRelease(_Reason):
 class NotAssigned(_Reason):
     code: Literal[ReasonCode.NOT_ASSIGNED] = ReasonCode.NOT_ASSIGNED
     group: str
+
+
+class Pinned(_Reason):
+    """On the release its group's pin names, below the channel's newest."""
+
+    code: Literal[ReasonCode.PINNED] = ReasonCode.PINNED
+    group: str  # whose pin it is
+    pin: str  # the spec as set: 2.2, 2.3.* or n-1
+    version: str | None  # the release the pin names now (None: none matches, keeps what runs)
+
+
+class Floor(_Reason):
+    """Held at (or short of) the app's floor: no lower version may be installed any more."""
+
+    code: Literal[ReasonCode.FLOOR] = ReasonCode.FLOOR
+    floor: str  # the highest release of the app published with --floor
+    pin: str | None  # the group's pin that the floor overrides, if any
+    version: str | None  # what it is held at (None: nothing on its channel is allowed)
 
 
 class NeverCheckedIn(_Reason):
@@ -123,6 +143,8 @@ Reason = Annotated[
     UpToDate
     | NoRelease
     | NotAssigned
+    | Pinned
+    | Floor
     | NeverCheckedIn
     | Offline
     | Failed

@@ -35,6 +35,11 @@ class TargetCustom(BaseModel):
     format: ArchiveFormat
     unpacked_size: int = Field(ge=0, description="bytes of all regular files once unpacked")
     files: int = Field(ge=0, description="number of archive entries")
+    floor: str | None = Field(
+        default=None,
+        description="the app's floor, on the release published with --floor and on every lower"
+        " one (re-signed then): a version below it must not be installed any more",
+    )
 
     @field_validator("app", "channel")
     @classmethod
@@ -44,14 +49,20 @@ class TargetCustom(BaseModel):
         except ConfigError as e:
             raise ValueError(e.message) from None
 
-    @field_validator("version")
+    @field_validator("version", "floor")
     @classmethod
-    def _version(cls, value: str) -> str:
+    def _version(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             parse_version(value)
         except ConfigError as e:
             raise ValueError(e.message) from None
         return value
+
+    def signed_form(self) -> dict[str, Any]:
+        """What is signed: without a null `floor`, so a release with none reads as before."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 def target_path(app: str, version: str, fmt: ArchiveFormat) -> str:

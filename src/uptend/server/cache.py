@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from uptend.policy.pins import Resolved
 from uptend.policy.schedule import Schedule
 
 K = TypeVar("K")
@@ -89,6 +90,10 @@ class AppPlan:
     head: str | None  # the newest version on the channel, if any
     head_target: str | None
     critical: bool = False  # the head is a critical release
+    # what a pin or the app's floor makes the group run instead of the head (None: the head),
+    # resolved when the plan is built, so a check-in never looks at the releases
+    resolved: Resolved | None = None
+    resolved_target: str | None = None  # the signed target of resolved.version
 
 
 @dataclass(frozen=True, slots=True)

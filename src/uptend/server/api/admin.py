@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from uptend.errors import ConfigError
 from uptend.protocol import (
+    Agent,
     AgentDetail,
     AgentPage,
     FleetSummary,
@@ -15,14 +16,16 @@ from uptend.protocol import (
     FreezeView,
     Group,
     GroupSet,
+    LabelChange,
     Release,
 )
 from uptend.protocol.credentials import AgentRef, TokenCreate, TokenCreated, TokenInfo
+from uptend.protocol.labels import MAX_LABELS
 from uptend.protocol.limits import MAX_AGENT_NAME, MAX_NAME, MAX_VERSION
 from uptend.protocol.targets import ArchiveFormat
 from uptend.server.api.deps import Admin, Ctx
 from uptend.server.errors import responses
-from uptend.server.services import agents, fleet, groups, releases, schedule, tokens
+from uptend.server.services import agents, fleet, groups, labels, releases, schedule, tokens
 from uptend.server.tuf_repo.signed import MAX_SIGNED_BYTES
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -62,13 +65,16 @@ async def publish(
     fmt: Annotated[ArchiveFormat, Query(alias="format")] = ArchiveFormat.TAR_GZ,
     signed: Annotated[int | None, Query(ge=2, le=MAX_SIGNED_BYTES)] = None,
     critical: Annotated[bool, Query()] = False,
+    floor: Annotated[bool, Query()] = False,
 ) -> Release:
     """Publish a release: the body is the .tar.gz or .zip archive, streamed.
 
     With `signed=N`, the body's first N bytes are the release's TUF roles signed on the
     publisher's workstation (`uptend release sign`), and the archive follows. The version is
     stored and signed in its PEP 440 normal form (`1.1-0` becomes `1.1.post0`); one equal to
-    a published version of the app, however spelled, is a 409.
+    a published version of the app, however spelled, is a 409. With `floor`, no lower version
+    of the app is installed any more: every lower release is re-signed with the floor in its
+    `custom`, so agents refuse them too (needs the releases key on the server).
     """
     version = releases.check_request(app, version, channel)
     await releases.refuse_duplicate(ctx, app, version)
@@ -89,7 +95,7 @@ async def publish(
         raise
     roles = bytes(head) if signed else None
     return await releases.publish(
-        ctx, actor, app, version, channel, fmt, upload, roles, critical=critical
+        ctx, actor, app, version, channel, fmt, upload, roles, critical=critical, floor=floor
     )
 
 
@@ -101,11 +107,16 @@ async def list_releases(
     return await releases.listing(ctx, app)
 
 
-@router.put("/groups/{name}", responses=responses({**_DENIED, **_INVALID, **_TOO_LARGE}))
+@router.put(
+    "/groups/{name}",
+    responses=responses(
+        {**_DENIED, **_INVALID, **_TOO_LARGE, 404: "no release on the channel matches the pin"}
+    ),
+)
 async def set_group(
     ctx: Ctx, actor: Admin, name: Annotated[str, Path(max_length=MAX_NAME)], body: GroupSet
 ) -> Group:
-    """Create or change a group; with `app`, assign that app on `channel`."""
+    """Create or change a group; with `app`, assign that app on `channel` (and pin it)."""
     return await groups.set_group(ctx, actor, name, body)
 
 
@@ -143,13 +154,22 @@ async def list_agents(
     app: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
     limit: int = fleet.DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    label: Annotated[list[str] | None, Query(max_length=MAX_LABELS)] = None,
 ) -> AgentPage:
     """One page of the fleet in name order, filtered and counted in the database.
 
     Each app says why it is where it is (a typed reason); pass `next_cursor` back as `cursor`.
+    `label=KEY=VALUE` (repeatable) keeps the agents that have every one of those labels.
     """
     return await fleet.page(
-        ctx, outdated=outdated, reason=reason, group=group, app=app, limit=limit, cursor=cursor
+        ctx,
+        outdated=outdated,
+        reason=reason,
+        group=group,
+        app=app,
+        limit=limit,
+        cursor=cursor,
+        labels=label,
     )
 
 
@@ -169,6 +189,14 @@ _ON_AGENT = responses({**_DENIED, **_INVALID, **_NOT_FOUND})
 async def revoke_agent(ctx: Ctx, actor: Admin, key: AgentKey, by_id: ById = False) -> AgentRef:
     """Refuse the agent's credential from now on; it stays in the fleet view, as revoked."""
     return await agents.revoke(ctx, actor, key, by_id=by_id)
+
+
+@router.post("/agents/{key:path}/labels", responses=_ON_AGENT)
+async def label_agent(
+    ctx: Ctx, actor: Admin, key: AgentKey, body: LabelChange, by_id: ById = False
+) -> Agent:
+    """Set (`KEY=VALUE`) or remove (`KEY-`) labels of the agent; the agent as the view shows it."""
+    return await labels.change(ctx, actor, key, body.labels, by_id=by_id)
 
 
 @router.post("/agents/{key:path}/rotate-credential", responses=_ON_AGENT)

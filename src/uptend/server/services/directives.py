@@ -15,6 +15,7 @@ from uptend.policy.schedule import Wait, may_install
 from uptend.protocol import AppDirective, Directives
 from uptend.server.cache import AppPlan, GroupPlan
 from uptend.server.services.context import Context
+from uptend.server.services.pins import resolutions
 from uptend.server.services.schedule import schedule_of
 from uptend.server.storage import hotpath
 from uptend.server.storage import schedule as schedule_rows
@@ -29,6 +30,7 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
             windows = await schedule_rows.windows_of(conn, [group])
             freeze = await schedule_rows.freeze(conn)
             critical = await schedule_rows.critical_heads(conn, group)
+            pinned = await resolutions(conn, group)
         assert settings is not None  # agents.group is a foreign key; groups are never deleted
         keep = Directives(poll_interval_s=settings[0], generation=generation, unchanged=True)
         plan = GroupPlan(
@@ -36,7 +38,15 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
             poll_interval_s=settings[0],
             auto_update=settings[1],
             apps=tuple(
-                AppPlan(app, channel, head, target, app in critical)
+                AppPlan(
+                    app,
+                    channel,
+                    head,
+                    target,
+                    app in critical,
+                    resolved=p.resolved if (p := pinned.get((group, app))) else None,
+                    resolved_target=p.target if p else None,
+                )
                 for app, channel, head, target in rows
             ),
             unchanged=keep.model_dump_json(
@@ -72,13 +82,16 @@ def directives_for(
             releases=[a.head] if a.head is not None else [],
             installed=installed.get(a.app),
             auto_update=plan.auto_update,
+            resolved=a.resolved,
         )
         is_head = a.head is not None and decision.version == a.head
+        is_pin = a.resolved is not None and decision.version == a.resolved.version
         directive = AppDirective(
             app=a.app,
             version=decision.version,
+            pinned=decision.pinned,
             reason=decision.reason,
-            target=a.head_target if is_head else None,
+            target=a.head_target if is_head else a.resolved_target if is_pin else None,
             critical=is_head and a.critical,
         )
         if decision.version is not None and decision.version != installed.get(a.app):

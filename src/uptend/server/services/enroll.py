@@ -12,6 +12,7 @@ import uuid
 
 from uptend.errors import ConfigError, NotFoundError, RateLimitedError
 from uptend.protocol import EnrollRequest, EnrollResponse
+from uptend.protocol.labels import parse_labels
 from uptend.protocol.names import check_name
 from uptend.server import tokens
 from uptend.server.services import auth
@@ -21,6 +22,7 @@ from uptend.server.settings import ENROLLS_ENV
 from uptend.server.storage import agents as rows
 from uptend.server.storage import audit
 from uptend.server.storage import groups as group_rows
+from uptend.server.storage import labels as label_rows
 from uptend.server.storage import tokens as token_rows
 from uptend.server.storage.tables import AgentRow, TokenRow
 
@@ -113,6 +115,7 @@ async def enroll(
             enrolled_at=now,
         )
         await rows.add(tx, agent)
+        await label_rows.change(tx, agent.id, parse_labels(request.labels))
         audit.record(tx, now, f"token#{token.id}", "agent.enroll", f"{name} into {group.name}")
     return EnrollResponse(
         agent_id=agent.id,

@@ -29,13 +29,16 @@ from uptend.protocol import (
     ReasonCode,
     ReportView,
 )
+from uptend.protocol.labels import parse_labels
 from uptend.protocol.reasons import FINE_CODES
 from uptend.server.services.agents import find as find_agent
 from uptend.server.services.context import Context, utcnow
+from uptend.server.services.pins import PinPlan, resolutions
 from uptend.server.services.schedule import schedule_of
 from uptend.server.storage import agents as rows
 from uptend.server.storage import audit, generation
 from uptend.server.storage import fleet as queries
+from uptend.server.storage import labels as label_rows
 from uptend.server.storage import schedule as schedule_rows
 from uptend.server.storage.db import Tx
 from uptend.server.storage.tables import AgentRow
@@ -102,15 +105,23 @@ def _held(waits: dict[str, Wait]) -> queries.Held:
     return {g: w.code for g, w in waits.items()}
 
 
+def _pins(plans: dict[tuple[str, str], PinPlan]) -> queries.Pins:
+    return {k: (p.resolved.version, p.resolved.code) for k, p in plans.items()}
+
+
 async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime) -> list[Agent]:
     policies = await queries.policies(tx)
     cutoffs = _cutoffs(policies, now)
     waits = await _waits(tx, list(policies), now)
-    pairs = await queries.pairs_of(tx, [a.id for a in agents], app, cutoffs, _held(waits))
+    plans = await resolutions(tx)
+    ids = [a.id for a in agents]
+    pairs = await queries.pairs_of(tx, ids, app, cutoffs, _held(waits), _pins(plans))
+    labels = await label_rows.labels_of(tx, ids)
     out: list[Agent] = []
     for agent in agents:
         apps: list[AgentApp] = []
         for p in pairs[agent.id]:
+            pin = plans.get((agent.group, p.app)) if p.assigned else None
             facts = AppFacts(
                 app=p.app,
                 group=agent.group,
@@ -127,6 +138,9 @@ async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime)
                 enrolled_at=agent.enrolled_at,
                 offline_after_s=offline_after_s(policies[agent.group][0]),
                 wait=waits.get(agent.group),
+                resolved=pin.resolved if pin else None,
+                pin=pin.pin if pin else None,
+                floor=pin.floor if pin else None,
             )
             apps.append(
                 AgentApp(
@@ -150,9 +164,16 @@ async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime)
                 outdated=any(a.reason.code not in FINE_CODES for a in apps),
                 apps=apps,
                 revoked=agent.revoked_at is not None,
+                labels=labels[agent.id],
             )
         )
     return out
+
+
+async def view_of(tx: Tx, agent: AgentRow) -> Agent:
+    """One agent as the fleet view shows it."""
+    [view] = await _views(tx, [agent], None, utcnow())
+    return view
 
 
 async def page(
@@ -164,17 +185,25 @@ async def page(
     app: str | None = None,
     limit: int = DEFAULT_LIMIT,
     cursor: str | None = None,
+    labels: list[str] | None = None,
 ) -> AgentPage:
-    """One page of the fleet in name order, filtered in the database."""
+    """One page of the fleet in name order, filtered in the database (`labels`: k=v, all)."""
     _check_limit(limit)
     after = _after(cursor)
-    filters = queries.Filters(group=group, app=app, code=_reason_code(reason), outdated=outdated)
+    filters = queries.Filters(
+        group=group,
+        app=app,
+        code=_reason_code(reason),
+        outdated=outdated,
+        labels=tuple(parse_labels(labels or []).items()),
+    )
     now = utcnow()
     async with ctx.db.transaction() as tx:
         policies = await queries.policies(tx)
         cutoffs = _cutoffs(policies, now)
         held = _held(await _waits(tx, list(policies), now))
-        found, total = await queries.page(tx, filters, cutoffs, held, after, limit)
+        pins = _pins(await resolutions(tx))
+        found, total = await queries.page(tx, filters, cutoffs, held, pins, after, limit)
         views = await _views(tx, found[:limit], app, now)
     return AgentPage(
         agents=views,
@@ -190,7 +219,9 @@ async def summary(ctx: Context) -> FleetSummary:
         now = utcnow()
         policies = await queries.policies(tx)
         held = _held(await _waits(tx, list(policies), now))
-        tallies, agents, outdated = await queries.tallies(tx, _cutoffs(policies, now), held)
+        plans = await resolutions(tx)
+        cutoffs = _cutoffs(policies, now)
+        tallies, agents, outdated = await queries.tallies(tx, cutoffs, held, _pins(plans))
     count: dict[str, int] = defaultdict(int)
     on_desired: dict[str, int] = defaultdict(int)
     versions: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -206,6 +237,7 @@ async def summary(ctx: Context) -> FleetSummary:
             releases=[t.head] if t.head else [],
             installed=t.installed,
             auto_update=t.auto_update,
+            resolved=pin.resolved if (pin := plans.get((t.group, t.app))) else None,
         ).version
         if t.assigned and t.installed is not None and t.installed == desired:
             on_desired[t.app] += t.agents

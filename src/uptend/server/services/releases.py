@@ -8,12 +8,14 @@ start (`remove_orphaned_uploads`).
 """
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import anyio.to_thread
 
 from uptend import archive
-from uptend.errors import ConflictError, UptendError
+from uptend.errors import ConfigError, ConflictError, UptendError
+from uptend.policy.pins import below, floor_of
 from uptend.protocol import Release
 from uptend.protocol.manifest import parse_manifest
 from uptend.protocol.names import check_name
@@ -22,6 +24,7 @@ from uptend.protocol.versions import normalize, same_version
 from uptend.server.services.context import Context, utcnow
 from uptend.server.settings import MAX_FILES, MAX_UNPACKED_BYTES
 from uptend.server.storage import audit, generation
+from uptend.server.storage import pins as pin_rows
 from uptend.server.storage import releases as rows
 from uptend.server.storage.db import Tx
 from uptend.server.storage.tables import ReleaseRow
@@ -54,6 +57,16 @@ async def _refuse_equal(tx: Tx, app: str, version: str) -> None:
             )
 
 
+async def _refuse_below_floor(tx: Tx, app: str, version: str) -> None:
+    """ConfigError if `version` is below the app's floor: it could never be installed."""
+    floor = floor_of((await pin_rows.floors(tx, [app])).get(app, []))
+    if below(version, floor):
+        raise ConfigError(
+            f"{app} {version} is below the floor {floor}: no host may install it",
+            hint=f"publish a version above {floor}",
+        )
+
+
 async def refuse_duplicate(ctx: Context, app: str, version: str) -> None:
     async with ctx.db.transaction() as tx:
         await _refuse_equal(tx, app, version)
@@ -74,7 +87,7 @@ def remove_orphaned_uploads(upload_dir: Path) -> int:
 
 
 def describe(
-    upload: Path, app: str, version: str, channel: str, fmt: ArchiveFormat
+    upload: Path, app: str, version: str, channel: str, fmt: ArchiveFormat, floor: bool = False
 ) -> TargetCustom:
     """The signed `custom` of a release archive: what the server and `release sign` compute.
 
@@ -89,6 +102,7 @@ def describe(
         format=fmt,
         unpacked_size=info.unpacked_size,
         files=info.files,
+        floor=version if floor else None,
     )
 
 
@@ -103,20 +117,24 @@ async def publish(
     signed: bytes | None = None,
     *,
     critical: bool = False,
+    floor: bool = False,
 ) -> Release:
     """Sign `upload` as target <app>/<version>/... and record it; `upload` is consumed.
 
     `signed`: the roles `uptend release sign` made on the publisher's workstation (required
     when the server's release keys are offline); checked before anything is published.
 
-    `version` is in normal form (`check_request`).
+    `version` is in normal form (`check_request`). `floor`: no lower version of the app is
+    installed any more; the server re-signs the lower releases with it (`TufRepo.add_target`).
+    A version below the app's floor is refused.
     """
     try:
         roles = None if signed is None else decode(signed)
-        custom = await anyio.to_thread.run_sync(describe, upload, app, version, channel, fmt)
+        custom = await anyio.to_thread.run_sync(describe, upload, app, version, channel, fmt, floor)
         name = target_path(app, version, fmt)
         async with ctx.publish_lock, ctx.db.transaction() as tx:
             await _refuse_equal(tx, app, version)  # again: a publish may have won meanwhile
+            await _refuse_below_floor(tx, app, version)
             now = utcnow()
             row = ReleaseRow(
                 app=app,
@@ -127,16 +145,21 @@ async def publish(
                 sha256="",
                 created_at=now,
                 critical=critical,
+                floor=floor,
             )
             await rows.add(tx, row)  # raises ConflictError before anything is signed
             target = await anyio.to_thread.run_sync(
-                ctx.repo.add_target, name, upload, custom.model_dump(mode="json"), roles
+                partial(ctx.repo.add_target, floor=version if floor else None),
+                name,
+                upload,
+                custom.signed_form(),
+                roles,
             )
             row.sha256 = target.hashes["sha256"]
             await rows.advance_head(tx, row)
             await generation.bump(tx)
             how = "signed offline" if roles is not None else "signed by the server"
-            said = ", critical" if critical else ""
+            said = (", critical" if critical else "") + (", floor" if floor else "")
             detail = f"{app} {version} on {channel} ({how}{said})"
             audit.record(tx, now, actor, "release.publish", detail)
     except UptendError as e:  # a refused release is visible in the server's log
@@ -157,6 +180,7 @@ def to_wire(row: ReleaseRow) -> Release:
         sha256=row.sha256,
         created_at=row.created_at,
         critical=bool(row.critical),
+        floor=bool(row.floor),
     )
 
 

@@ -5,7 +5,7 @@ from sqlalchemy.exc import IntegrityError
 
 from uptend.errors import ConflictError
 from uptend.server.storage.db import Tx
-from uptend.server.storage.tables import AgentAppRow, AgentRow, ReportRow
+from uptend.server.storage.tables import AgentAppRow, AgentLabelRow, AgentRow, ReportRow
 
 
 async def add(tx: Tx, row: AgentRow) -> None:
@@ -30,7 +30,7 @@ async def by_id(tx: Tx, agent_id: str) -> AgentRow | None:
 
 async def remove(tx: Tx, agent_id: str) -> None:
     """Delete the agent with its per-app rows and reports (the audit log keeps its story)."""
-    for table in (ReportRow, AgentAppRow):
+    for table in (ReportRow, AgentAppRow, AgentLabelRow):
         await tx.execute(delete(table).where(table.agent_id == agent_id))
     await tx.execute(delete(AgentRow).where(AgentRow.id == agent_id))
 

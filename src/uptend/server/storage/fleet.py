@@ -6,12 +6,15 @@ CASE over those columns, so filtering, paging and counting by reason all happen 
 database. The CASE is the one place that decides the code; `policy.desired.explain` only
 words it. Precedence (first match wins):
 
-    up_to_date                               fine, unless failed or still in its probation
+    up_to_date                               fine, unless failed or still in its probation,
+                                             or a pin or floor holds its group elsewhere
     no_release / not_assigned                fine, unless the app's state is failed
+    pinned / floor                           on what its group's pin (or the floor) says, below
+                                             the head (resolved in Python: `Pins`)
     never_checked_in                         no last-seen yet
     offline                                  last-seen older than the group's cutoff
     failed                                   the agent says the last update failed
-    auto_update_off                          the group holds what is installed
+    auto_update_off                          the group holds what is installed (a pin wins)
     updating                                 the agent is at it
     frozen / outside_window                  the group's schedule holds a non-critical head
                                              back now (decided in Python: `Held`)
@@ -20,7 +23,7 @@ words it. Precedence (first match wins):
     update_pending                           anything else: it installs at its next check-in
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +40,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.orm import aliased
@@ -45,6 +49,7 @@ from uptend.policy.schedule import DEFERRED_WORDS
 from uptend.protocol import AppState, ReasonCode
 from uptend.protocol.reasons import FINE_CODES
 from uptend.server.storage.db import Tx
+from uptend.server.storage.labels import having as has_label
 from uptend.server.storage.tables import (
     AgentAppRow,
     AgentRow,
@@ -57,6 +62,9 @@ from uptend.server.storage.tables import (
 
 Cutoffs = Mapping[str, datetime]  # group -> agents last seen before this are offline
 Held = Mapping[str, ReasonCode]  # group -> the schedule's code (frozen, outside_window) now
+# (group, app) -> (the version its pin or the floor says, PINNED/FLOOR or None when that is the
+# head): only the pairs a pin or a floor changes
+Pins = Mapping[tuple[str, str], tuple[str | None, ReasonCode | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,7 @@ class Filters:
     app: str | None = None  # also narrows the apps shown to this one
     code: ReasonCode | None = None
     outdated: bool = False
+    labels: tuple[tuple[str, str], ...] = ()  # every one of these key=value labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,18 +94,30 @@ class Pair:
     critical: bool = False  # the head is a critical release
 
 
-def _code(agent: Any, *, assigned: bool, cutoffs: Cutoffs, held: Held) -> ColumnElement[str]:
+def _pair_in(agent: Any, keys: Iterable[tuple[str, str]]) -> ColumnElement[bool]:
+    return or_(false(), *[and_(agent.group == g, GroupAppRow.app == a) for g, a in keys])
+
+
+def _code(
+    agent: Any, *, assigned: bool, cutoffs: Cutoffs, held: Held, pins: Pins
+) -> ColumnElement[str]:
     """The reason code of one (agent, app) row; `assigned` picks the half of the union."""
     head, installed = ChannelHeadRow.version, AgentAppRow.installed
+    elsewhere = {k: v for k, v in pins.items() if v[1] is not None}  # held below the head
     st = func.coalesce(AgentAppRow.state, AppState.PENDING.value)
     not_failed = st != AppState.FAILED.value
     settled = st.not_in([AppState.FAILED.value, AppState.UPDATING.value])  # probation: not yet
     whens: list[tuple[ColumnElement[bool], ReasonCode]] = []
     if assigned:
+        on_head = and_(head.is_not(None), installed == head, settled)
         whens += [
-            (and_(head.is_not(None), installed == head, settled), ReasonCode.UP_TO_DATE),
+            (and_(on_head, ~_pair_in(agent, elsewhere)), ReasonCode.UP_TO_DATE),
             (and_(head.is_(None), not_failed), ReasonCode.NO_RELEASE),
         ]
+        for (g, a), (version, code) in elsewhere.items():
+            there = true() if version is None else installed == version
+            assert code is not None
+            whens.append((and_(agent.group == g, GroupAppRow.app == a, settled, there), code))
     else:
         whens.append((not_failed, ReasonCode.NOT_ASSIGNED))
     whens.append((agent.last_seen.is_(None), ReasonCode.NEVER_CHECKED_IN))
@@ -105,11 +126,15 @@ def _code(agent: Any, *, assigned: bool, cutoffs: Cutoffs, held: Held) -> Column
         whens.append((agent.last_seen < cutoff, ReasonCode.OFFLINE))
     whens.append((st == AppState.FAILED.value, ReasonCode.FAILED))
     if assigned:
-        stays = and_(GroupRow.auto_update == false(), installed.is_not(None))
+        stays = and_(
+            GroupRow.auto_update == false(), installed.is_not(None), ~_pair_in(agent, pins)
+        )
         whens.append((stays, ReasonCode.AUTO_UPDATE_OFF))
     whens.append((st == AppState.UPDATING.value, ReasonCode.UPDATING))
     if assigned:
-        not_critical = func.coalesce(ReleaseRow.critical, false()).is_(false())
+        not_critical = or_(
+            func.coalesce(ReleaseRow.critical, false()).is_(false()), _pair_in(agent, elsewhere)
+        )
         for code in (ReasonCode.FROZEN, ReasonCode.OUTSIDE_WINDOW):
             if groups := [g for g, c in held.items() if c is code]:
                 whens.append((and_(not_critical, agent.group.in_(groups)), code))
@@ -125,6 +150,7 @@ def _code(agent: Any, *, assigned: bool, cutoffs: Cutoffs, held: Held) -> Column
 def _pairs(
     cutoffs: Cutoffs,
     held: Held,
+    pins: Pins,
     *,
     group: str | None,
     app: str | None,
@@ -148,8 +174,9 @@ def _pairs(
             GroupAppRow.channel.label("channel"),
             ChannelHeadRow.version.label("head"),
             *common,
-            _code(agent, assigned=True, cutoffs=cutoffs, held=held).label("code"),
+            _code(agent, assigned=True, cutoffs=cutoffs, held=held, pins=pins).label("code"),
             func.coalesce(ReleaseRow.critical, false()).label("critical"),
+            agent.group.label("group"),
         )
         .select_from(agent)
         .join(GroupRow, GroupRow.name == agent.group)
@@ -178,8 +205,9 @@ def _pairs(
             cast(literal(""), String),
             cast(null(), String),
             *common,
-            _code(agent, assigned=False, cutoffs=cutoffs, held=held),
+            _code(agent, assigned=False, cutoffs=cutoffs, held=held, pins=pins),
             literal(False),
+            agent.group,
         )
         .select_from(AgentAppRow)
         .join(agent, agent.id == AgentAppRow.agent_id)
@@ -203,14 +231,17 @@ def _pairs(
     return union_all(assigned, reported).subquery("pairs")
 
 
-def _matching(filters: Filters, cutoffs: Cutoffs, held: Held) -> list[ColumnElement[bool]]:
+def _matching(
+    filters: Filters, cutoffs: Cutoffs, held: Held, pins: Pins
+) -> list[ColumnElement[bool]]:
     """WHERE clauses on AgentRow for the filters."""
     out: list[ColumnElement[bool]] = []
     if filters.group is not None:
         out.append(AgentRow.group == filters.group)
+    out += [has_label(k, v) for k, v in filters.labels]
     if filters.app is None and filters.code is None and not filters.outdated:
         return out
-    pairs = _pairs(cutoffs, held, group=filters.group, app=filters.app, agent_ids=None)
+    pairs = _pairs(cutoffs, held, pins, group=filters.group, app=filters.app, agent_ids=None)
     having = select(pairs.c.agent_id)
     if filters.code is not None:
         having = having.where(pairs.c.code == filters.code.value)
@@ -221,10 +252,16 @@ def _matching(filters: Filters, cutoffs: Cutoffs, held: Held) -> list[ColumnElem
 
 
 async def page(
-    tx: Tx, filters: Filters, cutoffs: Cutoffs, held: Held, after: str | None, limit: int
+    tx: Tx,
+    filters: Filters,
+    cutoffs: Cutoffs,
+    held: Held,
+    pins: Pins,
+    after: str | None,
+    limit: int,
 ) -> tuple[list[AgentRow], int]:
     """Up to `limit` + 1 agents after name `after` (keyset: stable under inserts), and the total."""
-    where = _matching(filters, cutoffs, held)
+    where = _matching(filters, cutoffs, held, pins)
     total = await tx.scalar(select(func.count()).select_from(AgentRow).where(*where))
     stmt = select(AgentRow).where(*where)
     if after is not None:
@@ -234,13 +271,13 @@ async def page(
 
 
 async def pairs_of(
-    tx: Tx, agent_ids: Sequence[str], app: str | None, cutoffs: Cutoffs, held: Held
+    tx: Tx, agent_ids: Sequence[str], app: str | None, cutoffs: Cutoffs, held: Held, pins: Pins
 ) -> dict[str, list[Pair]]:
     """The apps of these agents (only `app`, if given), by agent id, in app order."""
     out: dict[str, list[Pair]] = {a: [] for a in agent_ids}
     if not agent_ids:
         return out
-    p = _pairs(cutoffs, held, group=None, app=app, agent_ids=agent_ids)
+    p = _pairs(cutoffs, held, pins, group=None, app=app, agent_ids=agent_ids)
     stmt = select(
         p.c.agent_id, p.c.app, p.c.assigned, p.c.channel, p.c.head, p.c.installed, p.c.state,
         p.c.target, p.c.said, p.c.log_tail, p.c.code, p.c.critical,
@@ -267,7 +304,7 @@ async def pairs_of(
 
 @dataclass(frozen=True, slots=True)
 class Tally:
-    """Agents that share one (app, channel, head, installed, auto_update, assigned, code)."""
+    """Agents that share one (app, channel, head, installed, auto_update, assigned, code, group)."""
 
     app: str
     channel: str
@@ -277,12 +314,16 @@ class Tally:
     assigned: bool
     code: ReasonCode
     agents: int
+    group: str = ""
 
 
-async def tallies(tx: Tx, cutoffs: Cutoffs, held: Held) -> tuple[list[Tally], int, int]:
+async def tallies(tx: Tx, cutoffs: Cutoffs, held: Held, pins: Pins) -> tuple[list[Tally], int, int]:
     """The fleet in aggregate: tallies per app, the number of agents and of outdated ones."""
-    p = _pairs(cutoffs, held, group=None, app=None, agent_ids=None)
-    keys = (p.c.app, p.c.channel, p.c.head, p.c.installed, p.c.auto_update, p.c.assigned, p.c.code)
+    p = _pairs(cutoffs, held, pins, group=None, app=None, agent_ids=None)
+    keys = (
+        p.c.app, p.c.channel, p.c.head, p.c.installed, p.c.auto_update, p.c.assigned, p.c.code,
+        p.c.group,
+    )  # fmt: skip
     rows = await tx.execute(select(*keys, func.count()).group_by(*keys))
     out = [
         Tally(
@@ -293,12 +334,13 @@ async def tallies(tx: Tx, cutoffs: Cutoffs, held: Held) -> tuple[list[Tally], in
             auto_update=bool(r[4]),
             assigned=bool(r[5]),
             code=ReasonCode(r[6]),
-            agents=int(r[7]),
+            agents=int(r[8]),
+            group=r[7],
         )
         for r in rows
     ]
     agents = await tx.scalar(select(func.count()).select_from(AgentRow))
-    outdated_where = _matching(Filters(outdated=True), cutoffs, held)
+    outdated_where = _matching(Filters(outdated=True), cutoffs, held, pins)
     outdated = await tx.scalar(select(func.count()).select_from(AgentRow).where(*outdated_where))
     return out, int(agents or 0), int(outdated or 0)
 

@@ -58,6 +58,8 @@ class ReleaseRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     critical: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # published with --floor: no lower version of the app installs any more (migration 0009)
+    floor: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ChannelHeadRow(Base):
@@ -201,3 +203,29 @@ class FreezeRow(Base):
     until: Mapped[datetime] = mapped_column(UTCDateTime())
     reason: Mapped[str] = mapped_column(Text, default="")
     set_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- pins and labels (migration 0009) ---------------------------------------------------------
+
+
+class GroupPinRow(Base):
+    """A group's pin of one app: a canonical spec (`2.2`, `2.3.*`, `n-1`), resolved per plan."""
+
+    __tablename__ = "group_pins"
+    group: Mapped[str] = mapped_column(
+        String(64), ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True
+    )
+    app: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[str] = mapped_column(String(80))
+
+
+class AgentLabelRow(Base):
+    """One label of an agent (`zone=eu-1`): given at enrollment, changed by `fleet label`."""
+
+    __tablename__ = "agent_labels"
+    __table_args__ = (Index("ix_agent_labels_key_value", "key", "value"),)  # --label k=v
+    agent_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    value: Mapped[str] = mapped_column(String(63))

@@ -29,7 +29,7 @@ from uptend.server.tuf_repo.files import (
 from uptend.server.tuf_repo.keyring import KEY_NAMES, OFFLINE, Keyring
 from uptend.server.tuf_repo.lifetimes import Expiry, due, warning
 from uptend.server.tuf_repo.rotation import Rotations
-from uptend.server.tuf_repo.signed import accept, delegate
+from uptend.server.tuf_repo.signed import accept, delegate, mark_below_floor
 from uptend.server.tuf_repo.store import Published
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,8 @@ class TufRepo(Rotations):
         staged_file: Path,
         custom: dict[str, Any],
         signed: Mapping[str, Metadata[Targets]] | None = None,
+        *,
+        floor: str | None = None,
     ) -> TargetFile:
         """Move `staged_file` into the repository as target `name` and publish it.
 
@@ -138,6 +140,8 @@ class TufRepo(Rotations):
             signed: The app's next role (and top-level targets role) signed on the
                 publisher's workstation (`signed.sign_release`); None: sign here with the
                 releases key, which the offline mode does not have.
+            floor: The new target is the app's floor (its version): every lower target of
+                the app is re-signed with `floor` in its custom, so an agent refuses it.
 
         Raises:
             ConfigError: `name` is not a safe `<app>/<version>/<file>` path, `staged_file`
@@ -158,6 +162,12 @@ class TufRepo(Rotations):
                     hint="sign it where the keys are with `uptend release sign`, then "
                     "`uptend release publish` the signed directory",
                 )
+            if floor is not None and signed is not None:
+                raise ConfigError(
+                    f"a floor re-signs every lower release of {app_of(name)}, and this server"
+                    " holds no release key to do so",
+                    hint="publish without --floor (a floor needs the release key on the server)",
+                )
             delegated = self._role(state, role)
             if name in state.targets.signed.targets or (
                 delegated is not None and name in delegated.signed.targets
@@ -172,6 +182,8 @@ class TufRepo(Rotations):
             target.unrecognized_fields["custom"] = custom
             now = datetime.now(UTC)
             if signed is None:
+                if floor is not None and delegated is not None:
+                    mark_below_floor(delegated.signed, floor)
                 delegated = self._sign_here(state, role, delegated, target, now)
             else:
                 delegated, top = accept(

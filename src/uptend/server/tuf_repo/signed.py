@@ -41,6 +41,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 
 from uptend.errors import ConfigError, VerificationError
+from uptend.protocol.versions import parse_version
 from uptend.server.tuf_repo.files import APP_ROLE, file_name
 
 MAX_SIGNED_BYTES = 16 << 20  # an app's role grows ~270 B per release
@@ -56,6 +57,26 @@ def delegate(targets: Targets, role: str, key: Key) -> None:
     app = role.removeprefix(APP_ROLE)
     delegations.roles[role] = DelegatedRole(role, [key.keyid], 1, True, [f"{app}/*/*"])
     targets.delegations = delegations
+
+
+def mark_below_floor(role: Targets, floor: str) -> list[str]:
+    """Put `floor` in the custom of every target of `role` below it; the paths marked.
+
+    The role is then re-signed, so an agent that verified it refuses those versions whatever
+    a server directs (a higher floor already there stays).
+    """
+    marked = []
+    for path, target in role.targets.items():
+        custom = target.unrecognized_fields.get("custom")
+        if not isinstance(custom, dict) or not isinstance(custom.get("version"), str):
+            continue
+        old = custom.get("floor")
+        if isinstance(old, str) and parse_version(old) >= parse_version(floor):
+            continue
+        if parse_version(custom["version"]) < parse_version(floor):
+            custom["floor"] = floor
+            marked.append(path)
+    return marked
 
 
 def swap_delegated_key(targets: Targets, new: Key) -> list[str]:

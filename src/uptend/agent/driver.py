@@ -22,7 +22,7 @@ from typing import Any
 from uptend.agent import decide, faults, jobs, machine
 from uptend.agent.attempts import AttemptLog
 from uptend.agent.crashpoints import crashpoint
-from uptend.agent.installers import Installer, for_kind
+from uptend.agent.installers import Installer, InstallFailedError, for_version
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.observe import NO_OBSERVER, Observer, spans
@@ -198,7 +198,7 @@ class AppDriver:
 
     def _settled(self) -> None:
         """Clean-up off the loop: it took 0.1-2.9 s after each update."""
-        installer = self._installer()
+        installer = self._installer(self.plan.current)
         keep = {self.plan.current}
         span = spans(self.observer, self.app, self.plan.current)
 
@@ -255,8 +255,8 @@ class AppDriver:
         except (OSError, ValueError, KeyError, TypeError):
             return "downloading"
 
-    def _installer(self) -> Installer:
-        return for_kind("bundle", self.layout, self.app)
+    def _installer(self, version: str | None) -> Installer:
+        return for_version(self.layout, self.app, version)
 
     def _outcome_of(self, job: Work[Any]) -> machine.Event | None:
         try:
@@ -285,13 +285,18 @@ class AppDriver:
         version = switching.version
         self.observer.span(self.app, "stop", version, switching.since, time.perf_counter())
         crashpoint("switch:stopped")
-        installer = self._installer()
+        installer = self._installer(version)
         span = spans(self.observer, self.app, version)
         with span("activate"):
             if version is None:
                 installer.deactivate()
             else:
-                installer.activate(version)
+                try:
+                    installer.activate(version, lambda line: self._log(version, line))
+                except InstallFailedError as e:  # the system's installer refused: roll back
+                    self._log(version, f"install failed: {e.reason}")
+                    self._step(machine.Failed(e.reason, release_at_fault=True, log_tail=e.output))
+                    return
         crashpoint("switch:pointed")
         if version is None:
             self._step(machine.Switched())
@@ -307,7 +312,7 @@ class AppDriver:
 
     def _begin_judging(self, version: str, healthy: machine.Event) -> None:
         try:
-            health, _ = self._installer().health(version)
+            health, _ = self._installer(version).health(version)
         except ConfigError as e:
             self._step(machine.Failed(e.message, release_at_fault=True))
             return
@@ -324,7 +329,7 @@ class AppDriver:
         now = time.time()
         if now < self.plan.deadline:
             return None
-        health, cwd = self._installer().health(version)
+        health, cwd = self._installer(version).health(version)
         if judging.probe is None:
             if now < judging.next_round:
                 return None

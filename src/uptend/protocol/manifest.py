@@ -9,6 +9,10 @@ probation = 10                     # seconds the new version must stay up
 http = "http://127.0.0.1:8080/health"   # optional: 2xx = healthy
 command = ["./check.sh"]           # optional: exit 0 = healthy
 timeout = 5                        # optional: seconds one probe may take
+
+[deb]                              # only in a deb release (signed in its custom, not in the .deb)
+package = "hello"                  # the one package this app may install (dpkg's Package)
+version = "2.0-1"                  # dpkg's Version of this release's .deb
 ```
 
 Plain frozen dataclasses checked by hand rather than pydantic: the resident agent reads the
@@ -117,10 +121,31 @@ class HealthSection:
     timeout: float = field(default=5.0, metadata={"rule": _number(0, 600, above_low=True)})
 
 
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,99}$")  # Debian policy 5.6.1
+_DEB_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~:-]{0,99}$")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Rule:
+    def check(loc: str, value: object, problems: list[str]) -> str | None:
+        if isinstance(value, str) and pattern.match(value):
+            return value
+        problems.append(f"{loc}: Input should be {what}")
+        return None
+
+    return check
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DebSection:
+    package: str = field(metadata={"rule": _matching(_PACKAGE, "a Debian package name")})
+    version: str = field(metadata={"rule": _matching(_DEB_VERSION, "a Debian version")})
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Manifest:
     app: AppSection = field(metadata={"rule": _table(AppSection)})
     health: HealthSection = field(default=HealthSection(), metadata={"rule": _table(HealthSection)})
+    deb: DebSection | None = field(default=None, metadata={"rule": _table(DebSection)})
 
 
 def parse_manifest(data: bytes, *, where: str = MANIFEST_NAME) -> Manifest:

@@ -7,7 +7,16 @@ it, so the agent parses it strictly here before trusting any field (docs/faults.
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
 from uptend.errors import ConfigError, VerificationError
 from uptend.protocol.names import check_name
@@ -16,11 +25,13 @@ from uptend.protocol.versions import parse_version
 
 class InstallKind(StrEnum):
     BUNDLE = "bundle"
+    DEB = "deb"  # a Debian package, installed with dpkg (agent/installers/deb.py)
 
 
 class ArchiveFormat(StrEnum):
     TAR_GZ = "tar.gz"
     ZIP = "zip"
+    DEB = "deb"  # the target is the .deb itself, never unpacked by uptend
 
 
 class TargetCustom(BaseModel):
@@ -35,6 +46,23 @@ class TargetCustom(BaseModel):
     format: ArchiveFormat
     unpacked_size: int = Field(ge=0, description="bytes of all regular files once unpacked")
     files: int = Field(ge=0, description="number of archive entries")
+    # A package's uptend.toml (it travels signed here, not inside the package); None for bundles
+    manifest: str | None = Field(default=None, max_length=16384)
+
+    @model_validator(mode="after")
+    def _kind_matches_format(self) -> "TargetCustom":
+        package = self.format is ArchiveFormat.DEB
+        if package != (self.kind is InstallKind.DEB) or package != (self.manifest is not None):
+            raise ValueError("a deb release is kind deb, format deb, with its manifest signed")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _bundles_unchanged(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A bundle's signed custom stays exactly what agents before the deb kind accept."""
+        data: dict[str, Any] = handler(self)
+        if data.get("manifest") is None:
+            data.pop("manifest", None)
+        return data
 
     @field_validator("app", "channel")
     @classmethod

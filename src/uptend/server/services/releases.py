@@ -12,12 +12,12 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from uptend import archive
-from uptend.errors import ConflictError, UptendError
+from uptend import archive, debmeta
+from uptend.errors import ConfigError, ConflictError, UptendError
 from uptend.protocol import Release
 from uptend.protocol.manifest import parse_manifest
 from uptend.protocol.names import check_name
-from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
+from uptend.protocol.targets import ArchiveFormat, InstallKind, TargetCustom, target_path
 from uptend.protocol.versions import normalize, same_version
 from uptend.server.services.context import Context, utcnow
 from uptend.server.settings import MAX_FILES, MAX_UNPACKED_BYTES
@@ -74,14 +74,28 @@ def remove_orphaned_uploads(upload_dir: Path) -> int:
 
 
 def describe(
-    upload: Path, app: str, version: str, channel: str, fmt: ArchiveFormat
+    upload: Path,
+    app: str,
+    version: str,
+    channel: str,
+    fmt: ArchiveFormat,
+    manifest: str | None = None,
 ) -> TargetCustom:
     """The signed `custom` of a release archive: what the server and `release sign` compute.
 
     Both sides build it here, so that a workstation's signature covers what the server checks.
+    A .deb comes with its manifest (`debmeta.manifest_text`), checked against its control.
     """
+    if fmt is ArchiveFormat.DEB:
+        return _describe_deb(upload, app, version, channel, manifest)
+    if manifest is not None:
+        raise ConfigError("only a deb release carries its manifest beside the archive")
     info = archive.inspect(upload, fmt, max_bytes=MAX_UNPACKED_BYTES, max_files=MAX_FILES)
-    parse_manifest(info.manifest, where="the release's uptend.toml")
+    if parse_manifest(info.manifest, where="the release's uptend.toml").deb is not None:
+        raise ConfigError(
+            "the release's uptend.toml has a [deb] section, but it is not a .deb",
+            hint="publish the .deb itself, or drop [deb] from a bundle's manifest",
+        )
     return TargetCustom(
         app=app,
         version=version,
@@ -89,6 +103,29 @@ def describe(
         format=fmt,
         unpacked_size=info.unpacked_size,
         files=info.files,
+    )
+
+
+def _describe_deb(
+    upload: Path, app: str, version: str, channel: str, manifest: str | None
+) -> TargetCustom:
+    if manifest is None:
+        raise ConfigError("a deb release needs its manifest", hint="publish with a current CLI")
+    fields = debmeta.control_fields(upload)
+    debmeta.check(fields, parse_manifest(manifest.encode(), where="the release's uptend.toml"), app)
+    try:
+        size = int(fields.get("Installed-Size", "0")) * 1024
+    except ValueError:
+        size = 0
+    return TargetCustom(
+        app=app,
+        version=version,
+        channel=channel,
+        kind=InstallKind.DEB,
+        format=ArchiveFormat.DEB,
+        unpacked_size=size,
+        files=0,
+        manifest=manifest,
     )
 
 
@@ -103,6 +140,7 @@ async def publish(
     signed: bytes | None = None,
     *,
     critical: bool = False,
+    manifest: str | None = None,
 ) -> Release:
     """Sign `upload` as target <app>/<version>/... and record it; `upload` is consumed.
 
@@ -113,7 +151,9 @@ async def publish(
     """
     try:
         roles = None if signed is None else decode(signed)
-        custom = await anyio.to_thread.run_sync(describe, upload, app, version, channel, fmt)
+        custom = await anyio.to_thread.run_sync(
+            describe, upload, app, version, channel, fmt, manifest
+        )
         name = target_path(app, version, fmt)
         async with ctx.publish_lock, ctx.db.transaction() as tx:
             await _refuse_equal(tx, app, version)  # again: a publish may have won meanwhile

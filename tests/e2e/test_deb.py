@@ -1,0 +1,91 @@
+"""The deb kind with real dpkg against a private root: install, refuse, roll back (issue 13).
+
+Every release is a .deb built by the test with dpkg-deb; the agent installs it with
+`dpkg -i` into a dpkg root the test made (`dpkg_root` in agent.json), so the machine's own
+packages are never touched.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.support.debs import build_deb, manifest_for, private_root, query
+from tests.support.fleet import Fleet, Host, wait_until
+
+PACKAGE = "uptend-demo"
+
+
+def _reports(fleet: Fleet, host: Host, version: str) -> list[dict[str, Any]]:
+    shown = fleet.json("fleet", "show", host.name)
+    return [r for r in shown["reports"] if r["version"] == version]
+
+
+def _publish(fleet: Fleet, root: Path, version: str, deb_version: str, **kw: Any) -> Path:
+    package = kw.pop("package", PACKAGE)
+    manifest = manifest_for(root, package, kw.pop("probation", 0.5))
+    deb = build_deb(fleet.root / "debs", package, deb_version, version, manifest=manifest, **kw)
+    fleet.cli("release", "publish", "demo", version, str(deb))
+    return deb
+
+
+def _settled_on(host: Host, version: str) -> bool:
+    plan = host.journal("demo")
+    return plan["phase"] == "idle" and plan["current"] == version
+
+
+def test_deb_installs_refuses_and_rolls_back_with_real_dpkg(fleet: Fleet, tmp_path: Path) -> None:
+    root = private_root(tmp_path / "dpkg-root")
+    fleet.assign("demo")
+    host = fleet.add_host()
+    cfg = json.loads((host.dir / "agent.json").read_text())
+    cfg["dpkg_root"] = str(root)
+    (host.dir / "agent.json").write_text(json.dumps(cfg))
+
+    _publish(fleet, root, "1.0", "1.0-1")
+    host.start()
+    wait_until(lambda: host.running_version("demo") == "1.0", what="v1 running")
+    assert query(root, PACKAGE) == "1.0-1 ii"
+
+    _publish(fleet, root, "2.0", "2.0-1")
+    wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running")
+    wait_until(lambda: _settled_on(host, "2.0"), what="v2 committed")
+    assert query(root, PACKAGE) == "2.0-1 ii"  # dpkg installed the new package...
+    assert (root / f"opt/{PACKAGE}/app.py").read_text().count("'2.0'") == 1  # ...its code runs
+    kept = host.dir / "apps/demo/versions/2.0"
+    assert sorted(p.name for p in kept.iterdir()) == ["package.deb", "uptend.toml"]
+
+    # v3 needs a package nobody has: dpkg -i refuses it; the agent puts v2's package back
+    _publish(fleet, root, "3.0", "3.0-1", depends="uptend-no-such-dependency")
+    wait_until(lambda: len(_reports(fleet, host, "3.0")) == 1, what="v3's report")
+    [report] = _reports(fleet, host, "3.0")
+    assert report["outcome"] == "rolled_back"
+    assert "dpkg -i 3.0 exited with code 1" in report["reason"]
+    assert "uptend-no-such-dependency" in report["log_tail"]  # dpkg's own words
+    wait_until(lambda: _settled_on(host, "2.0"), what="back on v2")
+    assert query(root, PACKAGE) == "2.0-1 ii"
+    assert host.running_version("demo") == "2.0"
+    attempt = max((host.dir / "logs/updates").glob("demo-*-3.0.log"))
+    assert "dpkg: dpkg: dependency problems prevent configuration" in attempt.read_text()
+
+    # another package under the app's name: refused before dpkg runs
+    _publish(fleet, root, "3.5", "3.5-1", package="uptend-other")
+    wait_until(lambda: len(_reports(fleet, host, "3.5")) == 1, what="3.5's report")
+    [report] = _reports(fleet, host, "3.5")
+    assert report["outcome"] == "failed"
+    assert "refused: demo is package 'uptend-demo'" in report["reason"]
+    assert query(root, "uptend-other") == ""
+    attempt = max((host.dir / "logs/updates").glob("demo-*-3.5.log"))
+    assert "running dpkg" not in attempt.read_text()
+    assert "3.5" not in host.versions("demo")
+
+    # v4 installs cleanly but crashes in probation: rolled back to v2's package
+    _publish(fleet, root, "4.0", "4.0-1", mode="crash", probation=3.0)
+    wait_until(lambda: len(_reports(fleet, host, "4.0")) == 1, what="v4's report")
+    [report] = _reports(fleet, host, "4.0")
+    assert report["outcome"] == "rolled_back"
+    assert "exited with code 3" in report["reason"]
+    wait_until(lambda: _settled_on(host, "2.0"), what="back on v2 again")
+    assert query(root, PACKAGE) == "2.0-1 ii"
+    wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running again")
+    assert host.journal("demo")["bad"] == ["3.0", "3.5", "4.0"]
+    assert host.stop() == 0

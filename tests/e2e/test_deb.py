@@ -5,27 +5,16 @@ Every release is a .deb built by the test with dpkg-deb; the agent installs it w
 packages are never touched.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
-from tests.support.debs import build_deb, manifest_for, private_root, query
+from tests.support.debs import PACKAGE, deb_host, private_root, publish_deb, query
 from tests.support.fleet import Fleet, Host, wait_until
-
-PACKAGE = "uptend-demo"
 
 
 def _reports(fleet: Fleet, host: Host, version: str) -> list[dict[str, Any]]:
     shown = fleet.json("fleet", "show", host.name)
     return [r for r in shown["reports"] if r["version"] == version]
-
-
-def _publish(fleet: Fleet, root: Path, version: str, deb_version: str, **kw: Any) -> Path:
-    package = kw.pop("package", PACKAGE)
-    manifest = manifest_for(root, package, kw.pop("probation", 0.5))
-    deb = build_deb(fleet.root / "debs", package, deb_version, version, manifest=manifest, **kw)
-    fleet.cli("release", "publish", "demo", version, str(deb))
-    return deb
 
 
 def _settled_on(host: Host, version: str) -> bool:
@@ -36,17 +25,14 @@ def _settled_on(host: Host, version: str) -> bool:
 def test_deb_installs_refuses_and_rolls_back_with_real_dpkg(fleet: Fleet, tmp_path: Path) -> None:
     root = private_root(tmp_path / "dpkg-root")
     fleet.assign("demo")
-    host = fleet.add_host()
-    cfg = json.loads((host.dir / "agent.json").read_text())
-    cfg["dpkg_root"] = str(root)
-    (host.dir / "agent.json").write_text(json.dumps(cfg))
+    host = deb_host(fleet, root)
 
-    _publish(fleet, root, "1.0", "1.0-1")
+    publish_deb(fleet, root, "1.0", "1.0-1")
     host.start()
     wait_until(lambda: host.running_version("demo") == "1.0", what="v1 running")
     assert query(root, PACKAGE) == "1.0-1 ii"
 
-    _publish(fleet, root, "2.0", "2.0-1")
+    publish_deb(fleet, root, "2.0", "2.0-1")
     wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running")
     wait_until(lambda: _settled_on(host, "2.0"), what="v2 committed")
     assert query(root, PACKAGE) == "2.0-1 ii"  # dpkg installed the new package...
@@ -55,7 +41,7 @@ def test_deb_installs_refuses_and_rolls_back_with_real_dpkg(fleet: Fleet, tmp_pa
     assert sorted(p.name for p in kept.iterdir()) == ["package.deb", "uptend.toml"]
 
     # v3 needs a package nobody has: dpkg -i refuses it; the agent puts v2's package back
-    _publish(fleet, root, "3.0", "3.0-1", depends="uptend-no-such-dependency")
+    publish_deb(fleet, root, "3.0", "3.0-1", depends="uptend-no-such-dependency")
     wait_until(lambda: len(_reports(fleet, host, "3.0")) == 1, what="v3's report")
     [report] = _reports(fleet, host, "3.0")
     assert report["outcome"] == "rolled_back"
@@ -68,7 +54,7 @@ def test_deb_installs_refuses_and_rolls_back_with_real_dpkg(fleet: Fleet, tmp_pa
     assert "dpkg: dpkg: dependency problems prevent configuration" in attempt.read_text()
 
     # another package under the app's name: refused before dpkg runs
-    _publish(fleet, root, "3.5", "3.5-1", package="uptend-other")
+    publish_deb(fleet, root, "3.5", "3.5-1", package="uptend-other")
     wait_until(lambda: len(_reports(fleet, host, "3.5")) == 1, what="3.5's report")
     [report] = _reports(fleet, host, "3.5")
     assert report["outcome"] == "failed"
@@ -79,7 +65,7 @@ def test_deb_installs_refuses_and_rolls_back_with_real_dpkg(fleet: Fleet, tmp_pa
     assert "3.5" not in host.versions("demo")
 
     # v4 installs cleanly but crashes in probation: rolled back to v2's package
-    _publish(fleet, root, "4.0", "4.0-1", mode="crash", probation=3.0)
+    publish_deb(fleet, root, "4.0", "4.0-1", mode="crash", probation=3.0)
     wait_until(lambda: len(_reports(fleet, host, "4.0")) == 1, what="v4's report")
     [report] = _reports(fleet, host, "4.0")
     assert report["outcome"] == "rolled_back"

@@ -4,11 +4,15 @@
 packages are never touched. `build_deb` packs the fleet's test app under /opt/<package>/.
 """
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from tests.support.fleet import APP_TEMPLATE
+from tests.support.fleet import APP_TEMPLATE, Fleet, Host
+
+PACKAGE = "uptend-demo"
 
 
 def private_root(where: Path) -> Path:
@@ -75,3 +79,21 @@ def query(root: Path | None, package: str) -> str:
         check=False,
     )
     return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def deb_host(fleet: Fleet, root: Path) -> Host:
+    """A host enrolled with the fleet whose agent installs packages into `root`."""
+    host = fleet.add_host()
+    cfg = json.loads((host.dir / "agent.json").read_text())
+    cfg["dpkg_root"] = str(root)
+    (host.dir / "agent.json").write_text(json.dumps(cfg))
+    return host
+
+
+def publish_deb(fleet: Fleet, root: Path, version: str, deb_version: str, **kw: Any) -> Path:
+    """Build the .deb of app `demo` `version` (sidecar manifest) and publish it."""
+    package = kw.pop("package", PACKAGE)
+    manifest = manifest_for(root, package, kw.pop("probation", 0.5))
+    deb = build_deb(fleet.root / "debs", package, deb_version, version, manifest=manifest, **kw)
+    fleet.cli("release", "publish", "demo", version, str(deb))
+    return deb

@@ -8,7 +8,7 @@ packages are never touched.
 from pathlib import Path
 from typing import Any
 
-from tests.support.debs import PACKAGE, deb_host, private_root, publish_deb, query
+from tests.support.debs import PACKAGE, HeldLock, deb_host, private_root, publish_deb, query
 from tests.support.fleet import Fleet, Host, wait_until
 
 
@@ -19,7 +19,7 @@ def _reports(fleet: Fleet, host: Host, version: str) -> list[dict[str, Any]]:
 
 def _settled_on(host: Host, version: str) -> bool:
     plan = host.journal("demo")
-    return plan["phase"] == "idle" and plan["current"] == version
+    return bool(plan["phase"] == "idle" and plan["current"] == version)
 
 
 def test_deb_installs_refuses_and_rolls_back_with_real_dpkg(fleet: Fleet, tmp_path: Path) -> None:
@@ -32,7 +32,16 @@ def test_deb_installs_refuses_and_rolls_back_with_real_dpkg(fleet: Fleet, tmp_pa
     wait_until(lambda: host.running_version("demo") == "1.0", what="v1 running")
     assert query(root, PACKAGE) == "1.0-1 ii"
 
-    publish_deb(fleet, root, "2.0", "2.0-1")
+    # another package manager holds dpkg's lock: deferred, the old version keeps running
+    lock = HeldLock(root / "var/lib/dpkg/lock-frontend")
+    try:
+        publish_deb(fleet, root, "2.0", "2.0-1")
+        wait_until(lambda: "deferred: the package manager is busy" in host.log_text(), what="defer")
+        assert host.running_version("demo") == "1.0"
+        assert query(root, PACKAGE) == "1.0-1 ii"
+        assert host.journal("demo")["phase"] == "activating"
+    finally:
+        lock.release()
     wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running")
     wait_until(lambda: _settled_on(host, "2.0"), what="v2 committed")
     assert query(root, PACKAGE) == "2.0-1 ii"  # dpkg installed the new package...

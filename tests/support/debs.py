@@ -97,3 +97,32 @@ def publish_deb(fleet: Fleet, root: Path, version: str, deb_version: str, **kw: 
     deb = build_deb(fleet.root / "debs", package, deb_version, version, manifest=manifest, **kw)
     fleet.cli("release", "publish", "demo", version, str(deb))
     return deb
+
+
+LOCKER = """
+import fcntl, sys
+f = open(sys.argv[1], "a")
+fcntl.lockf(f, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+class HeldLock:
+    """A real fcntl write lock on `path`, held by another process (as dpkg or apt holds it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", LOCKER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline() == b"locked\n"
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()

@@ -83,6 +83,7 @@ class AppDriver:
         self.switching: _Switching | None = None
         self.judging: _Judging | None = None
         self.attempt: AttemptLog | None = None
+        self.deferred = ""  # why the installer cannot run now (another package manager)
         layout.make_app(app)
 
     # -- what the runner asks -----------------------------------------------------------------
@@ -235,6 +236,12 @@ class AppDriver:
                     "stage", v, jobs.stage(self.spawn, self.layout, self.app, v)
                 )
             case machine.SwitchTo(version=v, verify=verify):
+                if busy := self._installer(v).busy():  # deferred, the old app still runs
+                    if self.deferred != busy:
+                        self._log(v or "-", f"deferred: {busy}")
+                    self.deferred, self.action = busy, action
+                    return
+                self.deferred = ""
                 self._log(v or "-", f"switching to {v}")
                 self.switching = _Switching(v, verify, time.perf_counter())
                 self.supervisor.stop(self.app)  # SIGTERM; `tick` waits for it to be gone

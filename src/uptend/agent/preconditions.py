@@ -4,7 +4,10 @@ Each check returns None when met, else the reason shown as `deferred: <reason>`.
 before a download starts; an unmet one is retried at the next poll, never counted as a failure.
 """
 
+import fcntl
+import os
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,34 @@ def pending_reboot(flag: Path) -> str | None:
             return None
         if done.returncode == 1:
             return "a reboot is pending (needs-restarting -r)"
+    return None
+
+
+_FLOCK = "hhqqi4x"  # struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid
+
+
+def lock_holder(path: Path) -> int | None:
+    """The pid holding a write-conflicting fcntl lock on `path` (F_GETLK: never takes it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file: nobody can hold it
+    try:
+        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    kind, _, _, _, pid = struct.unpack(_FLOCK, answer)
+    return None if kind == fcntl.F_UNLCK else int(pid)
+
+
+def package_lock(admindir: Path) -> str | None:
+    """Why dpkg cannot run now: its frontend or database lock held by another process."""
+    for name in ("lock-frontend", "lock"):
+        if (pid := lock_holder(admindir / name)) is not None:
+            return f"the package manager is busy ({admindir / name} held by pid {pid})"
     return None
 
 

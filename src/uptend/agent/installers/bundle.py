@@ -64,6 +64,9 @@ class BundleInstaller:
     def activate(self, version: str, say: Say = ignore) -> None:
         files.point_current_at(self.layout.app_dir(self.app), version)
 
+    def busy(self) -> str | None:
+        return None  # a rename never waits for anyone
+
     def deactivate(self) -> None:
         files.point_current_at(self.layout.app_dir(self.app), None)
 

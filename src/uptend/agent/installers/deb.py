@@ -27,6 +27,7 @@ from uptend.agent.installers.base import InstallFailedError, Say, Signed, ignore
 from uptend.agent.installers.bundle import BundleInstaller
 from uptend.agent.layout import Layout
 from uptend.agent.observe import Span, no_span
+from uptend.agent.preconditions import package_lock
 from uptend.agent.supervisor import read_manifest
 from uptend.agent.worker import Context
 from uptend.errors import ConfigError
@@ -61,6 +62,12 @@ class Dpkg:
         if self.root:  # no chroot into a private root: it has no shell
             forced.append("--force-script-chrootless")
         return ["dpkg", *self._where(), *forced, *args]
+
+    @property
+    def database(self) -> Path:
+        if self.admindir:
+            return Path(self.admindir)
+        return Path(self.root or "/") / "var/lib/dpkg"
 
     def installed(self, package: str) -> str | None:
         """The version dpkg has of `package` if it is fully installed, else None (never raises)."""
@@ -142,6 +149,9 @@ class DebInstaller(BundleInstaller):
             raise
         files.fsync_dir(final.parent)
         crashpoint("unpack:renamed")
+
+    def busy(self) -> str | None:
+        return package_lock(self.dpkg.database)
 
     def activate(self, version: str, say: Say = ignore) -> None:
         where = self.layout.version_dir(self.app, version)

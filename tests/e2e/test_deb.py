@@ -5,10 +5,20 @@ Every release is a .deb built by the test with dpkg-deb; the agent installs it w
 packages are never touched.
 """
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.support.debs import PACKAGE, HeldLock, deb_host, private_root, publish_deb, query
+from tests.support.debs import (
+    PACKAGE,
+    HeldLock,
+    build_deb,
+    deb_host,
+    private_root,
+    publish_deb,
+    query,
+)
 from tests.support.fleet import Fleet, Host, wait_until
 
 
@@ -49,6 +59,22 @@ def test_deb_installs_refuses_and_rolls_back_with_real_dpkg(fleet: Fleet, tmp_pa
     kept = host.dir / "apps/demo/versions/2.0"
     assert sorted(p.name for p in kept.iterdir()) == ["package.deb", "uptend.toml"]
 
+    # what dpkg says is reported at each check-in: a package changed by hand shows
+    def says() -> str:
+        return str(fleet.agent_app(host, "demo").get("reason", {}).get("message"))
+
+    wait_until(lambda: says() == f"deb {PACKAGE} 2.0-1", what="the package in fleet list")
+    by_hand = build_deb(tmp_path / "by-hand", PACKAGE, "2.1-3", "2.1")
+    subprocess.run(
+        ["dpkg", f"--root={root}", "--force-script-chrootless", "-i", str(by_hand)],
+        check=True,
+        capture_output=True,
+    )
+    wait_until(lambda: says() == "installed by hand: 2.1-3, expected 2.0-1", what="drift shown")
+    shown = fleet.json("fleet", "show", host.name)
+    assert "installed by hand: 2.1-3, expected 2.0-1" in json.dumps(shown)
+    # (v3's rollback below puts 2.0-1 back)
+
     # v3 needs a package nobody has: dpkg -i refuses it; the agent puts v2's package back
     publish_deb(fleet, root, "3.0", "3.0-1", depends="uptend-no-such-dependency")
     wait_until(lambda: len(_reports(fleet, host, "3.0")) == 1, what="v3's report")
@@ -83,4 +109,5 @@ def test_deb_installs_refuses_and_rolls_back_with_real_dpkg(fleet: Fleet, tmp_pa
     assert query(root, PACKAGE) == "2.0-1 ii"
     wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running again")
     assert host.journal("demo")["bad"] == ["3.0", "3.5", "4.0"]
+
     assert host.stop() == 0

@@ -27,6 +27,7 @@ from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.observe import NO_OBSERVER, Observer, spans
 from uptend.agent.probes import ProbeRound
+from uptend.agent.status import Detail
 from uptend.agent.supervisor import Supervisor, tail
 from uptend.agent.worker import CancelledError, Job, Spawn, Work
 from uptend.errors import ConfigError
@@ -143,12 +144,15 @@ class AppDriver:
         if self.judging is not None and self.judging.probe is not None:
             self.judging.probe.cancel()
 
-    def detail(self) -> tuple[int | None, int | None, float | None]:
-        """Bytes done and total of a fetch, seconds of probation left."""
+    def detail(self) -> Detail:
+        """Bytes done and total of a fetch, seconds of probation left; a package read back."""
         if self.plan.phase is machine.Phase.FETCHING and self.job is not None:
             return self.job.progress.done, self.job.progress.total, None
         if self.judging is not None and self.plan.deadline:
             return None, None, max(0.0, self.plan.deadline - time.time())
+        if self.plan.phase is machine.Phase.IDLE and self.plan.current is not None:
+            # once per check-in: drift made by hand on the host shows at the next one
+            return None, None, None, self._installer(self.plan.current).read_back()
         return None, None, None
 
     # -- the tick ------------------------------------------------------------------------------

@@ -74,6 +74,10 @@ class Installer(Protocol):
 
     def deactivate(self) -> None: ...
 
+    def read_back(self) -> str:
+        """What the system says is installed, for the status ("" when the kind says nothing)."""
+        ...
+
     def installed(self) -> str | None: ...
 
     def health(self, version: str) -> tuple[HealthSection, Path]:

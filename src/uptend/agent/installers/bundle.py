@@ -67,6 +67,9 @@ class BundleInstaller:
     def busy(self) -> str | None:
         return None  # a rename never waits for anyone
 
+    def read_back(self) -> str:
+        return ""  # `current` is the whole truth
+
     def deactivate(self) -> None:
         files.point_current_at(self.layout.app_dir(self.app), None)
 

@@ -193,6 +193,22 @@ class DebInstaller(BundleInstaller):
         crashpoint("dpkg:installed")
         files.point_current_at(self.layout.app_dir(self.app), version)
 
+    def read_back(self) -> str:
+        """`deb <package> <version>` as dpkg reports it, or the drift from the expected one."""
+        current = self.installed()
+        if current is None:
+            return ""
+        try:
+            deb = declared(self.layout.version_dir(self.app, current))
+        except ConfigError:
+            return ""
+        found = self.dpkg.installed(deb.package)
+        if found is None:
+            return f"package {deb.package} is not installed, expected {deb.version}"
+        if found != deb.version:
+            return f"installed by hand: {found}, expected {deb.version}"
+        return f"deb {deb.package} {found}"
+
     def _keep_output(self, version: str, output: str) -> None:
         log = self.layout.app_log(self.app, version)
         with open(log, "a", opener=files.private_opener) as f:

@@ -11,6 +11,7 @@ import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 REBOOT_REQUIRED = Path("/var/run/reboot-required")
 HEADROOM = 16 << 20  # bytes kept free beyond what the update needs
@@ -93,4 +94,37 @@ def unmet(pre: Preconditions, where: Path, needed_bytes: int) -> str | None:
     for command in pre.commands:
         if why := custom(command):
             return why
+    return None
+
+
+# Windows: a reboot is pending when one of these says so (Winsitter checks the same keys).
+# Pure over a registry reader, so the rule is tested here with a fake one; the reader on a
+# Windows host would wrap winreg (not written: no Windows agent yet, see docs/windows.md).
+CBS = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending"
+WU = r"SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired"
+SESSION = r"SYSTEM\CurrentControlSet\Control\Session Manager"
+RENAMES = "PendingFileRenameOperations"
+
+
+class RegistryReader(Protocol):
+    """Read access to HKEY_LOCAL_MACHINE, as much as the pending-reboot rule needs."""
+
+    def key_exists(self, path: str) -> bool: ...
+
+    def value(self, path: str, name: str) -> object | None:
+        """The value `name` of key `path` (a REG_MULTI_SZ is a list of str); None if absent."""
+        ...
+
+
+def windows_reboot_pending(registry: RegistryReader) -> str | None:
+    """Why Windows waits for a reboot (servicing, Windows Update, files to replace), or None."""
+    if registry.key_exists(CBS):
+        return "a reboot is pending (Component Based Servicing\\RebootPending)"
+    if registry.key_exists(WU):
+        return "a reboot is pending (WindowsUpdate\\Auto Update\\RebootRequired)"
+    renames = registry.value(SESSION, RENAMES)
+    if isinstance(renames, list | tuple) and any(str(r) for r in renames):
+        return f"a reboot is pending ({RENAMES}: {len([r for r in renames if r])} entries)"
+    if isinstance(renames, str) and renames:
+        return f"a reboot is pending ({RENAMES} is set)"
     return None

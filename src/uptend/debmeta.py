@@ -70,6 +70,16 @@ def manifest_text(deb: Path) -> str:
     return text
 
 
+def installer_sidecar(path: Path) -> bool:
+    """Whether `path` is a command release: an installer with an [installer] uptend.toml."""
+    if path.name.endswith((".tar.gz", ".tgz", ".zip", ".deb")):
+        return False
+    sidecar = path.parent / MANIFEST_NAME
+    if not sidecar.is_file():
+        return False
+    return parse_manifest(sidecar.read_bytes(), where=str(sidecar)).installer is not None
+
+
 def check(fields: dict[str, str], manifest: Manifest, where: str) -> None:
     """ConfigError unless the manifest's [deb] names exactly this package and version."""
     declared = manifest.deb

@@ -22,7 +22,7 @@ from typing import Any
 from uptend.agent import decide, faults, jobs, machine
 from uptend.agent.attempts import AttemptLog
 from uptend.agent.crashpoints import crashpoint
-from uptend.agent.installers import Installer, InstallFailedError, for_version
+from uptend.agent.installers import InstallBusyError, Installer, InstallFailedError, for_version
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.observe import NO_OBSERVER, Observer, spans
@@ -34,6 +34,7 @@ from uptend.errors import ConfigError
 
 log = logging.getLogger("uptend.agent")
 PROBE_PAUSE_S = 0.5  # between rounds of probes that failed, until their timeout
+BUSY_RETRY_S = 30.0  # a busy installer (msiexec's 1618) is run again after this long
 OWNS_PROCESS = {machine.Phase.ACTIVATING, machine.Phase.PROBATION, machine.Phase.ROLLING_BACK}
 
 
@@ -85,6 +86,7 @@ class AppDriver:
         self.judging: _Judging | None = None
         self.attempt: AttemptLog | None = None
         self.deferred = ""  # why the installer cannot run now (another package manager)
+        self.switch_at = 0.0  # time.time(): a busy installer's switch is tried again then
         layout.make_app(app)
 
     # -- what the runner asks -----------------------------------------------------------------
@@ -240,6 +242,9 @@ class AppDriver:
                     "stage", v, jobs.stage(self.spawn, self.layout, self.app, v)
                 )
             case machine.SwitchTo(version=v, verify=verify):
+                if time.time() < self.switch_at:
+                    self.action = action  # the installer said busy: the old version runs on
+                    return
                 if busy := self._installer(v).busy():  # deferred, the old app still runs
                     if self.deferred != busy:
                         self._log(v or "-", f"deferred: {busy}")
@@ -304,6 +309,9 @@ class AppDriver:
             else:
                 try:
                     installer.activate(version, lambda line: self._log(version, line))
+                except InstallBusyError as e:  # another installation runs: not a failure
+                    self._deferred(switching, e.reason)
+                    return
                 except InstallFailedError as e:  # the system's installer refused: roll back
                     self._log(version, f"install failed: {e.reason}")
                     self._step(machine.Failed(e.reason, release_at_fault=True, log_tail=e.output))
@@ -318,6 +326,14 @@ class AppDriver:
             self._begin_judging(version, machine.Switched())
         else:
             self._step(machine.Switched())
+
+    def _deferred(self, switching: _Switching, reason: str) -> None:
+        """Run the old version again (`current` still names it) and retry the switch later."""
+        self._log(switching.version or "-", f"deferred: {reason}")
+        self.deferred, self.switch_at = reason, time.time() + BUSY_RETRY_S
+        if self._installer(self.plan.current).installed() is not None:
+            self.supervisor.start(self.app)
+        self.action = machine.SwitchTo(switching.version, switching.verify)
 
     # -- probation, judged at each tick ---------------------------------------------------------
 

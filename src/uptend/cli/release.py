@@ -38,6 +38,8 @@ def _check_local(path: Path) -> tuple[Path, ArchiveFormat, Path | None]:
     """(archive to upload, its format, temp dir to remove) after local checks."""
     if path.suffix == ".deb" and path.is_file():
         return path, ArchiveFormat.DEB, None  # checked by debmeta.manifest_text
+    if path.is_file() and debmeta.installer_sidecar(path):
+        return path, ArchiveFormat.FILE, None  # the vendor's installer, run by its command
     if path.is_dir():
         manifest = path / MANIFEST_NAME
         try:
@@ -112,6 +114,8 @@ def upload_release(
                 params["critical"] = "true"
             if fmt is ArchiveFormat.DEB:
                 params["manifest"] = debmeta.manifest_text(bundle)
+            elif fmt is ArchiveFormat.FILE:
+                params["manifest"] = (bundle.parent / MANIFEST_NAME).read_text("utf-8")
             release = admin.publish(params, chunks(), size).model_dump(mode="json")
     finally:
         if tmp is not None:

@@ -26,12 +26,14 @@ from uptend.protocol.versions import parse_version
 class InstallKind(StrEnum):
     BUNDLE = "bundle"
     DEB = "deb"  # a Debian package, installed with dpkg (agent/installers/deb.py)
+    COMMAND = "command"  # the vendor's installer, run by its command (installers/command.py)
 
 
 class ArchiveFormat(StrEnum):
     TAR_GZ = "tar.gz"
     ZIP = "zip"
     DEB = "deb"  # the target is the .deb itself, never unpacked by uptend
+    FILE = "file"  # the target is an installer file, run by the manifest's [installer] command
 
 
 class TargetCustom(BaseModel):
@@ -51,9 +53,14 @@ class TargetCustom(BaseModel):
 
     @model_validator(mode="after")
     def _kind_matches_format(self) -> "TargetCustom":
-        package = self.format is ArchiveFormat.DEB
-        if package != (self.kind is InstallKind.DEB) or package != (self.manifest is not None):
-            raise ValueError("a deb release is kind deb, format deb, with its manifest signed")
+        own = {InstallKind.DEB: ArchiveFormat.DEB, InstallKind.COMMAND: ArchiveFormat.FILE}
+        signed_manifest = self.kind in own
+        if own.get(self.kind) not in (None, self.format) or signed_manifest != (
+            self.format in own.values()
+        ):
+            raise ValueError("a deb (command) release is format deb (file): no other pairs")
+        if signed_manifest != (self.manifest is not None):
+            raise ValueError("a deb or command release has its manifest signed, a bundle not")
         return self
 
     @model_serializer(mode="wrap")

@@ -1,7 +1,14 @@
 """Install kinds: one `Installer` per signed `custom.kind`, chosen by `for_kind`."""
 
-from uptend.agent.installers.base import Installer, InstallFailedError, Say, Signed
+from uptend.agent.installers.base import (
+    InstallBusyError,
+    Installer,
+    InstallFailedError,
+    Say,
+    Signed,
+)
 from uptend.agent.installers.bundle import BundleInstaller
+from uptend.agent.installers.command import CommandInstaller
 from uptend.agent.installers.deb import DebInstaller
 from uptend.agent.layout import Layout
 from uptend.agent.supervisor import read_manifest
@@ -10,6 +17,7 @@ from uptend.errors import ConfigError
 KINDS: dict[str, type[BundleInstaller]] = {
     BundleInstaller.kind: BundleInstaller,
     DebInstaller.kind: DebInstaller,
+    CommandInstaller.kind: CommandInstaller,
 }
 
 
@@ -30,6 +38,8 @@ def kind_of(layout: Layout, app: str, version: str | None) -> str:
         manifest = read_manifest(layout.version_dir(app, version))
     except ConfigError:
         return BundleInstaller.kind  # health() reports the broken manifest
+    if manifest.installer is not None:
+        return CommandInstaller.kind
     return DebInstaller.kind if manifest.deb is not None else BundleInstaller.kind
 
 
@@ -39,6 +49,7 @@ def for_version(layout: Layout, app: str, version: str | None) -> Installer:
 
 
 __all__ = [
+    "InstallBusyError",
     "InstallFailedError",
     "Installer",
     "Say",

@@ -47,6 +47,14 @@ class InstallFailedError(Exception):
         self.output = output
 
 
+class InstallBusyError(Exception):
+    """The system's installer is busy with another installation: try again later."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Installer(Protocol):
     kind: str
 

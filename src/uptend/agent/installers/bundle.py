@@ -48,8 +48,9 @@ class BundleInstaller:
             crashpoint("unpack:mid")
             job.check()
             # a signed release with a broken manifest is the release's fault
-            if read_manifest(work).deb is not None:  # installers.kind_of would take it for a deb
-                raise ConfigError("a bundle's uptend.toml may not have a [deb] section")
+            manifest = read_manifest(work)  # installers.kind_of would take it for another kind
+            if manifest.deb is not None or manifest.installer is not None:
+                raise ConfigError("a bundle's uptend.toml may have no [deb] or [installer]")
             with span("sync"):
                 files.syncfs(work)
             work.rename(

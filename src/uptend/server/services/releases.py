@@ -88,6 +88,8 @@ def describe(
     """
     if fmt is ArchiveFormat.DEB:
         return _describe_deb(upload, app, version, channel, manifest)
+    if fmt is ArchiveFormat.FILE:
+        return _describe_installer(upload, app, version, channel, manifest)
     if manifest is not None:
         raise ConfigError("only a deb release carries its manifest beside the archive")
     info = archive.inspect(upload, fmt, max_bytes=MAX_UNPACKED_BYTES, max_files=MAX_FILES)
@@ -125,6 +127,24 @@ def _describe_deb(
         format=ArchiveFormat.DEB,
         unpacked_size=size,
         files=0,
+        manifest=manifest,
+    )
+
+
+def _describe_installer(
+    upload: Path, app: str, version: str, channel: str, manifest: str | None
+) -> TargetCustom:
+    where = "the release's uptend.toml"
+    if manifest is None or parse_manifest(manifest.encode(), where=where).installer is None:
+        raise ConfigError("an installer release needs its manifest with an [installer] section")
+    return TargetCustom(
+        app=app,
+        version=version,
+        channel=channel,
+        kind=InstallKind.COMMAND,
+        format=ArchiveFormat.FILE,
+        unpacked_size=upload.stat().st_size,
+        files=1,
         manifest=manifest,
     )
 

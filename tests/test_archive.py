@@ -21,6 +21,8 @@ from uptend.archive import ArchiveInfo, detect_format, inspect, pack_dir, unpack
 from uptend.errors import ConfigError, VerificationError
 from uptend.protocol.targets import ArchiveFormat
 
+ARCHIVES = [ArchiveFormat.TAR_GZ, ArchiveFormat.ZIP]  # what uptend unpacks (not .deb)
+
 MANIFEST = b'[app]\ncommand = ["./run.sh"]\n'
 MiB = 1 << 20
 LIMITS = {"max_bytes": 10 * MiB, "max_files": 100}
@@ -88,7 +90,7 @@ def listing(root: Path) -> dict[str, bytes | None]:
     }
 
 
-@pytest.fixture(params=list(ArchiveFormat), ids=lambda f: f.name)
+@pytest.fixture(params=ARCHIVES, ids=lambda f: f.name)
 def fmt(request: pytest.FixtureRequest) -> ArchiveFormat:
     result: ArchiveFormat = request.param
     return result
@@ -153,7 +155,7 @@ TAR_ONLY: dict[str, tuple[Attack, str]] = {
 CASES = [
     pytest.param(f, attack, match, id=f"{name}-{f.name}")
     for name, (attack, match) in BOTH.items()
-    for f in ArchiveFormat
+    for f in ARCHIVES
 ] + [
     pytest.param(ArchiveFormat.TAR_GZ, attack, match, id=name)
     for name, (attack, match) in TAR_ONLY.items()

@@ -54,7 +54,7 @@ def app_pids(host: Host, app: str) -> list[int]:
             continue
         if state == "Z":  # exited, not yet reaped by its parent: not running
             continue
-        if cwd.startswith(versions + "/") and b"app.py" in cmdline:
+        if cwd.startswith(versions + "/") and any(c.endswith(b"app.py") for c in cmdline):
             found.append(int(entry.name))
     return sorted(found)
 

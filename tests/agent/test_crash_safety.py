@@ -28,9 +28,10 @@ from tests.agent.crash_support import (
     wait_settled,
 )
 from tests.agent.lanes import Lane, lane, shared_fleet
-from tests.support.fleet import Host, wait_until
+from tests.support.debs import PACKAGE, deb_host, private_root, publish_deb, query
+from tests.support.fleet import Fleet, Host, wait_until
 from uptend.agent import journal as journal_module
-from uptend.agent.crashpoints import ALL_CRASHPOINTS, ARM_ENV, LOG_ENV
+from uptend.agent.crashpoints import ALL_CRASHPOINTS, ARM_ENV, DEB_CRASHPOINTS, LOG_ENV
 from uptend.agent.machine import MAX_ATTEMPTS
 
 __all__ = ["lane", "shared_fleet"]
@@ -242,3 +243,36 @@ def test_a_schema_1_journal_found_at_start_is_resumed(lane: Lane, point: str) ->
         assert json.loads(journal.read_bytes())["schema"] == 2
         outcome = "rolled_back" if rollback else "installed"
         wait_until(lambda: _outcomes(lane, host) == [outcome], what=f"{outcome} report")
+
+
+def test_deb_killed_between_dpkg_and_the_commit_ends_installed_and_running(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """D28/D29 for the deb kind: dpkg installed 2.0, `current` and the journal still say 1.0."""
+    root = private_root(tmp_path / "dpkg-root")
+    fleet.assign("demo")
+    host = deb_host(fleet, root)
+    publish_deb(fleet, root, "1.0", "1.0-1")
+    host.start()
+    wait_settled(host, "demo", "1.0")
+    assert host.stop() == 0
+    publish_deb(fleet, root, "2.0", "2.0-1")
+
+    host.start(env={ARM_ENV: DEB_CRASHPOINTS[0]})
+    agent_died_of_sigkill(host)
+    assert query(root, PACKAGE) == "2.0-1 ii"  # dpkg finished...
+    assert host.current("demo") == "1.0"  # ...nothing else did
+    assert host.journal("demo")["phase"] == "activating"
+
+    host.start()
+    wait_settled(host, "demo", "2.0")
+    assert query(root, PACKAGE) == "2.0-1 ii"
+    wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running")
+    assert len(app_pids(host, "demo")) == 1
+    wait_until(
+        lambda: (
+            [r["outcome"] for r in reports(fleet, host) if r["version"] == "2.0"] == ["installed"]
+        ),
+        what="one installed report",
+    )
+    assert host.stop() == 0

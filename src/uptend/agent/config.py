@@ -32,6 +32,8 @@ class AgentConfig:
     check_disk: bool = True
     reboot_flag: str = str(REBOOT_REQUIRED)  # the distro's "reboot pending" flag file
     keep_apps_on_exit: bool = False  # SIGTERM leaves the apps running, for the next agent
+    dpkg_root: str = ""  # deb kind: dpkg --root (empty: the system's; read by installers/deb.py)
+    dpkg_admindir: str = ""  # deb kind: dpkg --admindir (empty: <root>/var/lib/dpkg)
 
     def preconditions(self) -> Preconditions:
         return Preconditions(

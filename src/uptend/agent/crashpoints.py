@@ -33,6 +33,9 @@ ALL_CRASHPOINTS = (
     "saved:idle",  # committed (or rolled back), cleanup may be pending
 )
 
+# The deb kind (agent/installers/deb.py): dpkg installed the package, `current` not yet switched.
+DEB_CRASHPOINTS = ("dpkg:installed",)
+
 # A credential rotation (agent/control.py): handed over, not yet stored / stored, not yet used.
 CREDENTIAL_CRASHPOINTS = ("credential:received", "credential:stored")
 

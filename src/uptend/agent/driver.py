@@ -22,17 +22,19 @@ from typing import Any
 from uptend.agent import decide, faults, jobs, machine
 from uptend.agent.attempts import AttemptLog
 from uptend.agent.crashpoints import crashpoint
-from uptend.agent.installers import Installer, for_kind
+from uptend.agent.installers import InstallBusyError, Installer, InstallFailedError, for_version
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.observe import NO_OBSERVER, Observer, spans
 from uptend.agent.probes import ProbeRound
+from uptend.agent.status import Detail
 from uptend.agent.supervisor import Supervisor, tail
 from uptend.agent.worker import CancelledError, Job, Spawn, Work
 from uptend.errors import ConfigError
 
 log = logging.getLogger("uptend.agent")
 PROBE_PAUSE_S = 0.5  # between rounds of probes that failed, until their timeout
+BUSY_RETRY_S = 30.0  # a busy installer (msiexec's 1618) is run again after this long
 OWNS_PROCESS = {machine.Phase.ACTIVATING, machine.Phase.PROBATION, machine.Phase.ROLLING_BACK}
 
 
@@ -83,6 +85,8 @@ class AppDriver:
         self.switching: _Switching | None = None
         self.judging: _Judging | None = None
         self.attempt: AttemptLog | None = None
+        self.deferred = ""  # why the installer cannot run now (another package manager)
+        self.switch_at = 0.0  # time.time(): a busy installer's switch is tried again then
         layout.make_app(app)
 
     # -- what the runner asks -----------------------------------------------------------------
@@ -142,12 +146,15 @@ class AppDriver:
         if self.judging is not None and self.judging.probe is not None:
             self.judging.probe.cancel()
 
-    def detail(self) -> tuple[int | None, int | None, float | None]:
-        """Bytes done and total of a fetch, seconds of probation left."""
+    def detail(self) -> Detail:
+        """Bytes done and total of a fetch, seconds of probation left; a package read back."""
         if self.plan.phase is machine.Phase.FETCHING and self.job is not None:
             return self.job.progress.done, self.job.progress.total, None
         if self.judging is not None and self.plan.deadline:
             return None, None, max(0.0, self.plan.deadline - time.time())
+        if self.plan.phase is machine.Phase.IDLE and self.plan.current is not None:
+            # once per check-in: drift made by hand on the host shows at the next one
+            return None, None, None, self._installer(self.plan.current).read_back()
         return None, None, None
 
     # -- the tick ------------------------------------------------------------------------------
@@ -198,7 +205,7 @@ class AppDriver:
 
     def _settled(self) -> None:
         """Clean-up off the loop: it took 0.1-2.9 s after each update."""
-        installer = self._installer()
+        installer = self._installer(self.plan.current)
         keep = {self.plan.current}
         span = spans(self.observer, self.app, self.plan.current)
 
@@ -235,6 +242,15 @@ class AppDriver:
                     "stage", v, jobs.stage(self.spawn, self.layout, self.app, v)
                 )
             case machine.SwitchTo(version=v, verify=verify):
+                if time.time() < self.switch_at:
+                    self.action = action  # the installer said busy: the old version runs on
+                    return
+                if busy := self._installer(v).busy():  # deferred, the old app still runs
+                    if self.deferred != busy:
+                        self._log(v or "-", f"deferred: {busy}")
+                    self.deferred, self.action = busy, action
+                    return
+                self.deferred = ""
                 self._log(v or "-", f"switching to {v}")
                 self.switching = _Switching(v, verify, time.perf_counter())
                 self.supervisor.stop(self.app)  # SIGTERM; `tick` waits for it to be gone
@@ -255,8 +271,8 @@ class AppDriver:
         except (OSError, ValueError, KeyError, TypeError):
             return "downloading"
 
-    def _installer(self) -> Installer:
-        return for_kind("bundle", self.layout, self.app)
+    def _installer(self, version: str | None) -> Installer:
+        return for_version(self.layout, self.app, version)
 
     def _outcome_of(self, job: Work[Any]) -> machine.Event | None:
         try:
@@ -285,13 +301,21 @@ class AppDriver:
         version = switching.version
         self.observer.span(self.app, "stop", version, switching.since, time.perf_counter())
         crashpoint("switch:stopped")
-        installer = self._installer()
+        installer = self._installer(version)
         span = spans(self.observer, self.app, version)
         with span("activate"):
             if version is None:
                 installer.deactivate()
             else:
-                installer.activate(version)
+                try:
+                    installer.activate(version, lambda line: self._log(version, line))
+                except InstallBusyError as e:  # another installation runs: not a failure
+                    self._deferred(switching, e.reason)
+                    return
+                except InstallFailedError as e:  # the system's installer refused: roll back
+                    self._log(version, f"install failed: {e.reason}")
+                    self._step(machine.Failed(e.reason, release_at_fault=True, log_tail=e.output))
+                    return
         crashpoint("switch:pointed")
         if version is None:
             self._step(machine.Switched())
@@ -303,11 +327,19 @@ class AppDriver:
         else:
             self._step(machine.Switched())
 
+    def _deferred(self, switching: _Switching, reason: str) -> None:
+        """Run the old version again (`current` still names it) and retry the switch later."""
+        self._log(switching.version or "-", f"deferred: {reason}")
+        self.deferred, self.switch_at = reason, time.time() + BUSY_RETRY_S
+        if self._installer(self.plan.current).installed() is not None:
+            self.supervisor.start(self.app)
+        self.action = machine.SwitchTo(switching.version, switching.verify)
+
     # -- probation, judged at each tick ---------------------------------------------------------
 
     def _begin_judging(self, version: str, healthy: machine.Event) -> None:
         try:
-            health, _ = self._installer().health(version)
+            health, _ = self._installer(version).health(version)
         except ConfigError as e:
             self._step(machine.Failed(e.message, release_at_fault=True))
             return
@@ -324,7 +356,7 @@ class AppDriver:
         now = time.time()
         if now < self.plan.deadline:
             return None
-        health, cwd = self._installer().health(version)
+        health, cwd = self._installer(version).health(version)
         if judging.probe is None:
             if now < judging.next_round:
                 return None

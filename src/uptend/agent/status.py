@@ -17,15 +17,21 @@ _EARLIEST = datetime(limits.MIN_YEAR, 1, 1, tzinfo=UTC)
 _LATEST = datetime(limits.MAX_YEAR, 12, 31, tzinfo=UTC)
 
 
+Progress = tuple[int | None, int | None, float | None]  # bytes done, total, probation left
+# ... and optionally what the installer reads back (a package: "deb hello 2.0-1", or drift)
+Detail = Progress | tuple[int | None, int | None, float | None, str]
+
+
 def app_status(
     app: str,
     plan: Plan,
     installed: str | None,
     alive: bool,
-    detail: tuple[int | None, int | None, float | None],
+    detail: Detail,
     unwritable: str,
 ) -> AppStatus:
-    done, total, left = detail
+    done, total, left = detail[:3]
+    package = detail[3] if len(detail) == 4 else ""
     if plan.phase is Phase.READY:  # staged; the directive says "not now"
         reason = plan.waiting or f"deferred: {plan.target} is staged"
         return AppStatus(
@@ -58,8 +64,8 @@ def app_status(
     if plan.hold is not None:
         state = AppState.DEFERRED if plan.hold.state is HoldState.DEFERRED else AppState.FAILED
         reason = plan.hold.reason
-    elif alive:
-        state, reason = AppState.RUNNING, unwritable
+    elif alive:  # the server shows a running app's reason as its message: the package's
+        state, reason = AppState.RUNNING, unwritable or package
     elif installed is None:
         state, reason = AppState.PENDING, ""
     else:

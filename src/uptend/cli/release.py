@@ -14,7 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 from rich.text import Text
 
-from uptend import archive
+from uptend import archive, debmeta
 from uptend.cli._client import Admin, ServerOpt, TokenOpt, public_metadata
 from uptend.cli._output import console, err_console, literal, print_json
 from uptend.errors import ConfigError
@@ -36,6 +36,10 @@ LOCAL_MAX_BYTES = 8 << 30
 
 def _check_local(path: Path) -> tuple[Path, ArchiveFormat, Path | None]:
     """(archive to upload, its format, temp dir to remove) after local checks."""
+    if path.suffix == ".deb" and path.is_file():
+        return path, ArchiveFormat.DEB, None  # checked by debmeta.manifest_text
+    if path.is_file() and debmeta.installer_sidecar(path):
+        return path, ArchiveFormat.FILE, None  # the vendor's installer, run by its command
     if path.is_dir():
         manifest = path / MANIFEST_NAME
         try:
@@ -111,6 +115,10 @@ def upload_release(
                 params["critical"] = "true"
             if floor:
                 params["floor"] = "true"
+            if fmt is ArchiveFormat.DEB:
+                params["manifest"] = debmeta.manifest_text(bundle)
+            elif fmt is ArchiveFormat.FILE:
+                params["manifest"] = (bundle.parent / MANIFEST_NAME).read_text("utf-8")
             release = admin.publish(params, chunks(), size).model_dump(mode="json")
     finally:
         if tmp is not None:
@@ -130,7 +138,9 @@ def publish(
     version: Annotated[str, typer.Argument(help="PEP 440 version, e.g. 1.2.0")],
     path: Annotated[
         Path,
-        typer.Argument(help="directory, .tar.gz or .zip with uptend.toml; or `release sign`'s"),
+        typer.Argument(
+            help="directory, .tar.gz or .zip with uptend.toml, a .deb; or `release sign`'s"
+        ),
     ],
     server: ServerOpt = "",
     token: TokenOpt = "",

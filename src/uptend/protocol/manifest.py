@@ -9,6 +9,18 @@ probation = 10                     # seconds the new version must stay up
 http = "http://127.0.0.1:8080/health"   # optional: 2xx = healthy
 command = ["./check.sh"]           # optional: exit 0 = healthy
 timeout = 5                        # optional: seconds one probe may take
+
+[deb]                              # only in a deb release (signed in its custom, not in the .deb)
+package = "hello"                  # the one package this app may install (dpkg's Package)
+version = "2.0-1"                  # dpkg's Version of this release's .deb
+
+[installer]                        # only in a command release: the target is the installer
+command = ["msiexec", "/i", "{file}", "/qn"]   # {file}: the verified installer
+file = "setup.msi"                 # the name it is kept under in versions/<v>/
+timeout = 600                      # seconds; then its process group is killed: failed
+success = [0]                      # exit codes: installed
+reboot = [3010, 1641]              # installed, a reboot finishes it
+busy = [1618]                      # another installation runs: deferred, not failed
 ```
 
 Plain frozen dataclasses checked by hand rather than pydantic: the resident agent reads the
@@ -117,10 +129,59 @@ class HealthSection:
     timeout: float = field(default=5.0, metadata={"rule": _number(0, 600, above_low=True)})
 
 
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,99}$")  # Debian policy 5.6.1
+_DEB_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~:-]{0,99}$")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Rule:
+    def check(loc: str, value: object, problems: list[str]) -> str | None:
+        if isinstance(value, str) and pattern.match(value):
+            return value
+        problems.append(f"{loc}: Input should be {what}")
+        return None
+
+    return check
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DebSection:
+    package: str = field(metadata={"rule": _matching(_PACKAGE, "a Debian package name")})
+    version: str = field(metadata={"rule": _matching(_DEB_VERSION, "a Debian version")})
+
+
+def _codes(loc: str, value: object, problems: list[str]) -> tuple[int, ...] | None:
+    """A list of exit codes (any int: Windows' are unsigned 32-bit)."""
+    if not isinstance(value, list) or not all(
+        isinstance(c, int) and not isinstance(c, bool) for c in value
+    ):
+        problems.append(f"{loc}: Input should be a list of exit codes")
+        return None
+    return tuple(value)
+
+
+_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InstallerSection:
+    """How the `command` kind runs its installer ({file}: the verified file) and reads it."""
+
+    command: list[str] = field(metadata={"rule": _command})
+    file: str = field(default="installer", metadata={"rule": _matching(_FILE, "a file name")})
+    timeout: float = field(default=600.0, metadata={"rule": _number(0, 86400, above_low=True)})
+    success: tuple[int, ...] = field(default=(0,), metadata={"rule": _codes})
+    reboot: tuple[int, ...] = field(default=(3010, 1641), metadata={"rule": _codes})
+    busy: tuple[int, ...] = field(default=(1618,), metadata={"rule": _codes})
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Manifest:
     app: AppSection = field(metadata={"rule": _table(AppSection)})
     health: HealthSection = field(default=HealthSection(), metadata={"rule": _table(HealthSection)})
+    deb: DebSection | None = field(default=None, metadata={"rule": _table(DebSection)})
+    installer: InstallerSection | None = field(
+        default=None, metadata={"rule": _table(InstallerSection)}
+    )
 
 
 def parse_manifest(data: bytes, *, where: str = MANIFEST_NAME) -> Manifest:

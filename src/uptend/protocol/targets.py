@@ -7,7 +7,16 @@ it, so the agent parses it strictly here before trusting any field (docs/faults.
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
 from uptend.errors import ConfigError, VerificationError
 from uptend.protocol.names import check_name
@@ -16,11 +25,15 @@ from uptend.protocol.versions import parse_version
 
 class InstallKind(StrEnum):
     BUNDLE = "bundle"
+    DEB = "deb"  # a Debian package, installed with dpkg (agent/installers/deb.py)
+    COMMAND = "command"  # the vendor's installer, run by its command (installers/command.py)
 
 
 class ArchiveFormat(StrEnum):
     TAR_GZ = "tar.gz"
     ZIP = "zip"
+    DEB = "deb"  # the target is the .deb itself, never unpacked by uptend
+    FILE = "file"  # the target is an installer file, run by the manifest's [installer] command
 
 
 class TargetCustom(BaseModel):
@@ -40,6 +53,28 @@ class TargetCustom(BaseModel):
         description="the app's floor, on the release published with --floor and on every lower"
         " one (re-signed then): a version below it must not be installed any more",
     )
+    # A package's uptend.toml (it travels signed here, not inside the package); None for bundles
+    manifest: str | None = Field(default=None, max_length=16384)
+
+    @model_validator(mode="after")
+    def _kind_matches_format(self) -> "TargetCustom":
+        own = {InstallKind.DEB: ArchiveFormat.DEB, InstallKind.COMMAND: ArchiveFormat.FILE}
+        signed_manifest = self.kind in own
+        if own.get(self.kind) not in (None, self.format) or signed_manifest != (
+            self.format in own.values()
+        ):
+            raise ValueError("a deb (command) release is format deb (file): no other pairs")
+        if signed_manifest != (self.manifest is not None):
+            raise ValueError("a deb or command release has its manifest signed, a bundle not")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _bundles_unchanged(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A bundle's signed custom stays exactly what agents before the deb kind accept."""
+        data: dict[str, Any] = handler(self)
+        if data.get("manifest") is None:
+            data.pop("manifest", None)
+        return data
 
     @field_validator("app", "channel")
     @classmethod

@@ -1,10 +1,24 @@
 """Install kinds: one `Installer` per signed `custom.kind`, chosen by `for_kind`."""
 
-from uptend.agent.installers.base import Installer, Signed
+from uptend.agent.installers.base import (
+    InstallBusyError,
+    Installer,
+    InstallFailedError,
+    Say,
+    Signed,
+)
 from uptend.agent.installers.bundle import BundleInstaller
+from uptend.agent.installers.command import CommandInstaller
+from uptend.agent.installers.deb import DebInstaller
 from uptend.agent.layout import Layout
+from uptend.agent.supervisor import read_manifest
+from uptend.errors import ConfigError
 
-KINDS: dict[str, type[BundleInstaller]] = {BundleInstaller.kind: BundleInstaller}
+KINDS: dict[str, type[BundleInstaller]] = {
+    BundleInstaller.kind: BundleInstaller,
+    DebInstaller.kind: DebInstaller,
+    CommandInstaller.kind: CommandInstaller,
+}
 
 
 def supported() -> frozenset[str]:
@@ -16,4 +30,31 @@ def for_kind(kind: str, layout: Layout, app: str) -> Installer:
     return KINDS[kind](layout, app)
 
 
-__all__ = ["Installer", "Signed", "for_kind", "supported"]
+def kind_of(layout: Layout, app: str, version: str | None) -> str:
+    """The kind of a staged version, from its signed manifest: a [deb] section is a package."""
+    if version is None:
+        return BundleInstaller.kind
+    try:
+        manifest = read_manifest(layout.version_dir(app, version))
+    except ConfigError:
+        return BundleInstaller.kind  # health() reports the broken manifest
+    if manifest.installer is not None:
+        return CommandInstaller.kind
+    return DebInstaller.kind if manifest.deb is not None else BundleInstaller.kind
+
+
+def for_version(layout: Layout, app: str, version: str | None) -> Installer:
+    """The installer of the kind `version` was staged as (bundle for None: no version)."""
+    return for_kind(kind_of(layout, app, version), layout, app)
+
+
+__all__ = [
+    "InstallBusyError",
+    "InstallFailedError",
+    "Installer",
+    "Say",
+    "Signed",
+    "for_kind",
+    "for_version",
+    "supported",
+]

@@ -7,6 +7,7 @@ at all), `activate` makes one the installed version, `deactivate` leaves none in
 method is idempotent: after kill -9 the driver repeats the interrupted one.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -30,6 +31,30 @@ class Signed:
     custom: "TargetCustom"
 
 
+def ignore(_message: str) -> None:
+    """A `Say` that drops what it is told."""
+
+
+Say = Callable[[str], None]  # writes one line into the update's attempt log
+
+
+class InstallFailedError(Exception):
+    """The system's installer refused the version: reported with the tail of what it said."""
+
+    def __init__(self, reason: str, output: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.output = output
+
+
+class InstallBusyError(Exception):
+    """The system's installer is busy with another installation: try again later."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Installer(Protocol):
     kind: str
 
@@ -44,9 +69,22 @@ class Installer(Protocol):
         """
         ...
 
-    def activate(self, version: str) -> None: ...
+    def activate(self, version: str, say: Say = ignore) -> None:
+        """Make `version` the installed one; InstallFailedError if the system's installer refuses.
+
+        `say` takes what the installer printed, for the attempt log.
+        """
+        ...
+
+    def busy(self) -> str | None:
+        """Why `activate` cannot run now without failing (dpkg's lock held), or None."""
+        ...
 
     def deactivate(self) -> None: ...
+
+    def read_back(self) -> str:
+        """What the system says is installed, for the status ("" when the kind says nothing)."""
+        ...
 
     def installed(self) -> str | None: ...
 

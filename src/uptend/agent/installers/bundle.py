@@ -4,11 +4,12 @@ from pathlib import Path
 
 from uptend.agent import files
 from uptend.agent.crashpoints import crashpoint
-from uptend.agent.installers.base import Signed
+from uptend.agent.installers.base import Say, Signed, ignore
 from uptend.agent.layout import Layout
 from uptend.agent.observe import Span, no_span
 from uptend.agent.supervisor import read_manifest
 from uptend.agent.worker import Context
+from uptend.errors import ConfigError
 from uptend.protocol.manifest import HealthSection
 
 
@@ -46,7 +47,10 @@ class BundleInstaller:
                 )
             crashpoint("unpack:mid")
             job.check()
-            read_manifest(work)  # a signed release with a broken manifest is the release's fault
+            # a signed release with a broken manifest is the release's fault
+            manifest = read_manifest(work)  # installers.kind_of would take it for another kind
+            if manifest.deb is not None or manifest.installer is not None:
+                raise ConfigError("a bundle's uptend.toml may have no [deb] or [installer]")
             with span("sync"):
                 files.syncfs(work)
             work.rename(
@@ -58,8 +62,14 @@ class BundleInstaller:
         files.fsync_dir(final.parent)
         crashpoint("unpack:renamed")
 
-    def activate(self, version: str) -> None:
+    def activate(self, version: str, say: Say = ignore) -> None:
         files.point_current_at(self.layout.app_dir(self.app), version)
+
+    def busy(self) -> str | None:
+        return None  # a rename never waits for anyone
+
+    def read_back(self) -> str:
+        return ""  # `current` is the whole truth
 
     def deactivate(self) -> None:
         files.point_current_at(self.layout.app_dir(self.app), None)

@@ -66,11 +66,13 @@ async def publish(
     signed: Annotated[int | None, Query(ge=2, le=MAX_SIGNED_BYTES)] = None,
     critical: Annotated[bool, Query()] = False,
     floor: Annotated[bool, Query()] = False,
+    manifest: Annotated[str | None, Query(max_length=16384)] = None,
 ) -> Release:
     """Publish a release: the body is the .tar.gz or .zip archive, streamed.
 
     With `signed=N`, the body's first N bytes are the release's TUF roles signed on the
-    publisher's workstation (`uptend release sign`), and the archive follows. The version is
+    publisher's workstation (`uptend release sign`), and the archive follows. A `.deb`
+    (`format=deb`) comes with its `manifest` (uptend.toml text), signed with it. The version is
     stored and signed in its PEP 440 normal form (`1.1-0` becomes `1.1.post0`); one equal to
     a published version of the app, however spelled, is a 409. With `floor`, no lower version
     of the app is installed any more: every lower release is re-signed with the floor in its
@@ -95,7 +97,17 @@ async def publish(
         raise
     roles = bytes(head) if signed else None
     return await releases.publish(
-        ctx, actor, app, version, channel, fmt, upload, roles, critical=critical, floor=floor
+        ctx,
+        actor,
+        app,
+        version,
+        channel,
+        fmt,
+        upload,
+        roles,
+        critical=critical,
+        floor=floor,
+        manifest=manifest,
     )
 
 

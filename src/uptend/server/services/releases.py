@@ -13,13 +13,13 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from uptend import archive
+from uptend import archive, debmeta
 from uptend.errors import ConfigError, ConflictError, UptendError
 from uptend.policy.pins import below, floor_of
 from uptend.protocol import Release
 from uptend.protocol.manifest import parse_manifest
 from uptend.protocol.names import check_name
-from uptend.protocol.targets import ArchiveFormat, TargetCustom, target_path
+from uptend.protocol.targets import ArchiveFormat, InstallKind, TargetCustom, target_path
 from uptend.protocol.versions import normalize, same_version
 from uptend.server.services.context import Context, utcnow
 from uptend.server.settings import MAX_FILES, MAX_UNPACKED_BYTES
@@ -87,14 +87,31 @@ def remove_orphaned_uploads(upload_dir: Path) -> int:
 
 
 def describe(
-    upload: Path, app: str, version: str, channel: str, fmt: ArchiveFormat, floor: bool = False
+    upload: Path,
+    app: str,
+    version: str,
+    channel: str,
+    fmt: ArchiveFormat,
+    manifest: str | None = None,
+    floor: bool = False,
 ) -> TargetCustom:
     """The signed `custom` of a release archive: what the server and `release sign` compute.
 
     Both sides build it here, so that a workstation's signature covers what the server checks.
+    A .deb comes with its manifest (`debmeta.manifest_text`), checked against its control.
     """
+    if fmt is ArchiveFormat.DEB:
+        return _describe_deb(upload, app, version, channel, manifest, floor)
+    if fmt is ArchiveFormat.FILE:
+        return _describe_installer(upload, app, version, channel, manifest, floor)
+    if manifest is not None:
+        raise ConfigError("only a deb release carries its manifest beside the archive")
     info = archive.inspect(upload, fmt, max_bytes=MAX_UNPACKED_BYTES, max_files=MAX_FILES)
-    parse_manifest(info.manifest, where="the release's uptend.toml")
+    if parse_manifest(info.manifest, where="the release's uptend.toml").deb is not None:
+        raise ConfigError(
+            "the release's uptend.toml has a [deb] section, but it is not a .deb",
+            hint="publish the .deb itself, or drop [deb] from a bundle's manifest",
+        )
     return TargetCustom(
         app=app,
         version=version,
@@ -102,6 +119,49 @@ def describe(
         format=fmt,
         unpacked_size=info.unpacked_size,
         files=info.files,
+        floor=version if floor else None,
+    )
+
+
+def _describe_deb(
+    upload: Path, app: str, version: str, channel: str, manifest: str | None, floor: bool
+) -> TargetCustom:
+    if manifest is None:
+        raise ConfigError("a deb release needs its manifest", hint="publish with a current CLI")
+    fields = debmeta.control_fields(upload)
+    debmeta.check(fields, parse_manifest(manifest.encode(), where="the release's uptend.toml"), app)
+    try:
+        size = int(fields.get("Installed-Size", "0")) * 1024
+    except ValueError:
+        size = 0
+    return TargetCustom(
+        app=app,
+        version=version,
+        channel=channel,
+        kind=InstallKind.DEB,
+        format=ArchiveFormat.DEB,
+        unpacked_size=size,
+        files=0,
+        manifest=manifest,
+        floor=version if floor else None,
+    )
+
+
+def _describe_installer(
+    upload: Path, app: str, version: str, channel: str, manifest: str | None, floor: bool
+) -> TargetCustom:
+    where = "the release's uptend.toml"
+    if manifest is None or parse_manifest(manifest.encode(), where=where).installer is None:
+        raise ConfigError("an installer release needs its manifest with an [installer] section")
+    return TargetCustom(
+        app=app,
+        version=version,
+        channel=channel,
+        kind=InstallKind.COMMAND,
+        format=ArchiveFormat.FILE,
+        unpacked_size=upload.stat().st_size,
+        files=1,
+        manifest=manifest,
         floor=version if floor else None,
     )
 
@@ -118,6 +178,7 @@ async def publish(
     *,
     critical: bool = False,
     floor: bool = False,
+    manifest: str | None = None,
 ) -> Release:
     """Sign `upload` as target <app>/<version>/... and record it; `upload` is consumed.
 
@@ -130,7 +191,9 @@ async def publish(
     """
     try:
         roles = None if signed is None else decode(signed)
-        custom = await anyio.to_thread.run_sync(describe, upload, app, version, channel, fmt, floor)
+        custom = await anyio.to_thread.run_sync(
+            describe, upload, app, version, channel, fmt, manifest, floor
+        )
         name = target_path(app, version, fmt)
         async with ctx.publish_lock, ctx.db.transaction() as tx:
             await _refuse_equal(tx, app, version)  # again: a publish may have won meanwhile

@@ -9,13 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never
 
+from uptend.policy.rollout import Held
 from uptend.policy.schedule import Wait
 from uptend.protocol import (
     AppState,
     AutoUpdateOff,
+    ConcurrencyCap,
     DeferredPrecondition,
     Failed,
     Frozen,
+    Halted,
     NeverCheckedIn,
     NoRelease,
     NotAssigned,
@@ -26,6 +29,7 @@ from uptend.protocol import (
     UpdatePending,
     Updating,
     UpToDate,
+    WaitingWave,
 )
 from uptend.protocol.versions import newest
 
@@ -104,6 +108,7 @@ class AppFacts:
     enrolled_at: datetime
     offline_after_s: float
     wait: Wait | None = None  # what the group's schedule says of a new release now, if "wait"
+    held: Held | None = None  # what a staged rollout says of the head, if it holds the host
 
     def desired(self) -> str | None:
         if not self.assigned:
@@ -159,6 +164,14 @@ def explain(code: ReasonCode, f: AppFacts) -> Reason:
         case ReasonCode.DEFERRED_PRECONDITION:
             which = said.removeprefix("deferred: ") or "a precondition is not met"
             return DeferredPrecondition(message=said or which, precondition=which)
+        case ReasonCode.HALTED | ReasonCode.WAITING_WAVE | ReasonCode.CONCURRENCY_CAP:
+            assert f.held is not None
+            h = f.held
+            if code is ReasonCode.HALTED:
+                return Halted(message=h.message, rollout=h.rollout)
+            if code is ReasonCode.WAITING_WAVE:
+                return WaitingWave(message=h.message, rollout=h.rollout, wave=h.wave + 1)
+            return ConcurrencyCap(message=h.message, rollout=h.rollout)
         case ReasonCode.UPDATE_PENDING:
             assert f.head is not None
             msg = said or f"{f.head} is published: the agent installs it at its next check-in"

@@ -45,9 +45,11 @@ if TYPE_CHECKING:
     from uptend.protocol.errors import ErrorBody, error_from_body
     from uptend.protocol.reasons import (
         AutoUpdateOff,
+        ConcurrencyCap,
         DeferredPrecondition,
         Failed,
         Frozen,
+        Halted,
         NeverCheckedIn,
         NoRelease,
         NotAssigned,
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
         UpdatePending,
         Updating,
         UpToDate,
+        WaitingWave,
     )
 
 _MODULES = {
@@ -72,8 +75,9 @@ _MODULES = {
     "credentials": "AgentRef TokenCreate TokenCreated TokenInfo TokenRole TokenState",
     "errors": "ErrorBody error_from_body",
     "reasons": (
-        "AutoUpdateOff DeferredPrecondition Failed Frozen NeverCheckedIn NoRelease NotAssigned"
-        " Offline Outcome OutsideWindow Reason ReasonCode UpdatePending Updating UpToDate"
+        "AutoUpdateOff ConcurrencyCap DeferredPrecondition Failed Frozen Halted NeverCheckedIn"
+        " NoRelease NotAssigned Offline Outcome OutsideWindow Reason ReasonCode UpdatePending"
+        " Updating UpToDate WaitingWave"
     ),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names.split()}
@@ -101,6 +105,7 @@ __all__ = [
     "AppSummary",
     "AutoUpdateOff",
     "CheckIn",
+    "ConcurrencyCap",
     "DeferredPrecondition",
     "Directives",
     "EnrollRequest",
@@ -114,6 +119,7 @@ __all__ = [
     "Group",
     "GroupApp",
     "GroupSet",
+    "Halted",
     "NeverCheckedIn",
     "NoRelease",
     "NotAssigned",
@@ -133,5 +139,6 @@ __all__ = [
     "UpToDate",
     "UpdatePending",
     "Updating",
+    "WaitingWave",
     "error_from_body",
 ]

@@ -292,10 +292,18 @@ def evaluate(rollout: Rollout, plan: Plan, hosts: Mapping[str, HostFacts], now: 
     """The next state of a running rollout: halt, open the next wave, complete, or stay."""
     opened = rollout.wave_opened_at
     phases = {
-        a: phase(f, wave_opened_at=opened if f.wave <= rollout.wave else None, plan=plan, now=now)
+        a: (
+            f.wave,
+            phase(f, wave_opened_at=opened if f.wave <= rollout.wave else None, plan=plan, now=now),
+        )
         for a, f in hosts.items()
     }
-    counts = Counter(phases.values())
+    return judge(rollout, plan, phases)
+
+
+def judge(rollout: Rollout, plan: Plan, phases: Mapping[str, tuple[int, Phase]]) -> Step:
+    """The next state from each host's (wave, phase): the evaluator's decision itself."""
+    counts = Counter(p for _, p in phases.values())
     if rollout.state is not State.RUNNING:
         return Step(rollout.state, rollout.wave, f"the rollout is {rollout.state}", False, counts)
     failed, reported = counts[Phase.FAILED], counts[Phase.FAILED] + counts[Phase.SUCCEEDED]
@@ -305,9 +313,8 @@ def evaluate(rollout: Rollout, plan: Plan, hosts: Mapping[str, HostFacts], now: 
             f" (more than {plan.max_failure_rate:.0%}) in wave {rollout.wave + 1}"
         )
         return Step(State.HALTED, rollout.wave, why, True, counts)
-    open_hosts = [p for a, p in phases.items() if hosts[a].wave <= rollout.wave]
-    if any(p not in DONE for p in open_hosts):
-        left = sum(p not in DONE for p in open_hosts)
+    left = sum(p not in DONE for w, p in phases.values() if w <= rollout.wave)
+    if left:
         why = f"wave {rollout.wave + 1}: {left} hosts not done soaking"
         return Step(State.RUNNING, rollout.wave, why, False, counts)
     if rollout.wave + 1 >= rollout.waves:

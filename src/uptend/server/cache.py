@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from uptend.policy.rollout import Plan as RolloutPlan
+from uptend.policy.rollout import Rollout
 from uptend.policy.schedule import Schedule
 
 K = TypeVar("K")
@@ -87,6 +89,16 @@ class AppPlan:
     head: str | None  # the newest version on the channel, if any
     head_target: str | None
     critical: bool = False  # the head is a critical release
+    rollout: "HeadRollout | None" = None  # the head's staged rollout, while it holds hosts
+
+
+@dataclass(frozen=True, slots=True)
+class HeadRollout:
+    """A channel head's rollout as of the plan's generation (every transition bumps it)."""
+
+    rollout: Rollout
+    plan: RolloutPlan
+    version: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from uptend.protocol import AppState, AppStatus, CheckIn, Directives, Report
 from uptend.protocol.reasons import FAILED_OUTCOMES
 from uptend.server.cache import Caller, GroupPlan, Known
 from uptend.server.services.context import Context, utcnow
-from uptend.server.services.directives import directives_for, plan_for
+from uptend.server.services.directives import directives_for, plan_for, rollout_gates
 from uptend.server.storage import hotpath
 from uptend.server.storage import releases as release_rows
 
@@ -154,4 +154,7 @@ async def checkin(
     if body.generation == generation and same and not retry and still_valid:
         ctx.checkins.unchanged += 1
         return plan.unchanged
-    return directives_for(plan, known.installed, generation=generation, retry=retry, now=now)
+    gates = await rollout_gates(ctx, plan, agent.agent_id, known.installed, now)
+    return directives_for(
+        plan, known.installed, generation=generation, retry=retry, now=now, gates=gates
+    )

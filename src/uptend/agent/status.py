@@ -24,7 +24,9 @@ def app_status(
     alive: bool,
     detail: tuple[int | None, int | None, float | None],
     unwritable: str,
+    restarts: int = 0,
 ) -> AppStatus:
+    """What the check-in says of `app`; `restarts`: its crashes since its version started."""
     done, total, left = detail
     if plan.phase is Phase.READY:  # staged; the directive says "not now"
         reason = plan.waiting or f"deferred: {plan.target} is staged"
@@ -70,6 +72,7 @@ def app_status(
         state=state,
         target=None,
         reason=clean(reason, limits.MAX_REASON),
+        restarts=min(restarts, limits.MAX_INT),
     )
 
 

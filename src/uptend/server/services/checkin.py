@@ -22,17 +22,19 @@ def _reported(body: CheckIn) -> tuple[bytes, dict[str, AppStatus]]:
     """
     by_app = {status.app: status for status in body.apps}
     canonical = [body.agent_version] + [
-        [app, s.version, s.state.value, s.target, s.reason] for app, s in sorted(by_app.items())
+        [app, s.version, s.state.value, s.target, s.reason, s.restarts]
+        for app, s in sorted(by_app.items())
     ]
     return hashlib.sha256(json.dumps(canonical).encode()).digest(), by_app
 
 
 def _same(before: hotpath.AppRecord, status: AppStatus) -> bool:
-    return (before.installed, before.state, before.target, before.reason) == (
+    return (before.installed, before.state, before.target, before.reason, before.restarts) == (
         status.version,
         status.state.value,
         status.target,
         status.reason,
+        status.restarts,
     )
 
 
@@ -53,6 +55,7 @@ def _changes(
             status.target,
             status.reason,
             before.log_tail if before is not None and keep_tail else "",
+            status.restarts,
         )
         (changed if before is not None else new)[app] = after
     for report in reports:  # a failure's log tail stays on the app's row for `fleet list`

@@ -8,7 +8,7 @@ time, not of generation, so the answer says until when it holds (`valid_until`).
 """
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from uptend.policy import rollout as policy
 from uptend.policy.desired import desired_version
@@ -179,8 +179,10 @@ def directives_for(
         elif isinstance(verdict, policy.Hold) and is_head and decision.version != have:
             directive = AppDirective(app=a.app, version=have, reason=verdict.message)
             again = verdict.until
-            if verdict.code is ReasonCode.CONCURRENCY_CAP:  # a slot frees without a new generation
-                again = now + timedelta(seconds=min(plan.poll_interval_s, 5.0))
+            if (
+                verdict.code is ReasonCode.CONCURRENCY_CAP
+            ):  # a slot frees with no new generation: ask again
+                again = now
             changes += [again] if again is not None else []
         elif decision.version is not None and decision.version != have:
             directive, change = _gated(plan, directive, now)

@@ -56,10 +56,8 @@ async def plan(conn: Conn, app: str, channel: str) -> StoredPlan | None:
 async def set_plan(tx: Tx, app: str, channel: str, plan_json: str, now: datetime) -> None:
     row = await tx.get(ChannelPlanRow, (app, channel))
     if row is None:
-        tx.add(ChannelPlanRow(app=app, channel=channel, next_rollout=new_id(), updated_at=now))
-        await tx.flush()
-        row = await tx.get(ChannelPlanRow, (app, channel))
-        assert row is not None
+        row = ChannelPlanRow(app=app, channel=channel, next_rollout=new_id())
+        tx.add(row)
     row.plan, row.updated_at = plan_json, now
     await tx.flush()
 

@@ -70,6 +70,7 @@ async def setup(fleet: Fleet, sims: SimFleet, *plan: str) -> None:
     publish(fleet, "1.0")
     await sims.enroll(HOSTS, group="roll")
     await sims.rounds_until(APP, "1.0")
+    await sims.round()  # the server hears of it
     fleet.cli("channel", "set", APP, "stable", *plan)
 
 

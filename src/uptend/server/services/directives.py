@@ -114,7 +114,7 @@ async def rollout_gates(
                     rollout_id=r.id,
                     agent_id=agent_id,
                     wave=wave,
-                    previous=previous,
+                    previous=have,
                     known=row is not None,
                     cap=capped,
                     now=now,

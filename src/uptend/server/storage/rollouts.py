@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 
 from uptend.server.storage.db import AsyncConnection, Tx
 from uptend.server.storage.tables import (
@@ -307,6 +307,8 @@ async def tell(
 ) -> bool:
     """Let one host take the release: take a slot first when capped; False if none is left.
 
+    `previous`: the version the host runs now, which a revert goes back to.
+
     The slot is one conditional UPDATE (installing < cap): atomic on both dialects, so two
     processes can never hand out the last slot twice.
     """
@@ -318,8 +320,9 @@ async def tell(
         )
         if not getattr(taken, "rowcount", 0):
             return False
-    values = {"told_at": now, "slot": cap is not None}
-    if known:
+    values: dict[str, Any] = {"told_at": now, "slot": cap is not None}
+    if known:  # what it runs when told is what it goes back to (the start may predate a report)
+        values["previous"] = func.coalesce(previous, HOSTS.c.previous)
         await conn.execute(
             update(HOSTS)
             .where(

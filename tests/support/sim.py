@@ -193,7 +193,12 @@ class SimFleet:
         if credential is not None:
             headers["Authorization"] = f"Bearer {credential}"
         async with self._limit:
-            response = await self._http.post(path, content=body, headers=headers)
+            try:
+                response = await self._http.post(path, content=body, headers=headers)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # a keep-alive connection the server closed while the test was busy elsewhere
+                # (uvicorn's 5 s timeout): the request never reached it, send it again
+                response = await self._http.post(path, content=body, headers=headers)
             self.checkins += path.endswith("/checkin")
         if response.status_code != 200:
             raise AssertionError(f"{path} answered {response.status_code}: {response.text[:300]}")

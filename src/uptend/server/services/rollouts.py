@@ -129,6 +129,7 @@ async def on_publish(
         waves=waves,
         installed={a: v for a, _, v in hosts},
         now=now,
+        max_concurrent=plan.max_concurrent,
     )
     audit.record(tx, now, actor, "rollout.start", f"{stored.next_rollout} {app} {version}")
 

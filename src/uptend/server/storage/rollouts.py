@@ -94,6 +94,7 @@ async def start(
     waves: dict[str, int],
     installed: dict[str, str | None],
     now: datetime,
+    max_concurrent: int | None = None,
 ) -> None:
     """Record a new rollout with each host's wave; the channel's next rollout gets a new id."""
     await tx.execute(
@@ -110,6 +111,7 @@ async def start(
             started_at=now,
             reason="wave 1 open",
             installing=0,
+            max_concurrent=max_concurrent,
         )
     )
     if waves:

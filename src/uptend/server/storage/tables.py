@@ -233,6 +233,7 @@ class RolloutRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     installing: Mapped[int] = mapped_column(Integer, default=0)  # slots taken (max_concurrent)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the plan's cap
 
 
 class RolloutHostRow(Base):

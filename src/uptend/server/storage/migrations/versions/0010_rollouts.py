@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("installing", sa.Integer(), nullable=False),
+        sa.Column("max_concurrent", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_rollouts_app_channel", "rollouts", ["app", "channel", "started_at"])

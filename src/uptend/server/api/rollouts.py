@@ -1,6 +1,6 @@
 """The admin API of staged rollouts: channel plans, previews, status and commands."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
@@ -60,8 +60,8 @@ async def command(
     ctx: Ctx,
     actor: Admin,
     app: NameP,
-    action: Annotated[Event, Path()],
+    action: Annotated[Literal["pause", "resume", "abort"], Path()],
     channel: ChannelQ = None,
 ) -> RolloutView:
     """pause, resume or abort the app's newest rollout (abort: every host back to before)."""
-    return await rollouts.command(ctx, actor, app, channel, action)
+    return await rollouts.command(ctx, actor, app, channel, Event(action))

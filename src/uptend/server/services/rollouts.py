@@ -204,6 +204,9 @@ def _phases(
         if h.outcome in ("succeeded", "failed"):
             out[h.agent_id] = policy.Phase(h.outcome)
             continue
+        if r.state != policy.State.RUNNING and h.told_at is not None and h.installed != r.version:
+            out[h.agent_id] = policy.Phase.WAITING  # sent back by a halt or an abort: it waits
+            continue
         opened = r.wave_opened_at if h.wave <= r.wave else None
         out[h.agent_id] = policy.phase(
             facts(h, r.version), wave_opened_at=opened, plan=plan, now=now

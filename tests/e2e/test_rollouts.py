@@ -33,11 +33,12 @@ def status(fleet: Fleet) -> RolloutView:
 
 async def until(fleet: Fleet, ok: Callable[[RolloutView], bool], what: str) -> RolloutView:
     """Poll the rollout's status (deadline 30 s) until `ok` holds."""
+    view = await asyncio.to_thread(status, fleet)
     for _ in range(300):
-        view = await asyncio.to_thread(status, fleet)
         if ok(view):
             return view
         await asyncio.sleep(0.1)
+        view = await asyncio.to_thread(status, fleet)
     raise AssertionError(f"{what}: still {view.model_dump_json()}")
 
 

@@ -80,6 +80,7 @@ async def _scenario(fleet: Fleet, replica: Replica) -> None:
             await sims.round()
         fleet.cli("channel", "set", APP, "stable", "--waves", "10,50,100")
         fleet.cli("release", "publish", APP, "2.0", str(make_release(fleet.root / "r", "2.0")))
+        status: dict[str, object] = {}
         for _ in range(200):
             await asyncio.gather(here.round(), there.round())
             status = fleet.json("rollout", "status", APP)

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support.fleet import Fleet, make_release
@@ -75,6 +76,7 @@ async def setup(fleet: Fleet, sims: SimFleet, *plan: str) -> None:
     fleet.cli("channel", "set", APP, "stable", *plan)
 
 
+@pytest.mark.timeout(900)  # 200 hosts, many rounds: minutes on a loaded 2-core machine
 def test_a_good_release_goes_wave_by_wave_within_the_cap_and_as_previewed(
     any_db_fleet: Fleet,
 ) -> None:
@@ -121,6 +123,7 @@ def test_a_good_release_goes_wave_by_wave_within_the_cap_and_as_previewed(
     asyncio.run(scenario())
 
 
+@pytest.mark.timeout(900)
 def test_a_release_that_crashes_during_soak_halts_in_wave_1_and_is_reverted(
     any_db_fleet: Fleet,
 ) -> None:
@@ -157,6 +160,7 @@ def test_a_release_that_crashes_during_soak_halts_in_wave_1_and_is_reverted(
     asyncio.run(scenario())
 
 
+@pytest.mark.timeout(900)
 def test_pause_resume_abort_and_supersede(any_db_fleet: Fleet) -> None:
     fleet = any_db_fleet
 

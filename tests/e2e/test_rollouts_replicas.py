@@ -10,11 +10,13 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support.fleet import UPTEND, Fleet, make_release
 from tests.support.pg import fresh_database
 from tests.support.sim import SimFleet
+from uptend.cli._client import Admin
 
 APP = "twinapp"
 
@@ -42,6 +44,7 @@ class Replica:
         self.proc.stdout.close()
 
 
+@pytest.mark.timeout(900)  # 60 hosts on two servers, rounds until 3 waves done: minutes under load
 def test_two_server_processes_never_move_a_rollout_twice(tmp_path: Path) -> None:
     with fresh_database() as url, Fleet(tmp_path, database_url=url) as fleet:
         replica = Replica(fleet)
@@ -83,7 +86,8 @@ async def _scenario(fleet: Fleet, replica: Replica) -> None:
         status: dict[str, object] = {}
         for _ in range(200):
             await asyncio.gather(here.round(), there.round())
-            status = fleet.json("rollout", "status", APP)
+            with Admin(fleet.url, fleet.admin_token) as admin:
+                status = admin.rollout(APP).model_dump()
             if status["state"] == "completed":
                 break
             await asyncio.sleep(0.2)  # the evaluators' turn (each runs every second)

@@ -248,8 +248,8 @@ async def evaluate_one(ctx: Context, rollout_id: str, now: datetime) -> bool:
     """Record hosts' progress, then move the rollout if its facts say so; whether it moved."""
     async with ctx.db.transaction() as tx:
         r = await rows.by_id(tx, rollout_id)
-        if r is None or r.state != policy.State.RUNNING:
-            return False
+        if r is None or r.state not in (policy.State.RUNNING, policy.State.PAUSED):
+            return False  # a paused rollout's hosts still make progress (and free slots)
         plan = parse_plan(r.plan)
         hosts = await rows.hosts(tx, r.id, r.app)
         for h in hosts:  # first healthy report: its soak starts now
@@ -288,7 +288,7 @@ async def evaluate_one(ctx: Context, rollout_id: str, now: datetime) -> bool:
 async def evaluate_all(ctx: Context) -> int:
     """Evaluate every running rollout once; how many moved."""
     async with ctx.db.transaction() as tx:
-        ids = await rows.live(tx, states=("running",))
+        ids = await rows.live(tx, states=("running", "paused"))
     moved = 0
     now = utcnow()
     for rollout_id in ids:

@@ -42,6 +42,8 @@ NEEDS = {
     "agent": set(),  # its admin commands (revoke, remove, ...) load httpx when they run
     "token": set(),  # likewise
     "freeze": {"httpx", "uptend.protocol"},
+    "channel": {"httpx", "uptend.protocol", "uptend.policy"},  # parses waves and caps
+    "rollout": {"httpx", "uptend.protocol"},
     "tuf-client": {"tuf", "urllib3", "cryptography", "uptend.agent"},
 }
 

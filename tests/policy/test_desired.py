@@ -16,6 +16,7 @@ from uptend.policy.desired import (
     offline_after_s,
 )
 from uptend.policy.pins import Resolved
+from uptend.policy.rollout import Held
 from uptend.policy.schedule import Wait
 from uptend.protocol import AppState, ReasonCode
 
@@ -97,6 +98,7 @@ def facts(**overrides: Any) -> AppFacts:
         "enrolled_at": datetime(2026, 1, 1, tzinfo=UTC),
         "offline_after_s": 190.0,
         "wait": Wait(ReasonCode.OUTSIDE_WINDOW, "outside maintenance window", NEXT, NEXT),
+        "held": Held("r1", 1, "waiting for wave 2: opens after wave 1 soaks"),
     }
     return AppFacts(**{**base, **overrides})
 

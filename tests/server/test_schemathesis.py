@@ -66,6 +66,11 @@ OPERATIONS = {
     "POST /api/v1/enroll": True,
     "POST /api/v1/releases": True,
     "PUT /api/v1/groups/{name}": True,
+    "PUT /api/v1/channels/{app}/{channel}/plan": True,
+    "GET /api/v1/channels/{app}/{channel}/plan": True,
+    "GET /api/v1/channels/{app}/{channel}/preview": True,
+    "GET /api/v1/rollouts/{app}": True,
+    "POST /api/v1/rollouts/{app}/{action}": True,
 }
 CASES = [(label, GenerationMode.POSITIVE) for label in OPERATIONS] + [
     (label, GenerationMode.NEGATIVE) for label, takes_input in OPERATIONS.items() if takes_input

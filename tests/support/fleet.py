@@ -29,6 +29,8 @@ print(f"app {{VERSION}} starting in mode {{MODE}}", flush=True)
 if MODE == "crash":
     print("fatal: this build cannot start", flush=True)
     sys.exit(3)
+if MODE == "late-crash":  # healthy through a short probation, then it dies (every run)
+    threading.Timer(2.0, lambda: os._exit(4)).start()
 state = Path(os.environ["UPTEND_STATE_DIR"])
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -38,6 +38,10 @@ class SimHost:
     name: str
     credential: str
     unhealthy: set[str] = field(default_factory=set)  # versions whose probation fails here
+    # versions whose app passes probation, then crashes (and is restarted) before each
+    # check-in after its first: a rollout's soak sees the restart count grow
+    crashy: set[str] = field(default_factory=set)
+    _crashes: dict[str, tuple[str | None, int]] = field(default_factory=dict)
     plans: dict[str, machine.Plan] = field(default_factory=dict)
     directives: Directives | None = None
 
@@ -52,10 +56,20 @@ class SimHost:
         for app in sorted(directed | set(self.plans)):
             plan = self.plans.get(app, machine.Plan())
             alive = plan.current is not None  # the fake install keeps what it installed up
-            statuses.append(app_status(app, plan, plan.current, alive, (None, None, None), ""))
+            statuses.append(
+                app_status(app, plan, plan.current, alive, (None, None, None), "", self._crash(app))
+            )
             reports += [r for p in plan.pending if (r := report_of(app, p)) is not None]
             sent[app] = len(plan.pending)
         return CheckIn(agent_version=__version__, apps=statuses, reports=reports), sent
+
+    def _crash(self, app: str) -> int:
+        """The app's restart count: grows at each check-in after the first on a crashy version."""
+        current = self.installed(app)
+        version, seen = self._crashes.get(app, (None, -1))
+        seen = seen + 1 if version == current else 0
+        self._crashes[app] = (current, seen)
+        return seen if current in self.crashy else 0
 
     def delivered(self, sent: dict[str, int]) -> None:
         for app, count in sent.items():
@@ -184,7 +198,12 @@ class SimFleet:
         if credential is not None:
             headers["Authorization"] = f"Bearer {credential}"
         async with self._limit:
-            response = await self._http.post(path, content=body, headers=headers)
+            try:
+                response = await self._http.post(path, content=body, headers=headers)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # a keep-alive connection the server closed while the test was busy elsewhere
+                # (uvicorn's 5 s timeout): the request never reached it, send it again
+                response = await self._http.post(path, content=body, headers=headers)
             self.checkins += path.endswith("/checkin")
         if response.status_code != 200:
             raise AssertionError(f"{path} answered {response.status_code}: {response.text[:300]}")

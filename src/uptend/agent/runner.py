@@ -257,8 +257,10 @@ class Agent:
             driver = self.driver(app)
             installed = files.read_current(self.layout.app_dir(app))
             alive = self.supervisor.alive(app)
+            crashes = self.supervisor.crashes(app)
+            detail = driver.detail()
             out.append(
-                app_status(app, driver.plan, installed, alive, driver.detail(), self.unwritable)
+                app_status(app, driver.plan, installed, alive, detail, self.unwritable, crashes)
             )
         return out
 

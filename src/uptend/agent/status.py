@@ -29,7 +29,9 @@ def app_status(
     alive: bool,
     detail: Detail,
     unwritable: str,
+    restarts: int = 0,
 ) -> AppStatus:
+    """What the check-in says of `app`; `restarts`: its crashes since its version started."""
     done, total, left = detail[:3]
     package = detail[3] if len(detail) == 4 else ""
     if plan.phase is Phase.READY:  # staged; the directive says "not now"
@@ -76,6 +78,7 @@ def app_status(
         state=state,
         target=None,
         reason=clean(reason, limits.MAX_REASON),
+        restarts=min(restarts, limits.MAX_INT),
     )
 
 

@@ -45,8 +45,9 @@ class _Proc:
     process: procs.Process | None  # None: the command could not be started
     version: str
     started: float
-    restarts: int = 0
+    restarts: int = 0  # since it last ran stably: the restart backoff's count
     restart_at: float | None = None
+    crashes: int = 0  # since this version started, never reset: reported (a rollout's soak)
 
     def exit_code(self) -> int | None:
         return 127 if self.process is None else self.process.poll()
@@ -230,7 +231,7 @@ class Supervisor:
             started=time.monotonic(),
         )
         if previous is not None and previous.version == version:
-            proc.restarts = previous.restarts
+            proc.restarts, proc.crashes = previous.restarts, previous.crashes
         self._procs[app] = proc
         if popen is not None:
             spawned = dataclasses.replace(
@@ -335,6 +336,11 @@ class Supervisor:
         proc = self._procs.get(app)
         return proc.version if proc is not None and proc.exit_code() is None else None
 
+    def crashes(self, app: str) -> int:
+        """How often `app`'s process ended by itself since its version started."""
+        proc = self._procs.get(app)
+        return 0 if proc is None else proc.crashes
+
     def ended(self, app: str) -> str | None:
         """How `app`'s process ended, in words; None while it runs or before it is started."""
         proc = self._procs.get(app)
@@ -356,6 +362,7 @@ class Supervisor:
                     proc.restarts = 0
             elif proc.restart_at is None:
                 proc.restarts += 1
+                proc.crashes += 1
                 delay = retry_delay_s(
                     proc.restarts, base_s=RESTART_BASE_S, cap_s=RESTART_CAP_S, rand=0.5
                 )

@@ -89,6 +89,7 @@ class AppStatus:
     bytes_done: int | None = None
     bytes_total: int | None = None
     probation_left_s: float | None = None
+    restarts: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -32,6 +32,11 @@ GROUPS: dict[str, tuple[str, str]] = {
     "keys": ("uptend.cli.keys", "Show, rotate, renew and export the TUF signing keys of a server."),
     "group": ("uptend.cli.group", "Manage groups of agents and their policies."),
     "fleet": ("uptend.cli.fleet", "See the fleet: versions, states, failures."),
+    "channel": ("uptend.cli.channel", "Set and show each channel's staged rollout plan."),
+    "rollout": (
+        "uptend.cli.rollout",
+        "See, pause, resume, abort and preview staged rollouts.",
+    ),
     "freeze": (
         "uptend.cli.freeze",
         "Freeze all installs fleet-wide for a while (critical releases still pass).",

@@ -24,6 +24,7 @@ from uptend.protocol import (
     error_from_body,
 )
 from uptend.protocol.credentials import AgentRef, TokenCreate, TokenCreated, TokenInfo
+from uptend.protocol.rollouts import ChannelPlan, ChannelPlanView, PreviewView, RolloutView
 
 T = TypeVar("T")
 
@@ -144,6 +145,25 @@ class Admin:
 
     def freeze(self) -> FreezeView | None:
         return _typed(FreezeView | None, self.call("GET", "/api/v1/freeze"))  # type: ignore[arg-type]
+
+    def set_plan(self, app: str, channel: str, plan: ChannelPlan) -> ChannelPlanView:
+        path = f"/api/v1/channels/{quote(app, safe='')}/{quote(channel, safe='')}/plan"
+        return _typed(ChannelPlanView, self.call("PUT", path, json=plan.model_dump(mode="json")))
+
+    def plan(self, app: str, channel: str) -> ChannelPlanView:
+        path = f"/api/v1/channels/{quote(app, safe='')}/{quote(channel, safe='')}/plan"
+        return _typed(ChannelPlanView, self.call("GET", path))
+
+    def preview(self, app: str, channel: str) -> PreviewView:
+        path = f"/api/v1/channels/{quote(app, safe='')}/{quote(channel, safe='')}/preview"
+        return _typed(PreviewView, self.call("GET", path))
+
+    def rollout(
+        self, app: str, channel: str | None = None, action: str | None = None
+    ) -> RolloutView:
+        path = f"/api/v1/rollouts/{quote(app, safe='')}" + (f"/{action}" if action else "")
+        params = {"channel": channel} if channel else {}
+        return _typed(RolloutView, self.call("POST" if action else "GET", path, params=params))
 
 
 def public_metadata(server: str) -> Callable[[str], bytes]:

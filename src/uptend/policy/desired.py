@@ -10,14 +10,17 @@ from datetime import datetime
 from typing import assert_never
 
 from uptend.policy.pins import Resolved
+from uptend.policy.rollout import Held
 from uptend.policy.schedule import Wait
 from uptend.protocol import (
     AppState,
     AutoUpdateOff,
+    ConcurrencyCap,
     DeferredPrecondition,
     Failed,
     Floor,
     Frozen,
+    Halted,
     NeverCheckedIn,
     NoRelease,
     NotAssigned,
@@ -29,6 +32,7 @@ from uptend.protocol import (
     UpdatePending,
     Updating,
     UpToDate,
+    WaitingWave,
 )
 from uptend.protocol.versions import newest
 
@@ -118,6 +122,7 @@ class AppFacts:
     resolved: Resolved | None = None  # what the group's pin or the app's floor says instead
     pin: str | None = None  # the group's pin spec for the app, if any
     floor: str | None = None  # the app's floor, if any
+    held: Held | None = None  # what a staged rollout says of the head, if it holds the host
 
     def desired(self) -> str | None:
         if not self.assigned:
@@ -185,6 +190,14 @@ def explain(code: ReasonCode, f: AppFacts) -> Reason:
         case ReasonCode.DEFERRED_PRECONDITION:
             which = said.removeprefix("deferred: ") or "a precondition is not met"
             return DeferredPrecondition(message=said or which, precondition=which)
+        case ReasonCode.HALTED | ReasonCode.WAITING_WAVE | ReasonCode.CONCURRENCY_CAP:
+            assert f.held is not None
+            h = f.held
+            if code is ReasonCode.HALTED:
+                return Halted(message=h.message, rollout=h.rollout)
+            if code is ReasonCode.WAITING_WAVE:
+                return WaitingWave(message=h.message, rollout=h.rollout, wave=h.wave + 1)
+            return ConcurrencyCap(message=h.message, rollout=h.rollout)
         case ReasonCode.UPDATE_PENDING:
             assert f.head is not None
             desired = f.desired() or f.head

@@ -46,10 +46,12 @@ if TYPE_CHECKING:
     from uptend.protocol.errors import ErrorBody, error_from_body
     from uptend.protocol.reasons import (
         AutoUpdateOff,
+        ConcurrencyCap,
         DeferredPrecondition,
         Failed,
         Floor,
         Frozen,
+        Halted,
         NeverCheckedIn,
         NoRelease,
         NotAssigned,
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
         UpdatePending,
         Updating,
         UpToDate,
+        WaitingWave,
     )
 
 _MODULES = {
@@ -75,9 +78,9 @@ _MODULES = {
     "credentials": "AgentRef TokenCreate TokenCreated TokenInfo TokenRole TokenState",
     "errors": "ErrorBody error_from_body",
     "reasons": (
-        "AutoUpdateOff DeferredPrecondition Failed Floor Frozen NeverCheckedIn NoRelease"
-        " NotAssigned Offline Outcome OutsideWindow Pinned Reason ReasonCode UpdatePending"
-        " Updating UpToDate"
+        "AutoUpdateOff ConcurrencyCap DeferredPrecondition Failed Floor Frozen Halted"
+        " NeverCheckedIn NoRelease NotAssigned Offline Outcome OutsideWindow Pinned Reason"
+        " ReasonCode UpToDate UpdatePending Updating WaitingWave"
     ),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names.split()}
@@ -105,6 +108,7 @@ __all__ = [
     "AppSummary",
     "AutoUpdateOff",
     "CheckIn",
+    "ConcurrencyCap",
     "DeferredPrecondition",
     "Directives",
     "EnrollRequest",
@@ -119,6 +123,7 @@ __all__ = [
     "Group",
     "GroupApp",
     "GroupSet",
+    "Halted",
     "LabelChange",
     "NeverCheckedIn",
     "NoRelease",
@@ -140,5 +145,6 @@ __all__ = [
     "UpToDate",
     "UpdatePending",
     "Updating",
+    "WaitingWave",
     "error_from_body",
 ]

@@ -116,6 +116,7 @@ class AppStatus(_Wire):
     bytes_done: Count | None = None  # fetching: bytes of the target on disk so far
     bytes_total: Count | None = None  # fetching: the signed length
     probation_left_s: Seconds | None = None
+    restarts: Count = 0  # crashes of the app since this version started (soak: any is a failure)
 
 
 class Report(_Wire):

@@ -41,6 +41,9 @@ class ReasonCode(StrEnum):
     FROZEN = "frozen"
     OUTSIDE_WINDOW = "outside_window"
     DEFERRED_PRECONDITION = "deferred_precondition"
+    HALTED = "halted"  # a staged rollout halted (or was aborted) before reaching the host
+    WAITING_WAVE = "waiting_wave"  # the host's wave of the rollout has not opened yet
+    CONCURRENCY_CAP = "concurrency_cap"  # the rollout's cap on hosts installing at once is full
     UPDATE_PENDING = "update_pending"
 
 
@@ -134,6 +137,22 @@ class DeferredPrecondition(_Reason):
     precondition: str  # which one is unmet, in the agent's words
 
 
+class Halted(_Reason):
+    code: Literal[ReasonCode.HALTED] = ReasonCode.HALTED
+    rollout: str  # the rollout's id
+
+
+class WaitingWave(_Reason):
+    code: Literal[ReasonCode.WAITING_WAVE] = ReasonCode.WAITING_WAVE
+    rollout: str
+    wave: int  # the host's wave, from 1
+
+
+class ConcurrencyCap(_Reason):
+    code: Literal[ReasonCode.CONCURRENCY_CAP] = ReasonCode.CONCURRENCY_CAP
+    rollout: str
+
+
 class UpdatePending(_Reason):
     code: Literal[ReasonCode.UPDATE_PENDING] = ReasonCode.UPDATE_PENDING
     desired: str
@@ -153,6 +172,9 @@ Reason = Annotated[
     | Frozen
     | OutsideWindow
     | DeferredPrecondition
+    | Halted
+    | WaitingWave
+    | ConcurrencyCap
     | UpdatePending,
     Field(discriminator="code"),
 ]

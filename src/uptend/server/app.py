@@ -13,12 +13,14 @@ from fastapi.staticfiles import StaticFiles
 from uptend import __version__
 from uptend.server import errors
 from uptend.server.api import admin, agent, ops
+from uptend.server.api import rollouts as rollout_api
 from uptend.server.bodylimit import BodyLimit
 from uptend.server.generation import GenerationReader
 from uptend.server.lastseen import LastSeen
 from uptend.server.ratelimit import Guard
 from uptend.server.services.context import Context, utcnow
 from uptend.server.services.releases import remove_orphaned_uploads
+from uptend.server.services.rollouts import run_evaluator
 from uptend.server.settings import Settings
 from uptend.server.storage.db import Database
 from uptend.server.storage.generation_read import GenerationRead
@@ -66,7 +68,11 @@ def create_app(settings: Settings) -> FastAPI:
             settings=settings, db=db, repo=repo, lastseen=lastseen, generation=reader, guard=guard
         )
         app.state.ctx = ctx
-        tasks = [asyncio.create_task(_keep_signed(ctx)), asyncio.create_task(lastseen.run())]
+        tasks = [
+            asyncio.create_task(_keep_signed(ctx)),
+            asyncio.create_task(lastseen.run()),
+            asyncio.create_task(run_evaluator(ctx)),
+        ]
         _freeze_startup_heap()
         try:
             yield
@@ -91,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(agent.router)
     app.include_router(admin.router)
     app.include_router(ops.router)
+    app.include_router(rollout_api.router)
     app.mount("/tuf/metadata", StaticFiles(directory=repo.metadata_dir), name="tuf-metadata")
     app.mount("/tuf/targets", StaticFiles(directory=repo.targets_dir), name="tuf-targets")
 

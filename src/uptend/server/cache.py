@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from uptend.policy.pins import Resolved
+from uptend.policy.rollout import Plan as RolloutPlan
+from uptend.policy.rollout import Rollout
 from uptend.policy.schedule import Schedule
 
 K = TypeVar("K")
@@ -94,6 +96,16 @@ class AppPlan:
     # resolved when the plan is built, so a check-in never looks at the releases
     resolved: Resolved | None = None
     resolved_target: str | None = None  # the signed target of resolved.version
+    rollout: "HeadRollout | None" = None  # the head's staged rollout, while it holds hosts
+
+
+@dataclass(frozen=True, slots=True)
+class HeadRollout:
+    """A channel head's rollout as of the plan's generation (every transition bumps it)."""
+
+    rollout: Rollout
+    plan: RolloutPlan
+    version: str
 
 
 @dataclass(frozen=True, slots=True)

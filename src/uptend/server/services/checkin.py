@@ -10,7 +10,7 @@ from uptend.protocol import AppState, AppStatus, CheckIn, Directives, Report
 from uptend.protocol.reasons import FAILED_OUTCOMES
 from uptend.server.cache import Caller, GroupPlan, Known
 from uptend.server.services.context import Context, utcnow
-from uptend.server.services.directives import directives_for, plan_for
+from uptend.server.services.directives import directives_for, plan_for, rollout_gates
 from uptend.server.storage import hotpath
 from uptend.server.storage import releases as release_rows
 
@@ -22,17 +22,19 @@ def _reported(body: CheckIn) -> tuple[bytes, dict[str, AppStatus]]:
     """
     by_app = {status.app: status for status in body.apps}
     canonical = [body.agent_version] + [
-        [app, s.version, s.state.value, s.target, s.reason] for app, s in sorted(by_app.items())
+        [app, s.version, s.state.value, s.target, s.reason, s.restarts]
+        for app, s in sorted(by_app.items())
     ]
     return hashlib.sha256(json.dumps(canonical).encode()).digest(), by_app
 
 
 def _same(before: hotpath.AppRecord, status: AppStatus) -> bool:
-    return (before.installed, before.state, before.target, before.reason) == (
+    return (before.installed, before.state, before.target, before.reason, before.restarts) == (
         status.version,
         status.state.value,
         status.target,
         status.reason,
+        status.restarts,
     )
 
 
@@ -53,6 +55,7 @@ def _changes(
             status.target,
             status.reason,
             before.log_tail if before is not None and keep_tail else "",
+            status.restarts,
         )
         (changed if before is not None else new)[app] = after
     for report in reports:  # a failure's log tail stays on the app's row for `fleet list`
@@ -154,4 +157,7 @@ async def checkin(
     if body.generation == generation and same and not retry and still_valid:
         ctx.checkins.unchanged += 1
         return plan.unchanged
-    return directives_for(plan, known.installed, generation=generation, retry=retry, now=now)
+    gates = await rollout_gates(ctx, plan, agent.agent_id, known.installed, now)
+    return directives_for(
+        plan, known.installed, generation=generation, retry=retry, now=now, gates=gates
+    )

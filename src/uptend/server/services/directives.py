@@ -10,15 +10,20 @@ time, not of generation, so the answer says until when it holds (`valid_until`).
 from collections.abc import Mapping
 from datetime import datetime
 
+from uptend.policy import rollout as policy
 from uptend.policy.desired import desired_version
 from uptend.policy.schedule import Wait, may_install
-from uptend.protocol import AppDirective, Directives
-from uptend.server.cache import AppPlan, GroupPlan
+from uptend.protocol import AppDirective, Directives, ReasonCode
+from uptend.server.cache import AppPlan, GroupPlan, HeadRollout
 from uptend.server.services.context import Context
 from uptend.server.services.pins import resolutions
+from uptend.server.services.rollouts import parse_plan
 from uptend.server.services.schedule import schedule_of
 from uptend.server.storage import hotpath
+from uptend.server.storage import rollouts as rollout_rows
 from uptend.server.storage import schedule as schedule_rows
+
+HOLDING = (policy.State.RUNNING, policy.State.PAUSED, policy.State.HALTED, policy.State.ABORTED)
 
 
 async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
@@ -31,6 +36,8 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
             freeze = await schedule_rows.freeze(conn)
             critical = await schedule_rows.critical_heads(conn, group)
             pinned = await resolutions(conn, group)
+            heads = [(app, channel, head) for app, channel, head, _ in rows if head is not None]
+            rollouts = await rollout_rows.of_heads(conn, heads)
         assert settings is not None  # agents.group is a foreign key; groups are never deleted
         keep = Directives(poll_interval_s=settings[0], generation=generation, unchanged=True)
         plan = GroupPlan(
@@ -46,6 +53,7 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
                     app in critical,
                     resolved=p.resolved if (p := pinned.get((group, app))) else None,
                     resolved_target=p.target if p else None,
+                    rollout=_holding(rollouts.get(app)),
                 )
                 for app, channel, head, target in rows
             ),
@@ -58,6 +66,80 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
     return plan
 
 
+def _holding(stored: rollout_rows.StoredRollout | None) -> HeadRollout | None:
+    """The head's rollout, if its state can hold a host back (not completed or superseded)."""
+    if stored is None or policy.State(stored.state) not in HOLDING:
+        return None
+
+    plan = parse_plan(stored.plan)
+    state = policy.State(stored.state)
+    r = policy.Rollout(stored.id, state, stored.wave, stored.wave_opened_at, len(plan.waves))
+    return HeadRollout(r, plan, stored.version)
+
+
+async def rollout_gates(
+    ctx: Context,
+    plan: GroupPlan,
+    agent_id: str,
+    installed: Mapping[str, str | None],
+    now: datetime,
+) -> dict[str, tuple[policy.Gate, str | None]]:
+    """Per app whose head's rollout holds hosts: the gate for this host (and a revert's target).
+
+    Reads the host's row only for such apps (one primary-key read each); a host let through
+    is recorded once (with a slot when the plan caps installs: a conditional UPDATE, so no
+    two processes hand out the last slot twice).
+    """
+    out: dict[str, tuple[policy.Gate, str | None]] = {}
+    for a in plan.apps:
+        head = a.rollout
+        if head is None:
+            continue
+        r, rplan = head.rollout, head.plan
+        have = installed.get(a.app)
+        took = have == head.version
+        if took and r.state in (policy.State.RUNNING, policy.State.PAUSED):
+            continue
+        capped = rplan.max_concurrent
+        async with ctx.db.read() as conn:
+            row = await rollout_rows.host(conn, r.id, agent_id)
+            busy = await rollout_rows.installing(conn, r.id) if capped is not None else 0
+        wave, previous, told_at = row if row is not None else (r.waves - 1, have, None)
+        verdict = policy.gate(
+            r,
+            rplan,
+            agent=agent_id,
+            wave=wave,
+            told=told_at is not None,
+            took=took,
+            previous=previous,
+            labels={},  # agent labels are not stored yet: per-label caps apply once they are
+            busy=policy.Installing(busy),
+            now=now,
+        )
+        target = None
+        if isinstance(verdict, policy.Take) and told_at is None:
+            async with ctx.db.write() as conn:
+                told = await rollout_rows.tell(
+                    conn,
+                    rollout_id=r.id,
+                    agent_id=agent_id,
+                    wave=wave,
+                    previous=have,
+                    known=row is not None,
+                    cap=capped,
+                    now=now,
+                )
+            if not told:  # another check-in took the last slot first
+                why = f"{capped} hosts installing (cap {capped})"
+                verdict = policy.Hold(ReasonCode.CONCURRENCY_CAP, why)
+        elif isinstance(verdict, policy.Revert):
+            async with ctx.db.read() as conn:
+                target = await rollout_rows.target_of(conn, a.app, verdict.version)
+        out[a.app] = (verdict, target)
+    return out
+
+
 def directives_for(
     plan: GroupPlan,
     installed: Mapping[str, str | None],
@@ -65,15 +147,19 @@ def directives_for(
     generation: int,
     retry: list[str],
     now: datetime,
+    gates: Mapping[str, tuple[policy.Gate, str | None]] | None = None,
 ) -> Directives:
     """Per assigned app, the version to run (and its signed target when it is the head).
 
     An app to be installed is held (`hold`: stage it, install nothing) while the group's
-    schedule says wait; a critical head passes. `valid_until` is the first instant at which
-    any of these answers changes.
+    schedule says wait; a critical head passes. A staged rollout's gate (`rollout_gates`)
+    comes first: a host outside the open wave or over a cap keeps its version; a halted
+    rollout sends the hosts that took it back (`pinned`: the agent may go down). `valid_until`
+    is the first instant at which any of these answers changes.
     """
     apps = []
     changes: list[datetime] = []
+    gates = gates or {}
     for a in plan.apps:
         decision = desired_version(
             app=a.app,
@@ -94,7 +180,25 @@ def directives_for(
             target=a.head_target if is_head else a.resolved_target if is_pin else None,
             critical=is_head and a.critical,
         )
-        if decision.version is not None and decision.version != installed.get(a.app):
+        verdict, revert_target = gates.get(a.app, (policy.Take(), None))
+        have = installed.get(a.app)
+        if isinstance(verdict, policy.Revert):
+            directive = AppDirective(
+                app=a.app,
+                version=verdict.version,
+                pinned=True,
+                target=revert_target,
+                reason=verdict.message,
+            )
+        elif isinstance(verdict, policy.Hold) and is_head and decision.version != have:
+            directive = AppDirective(app=a.app, version=have, reason=verdict.message)
+            again = verdict.until
+            if (
+                verdict.code is ReasonCode.CONCURRENCY_CAP
+            ):  # a slot frees with no new generation: ask again
+                again = now
+            changes += [again] if again is not None else []
+        elif decision.version is not None and decision.version != have:
             directive, change = _gated(plan, directive, now)
             changes += [change] if change is not None else []
         apps.append(directive)

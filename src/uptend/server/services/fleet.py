@@ -18,6 +18,7 @@ from uptend.policy.desired import (
     explain,
     offline_after_s,
 )
+from uptend.policy.rollout import Held
 from uptend.policy.schedule import Wait, may_install
 from uptend.protocol import (
     Agent,
@@ -101,6 +102,21 @@ async def _waits(tx: Tx, groups: list[str], now: datetime) -> dict[str, Wait]:
     return out
 
 
+def _rollout_held(p: queries.Pair) -> Held | None:
+    """How the fleet view words a rollout's hold on this host (the code is the query's)."""
+    if p.rollout is None:
+        return None
+    if p.code is ReasonCode.HALTED:
+        why = f"rollout {p.rollout} halted (or was aborted) before this host took {p.head}"
+    elif p.code is ReasonCode.CONCURRENCY_CAP:
+        why = f"rollout {p.rollout}: the cap on hosts installing at once is full"
+    elif p.wave > p.open_wave:
+        why = f"waiting for wave {p.wave + 1}: opens after wave {p.open_wave + 1} soaks"
+    else:
+        why = f"rollout {p.rollout} is paused"
+    return Held(p.rollout, p.wave, why)
+
+
 def _held(waits: dict[str, Wait]) -> queries.Held:
     return {g: w.code for g, w in waits.items()}
 
@@ -141,6 +157,7 @@ async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime)
                 resolved=pin.resolved if pin else None,
                 pin=pin.pin if pin else None,
                 floor=pin.floor if pin else None,
+                held=_rollout_held(p),
             )
             apps.append(
                 AgentApp(

@@ -21,6 +21,7 @@ from uptend.protocol.manifest import parse_manifest
 from uptend.protocol.names import check_name
 from uptend.protocol.targets import ArchiveFormat, InstallKind, TargetCustom, target_path
 from uptend.protocol.versions import normalize, same_version
+from uptend.server.services import rollouts
 from uptend.server.services.context import Context, utcnow
 from uptend.server.settings import MAX_FILES, MAX_UNPACKED_BYTES
 from uptend.server.storage import audit, generation
@@ -220,6 +221,7 @@ async def publish(
             )
             row.sha256 = target.hashes["sha256"]
             await rows.advance_head(tx, row)
+            await rollouts.on_publish(tx, actor, app, channel, version, now)
             await generation.bump(tx)
             how = "signed offline" if roles is not None else "signed by the server"
             said = (", critical" if critical else "") + (", floor" if floor else "")

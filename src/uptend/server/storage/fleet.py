@@ -16,6 +16,9 @@ words it. Precedence (first match wins):
     failed                                   the agent says the last update failed
     auto_update_off                          the group holds what is installed (a pin wins)
     updating                                 the agent is at it
+    halted                                   the head's rollout halted or was aborted
+    waiting_wave                             its wave is not open (or the rollout is paused)
+    concurrency_cap                          in the open wave, not let through, cap full
     frozen / outside_window                  the group's schedule holds a non-critical head
                                              back now (decided in Python: `Held`)
     deferred_precondition                    the agent waits for a precondition (a deferral
@@ -57,8 +60,12 @@ from uptend.server.storage.tables import (
     GroupAppRow,
     GroupRow,
     ReleaseRow,
+    RolloutHostRow,
+    RolloutRow,
     UTCDateTime,
 )
+
+HOLDING = ("running", "paused", "halted", "aborted")  # a rollout in these may hold a host back
 
 Cutoffs = Mapping[str, datetime]  # group -> agents last seen before this are offline
 Held = Mapping[str, ReasonCode]  # group -> the schedule's code (frozen, outside_window) now
@@ -92,6 +99,9 @@ class Pair:
     log_tail: str
     code: ReasonCode
     critical: bool = False  # the head is a critical release
+    rollout: str | None = None  # the head's rollout, if it may hold the host back
+    wave: int = 0  # the host's wave in it, from 0
+    open_wave: int = 0  # its open wave
 
 
 def _pair_in(agent: Any, keys: Iterable[tuple[str, str]]) -> ColumnElement[bool]:
@@ -132,6 +142,20 @@ def _code(
         whens.append((stays, ReasonCode.AUTO_UPDATE_OFF))
     whens.append((st == AppState.UPDATING.value, ReasonCode.UPDATING))
     if assigned:
+        r, h = RolloutRow, RolloutHostRow
+        untold = h.told_at.is_(None)
+        whens += [
+            (r.state.in_(["halted", "aborted"]), ReasonCode.HALTED),
+            (and_(r.state == "paused", untold), ReasonCode.WAITING_WAVE),
+            (
+                and_(r.state == "running", func.coalesce(h.wave, 0) > r.wave),
+                ReasonCode.WAITING_WAVE,
+            ),
+            (
+                and_(r.state == "running", untold, r.installing >= r.max_concurrent),
+                ReasonCode.CONCURRENCY_CAP,
+            ),
+        ]
         not_critical = or_(
             func.coalesce(ReleaseRow.critical, false()).is_(false()), _pair_in(agent, elsewhere)
         )
@@ -177,6 +201,9 @@ def _pairs(
             _code(agent, assigned=True, cutoffs=cutoffs, held=held, pins=pins).label("code"),
             func.coalesce(ReleaseRow.critical, false()).label("critical"),
             agent.group.label("group"),
+            RolloutRow.id.label("rollout"),
+            func.coalesce(RolloutHostRow.wave, 0).label("wave"),
+            func.coalesce(RolloutRow.wave, 0).label("open_wave"),
         )
         .select_from(agent)
         .join(GroupRow, GroupRow.name == agent.group)
@@ -196,6 +223,19 @@ def _pairs(
                 ReleaseRow.app == ChannelHeadRow.app, ReleaseRow.version == ChannelHeadRow.version
             ),
         )
+        .outerjoin(
+            RolloutRow,
+            and_(
+                RolloutRow.app == ChannelHeadRow.app,
+                RolloutRow.channel == ChannelHeadRow.channel,
+                RolloutRow.version == ChannelHeadRow.version,
+                RolloutRow.state.in_(HOLDING),
+            ),
+        )
+        .outerjoin(
+            RolloutHostRow,
+            and_(RolloutHostRow.rollout_id == RolloutRow.id, RolloutHostRow.agent_id == agent.id),
+        )
     )
     reported = (
         select(
@@ -208,6 +248,9 @@ def _pairs(
             _code(agent, assigned=False, cutoffs=cutoffs, held=held, pins=pins),
             literal(False),
             agent.group,
+            cast(null(), String),
+            literal(0),
+            literal(0),
         )
         .select_from(AgentAppRow)
         .join(agent, agent.id == AgentAppRow.agent_id)
@@ -280,7 +323,8 @@ async def pairs_of(
     p = _pairs(cutoffs, held, pins, group=None, app=app, agent_ids=agent_ids)
     stmt = select(
         p.c.agent_id, p.c.app, p.c.assigned, p.c.channel, p.c.head, p.c.installed, p.c.state,
-        p.c.target, p.c.said, p.c.log_tail, p.c.code, p.c.critical,
+        p.c.target, p.c.said, p.c.log_tail, p.c.code, p.c.critical, p.c.rollout, p.c.wave,
+        p.c.open_wave,
     ).order_by(p.c.agent_id, p.c.app)  # fmt: skip
     for r in await tx.execute(stmt):
         out[r.agent_id].append(
@@ -297,6 +341,9 @@ async def pairs_of(
                 log_tail=r.log_tail,
                 code=ReasonCode(r.code),
                 critical=bool(r.critical),
+                rollout=r.rollout,
+                wave=int(r.wave or 0),
+                open_wave=int(r.open_wave or 0),
             )
         )
     return out

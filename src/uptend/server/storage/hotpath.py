@@ -38,6 +38,7 @@ class AppRecord:
     target: str | None
     reason: str
     log_tail: str
+    restarts: int = 0  # the app's crashes since its version started, as the agent counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ _RECORDED = (
         AGENT_APPS.c.reason,
         AGENT_APPS.c.log_tail,
         AGENT_APPS.c.retry,
+        AGENT_APPS.c.restarts,
     )
     .select_from(AGENTS.outerjoin(AGENT_APPS, AGENT_APPS.c.agent_id == AGENTS.c.id))
     .where(AGENTS.c.id == bindparam("agent_id"))
@@ -75,6 +77,7 @@ _UPDATE_APP = (
         target=bindparam("target"),
         reason=bindparam("reason"),
         log_tail=bindparam("log_tail"),
+        restarts=bindparam("restarts"),
         updated_at=bindparam("updated_at"),
     )
 )
@@ -128,7 +131,7 @@ async def recorded(conn: AsyncConnection, agent_id: str) -> Recorded:
         agent_version, seen = row.agent_version, row.last_seen is not None
         if row.app is not None:
             apps[row.app] = AppRecord(
-                row.installed, row.state, row.target, row.reason, row.log_tail
+                row.installed, row.state, row.target, row.reason, row.log_tail, row.restarts or 0
             )
             if row.retry:
                 retry.add(row.app)
@@ -167,6 +170,7 @@ def _values(r: AppRecord) -> dict[str, Any]:
         "target": r.target,
         "reason": r.reason,
         "log_tail": r.log_tail,
+        "restarts": r.restarts,
     }
 
 

@@ -155,6 +155,7 @@ class AgentAppRow(Base):
     log_tail: Mapped[str] = mapped_column(Text, default="")
     retry: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # app crashes
 
 
 class ReportRow(Base):
@@ -229,3 +230,57 @@ class AgentLabelRow(Base):
     )
     key: Mapped[str] = mapped_column(String(63), primary_key=True)
     value: Mapped[str] = mapped_column(String(63))
+
+
+# -- staged rollouts: channel plans, rollouts, each host's progress (migration 0010) ------------
+
+
+class ChannelPlanRow(Base):
+    """A channel's rollout plan; without one, a release goes to every host at once."""
+
+    __tablename__ = "channel_plans"
+    app: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    plan: Mapped[str] = mapped_column(Text)  # the plan as JSON (protocol.ChannelPlan)
+    next_rollout: Mapped[str] = mapped_column(String(32))  # the id the next rollout takes
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RolloutRow(Base):
+    """One rollout of a release on a channel; `state_version` is its compare-and-set counter."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("ix_rollouts_app_channel", "app", "channel", "started_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    plan: Mapped[str] = mapped_column(Text)  # the channel's plan when it started
+    state: Mapped[str] = mapped_column(String(16))
+    state_version: Mapped[int] = mapped_column(Integer)
+    wave: Mapped[int] = mapped_column(Integer)  # the open wave, from 0
+    wave_opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    installing: Mapped[int] = mapped_column(Integer, default=0)  # slots taken (max_concurrent)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the plan's cap
+
+
+class RolloutHostRow(Base):
+    """One host's wave and progress in a rollout: its wave is fixed when the rollout starts."""
+
+    __tablename__ = "rollout_hosts"
+    rollout_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    wave: Mapped[int] = mapped_column(Integer)
+    previous: Mapped[str | None] = mapped_column(String(64), nullable=True)  # revert target
+    told_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    healthy_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    restarts_then: Mapped[int] = mapped_column(Integer, default=0)
+    slot: Mapped[bool] = mapped_column(Boolean, default=False)  # holds an installing slot
+    outcome: Mapped[str] = mapped_column(String(16), default="")  # succeeded | failed, once done

@@ -18,6 +18,7 @@ from uptend import archive, debmeta
 from uptend.cli._client import Admin, ServerOpt, TokenOpt, public_metadata
 from uptend.cli._output import console, err_console, literal, print_json
 from uptend.errors import ConfigError
+from uptend.protocol.limits import MAX_SENT_MANIFEST
 from uptend.protocol.manifest import MANIFEST_NAME, parse_manifest
 from uptend.protocol.names import check_name
 from uptend.protocol.targets import ArchiveFormat, target_path
@@ -116,9 +117,9 @@ def upload_release(
             if floor:
                 params["floor"] = "true"
             if fmt is ArchiveFormat.DEB:
-                params["manifest"] = debmeta.manifest_text(bundle)
+                params["manifest"] = _sendable(debmeta.manifest_text(bundle))
             elif fmt is ArchiveFormat.FILE:
-                params["manifest"] = (bundle.parent / MANIFEST_NAME).read_text("utf-8")
+                params["manifest"] = _sendable((bundle.parent / MANIFEST_NAME).read_text("utf-8"))
             release = admin.publish(params, chunks(), size).model_dump(mode="json")
     finally:
         if tmp is not None:
@@ -312,3 +313,13 @@ def list_releases(
             literal(r["created_at"][:19]),
         )
     console.print(table)
+
+
+def _sendable(manifest: str) -> str:
+    """A package's uptend.toml as the publish sends it: ASCII, at most MAX_SENT_MANIFEST."""
+    if len(manifest) > MAX_SENT_MANIFEST or not manifest.isascii():
+        raise ConfigError(
+            f"the release's {MANIFEST_NAME} is {len(manifest)} characters or not ASCII",
+            hint=f"keep it ASCII and under {MAX_SENT_MANIFEST} characters (comments can go)",
+        )
+    return manifest

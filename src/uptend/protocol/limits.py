@@ -23,3 +23,7 @@ MIN_YEAR, MAX_YEAR = 1970, 2999  # a report's time, in UTC: no overflow when nor
 
 MAX_BODY_BYTES = 4 << 20  # default cap of a request body (a check-in at the bounds fits)
 MAX_UPLOAD_BYTES = 2 << 30  # default cap of a release archive's upload
+
+MAX_SENT_MANIFEST = 4096
+"""Characters (ASCII) of a package's uptend.toml sent in its publish's query string: three
+times that once percent-encoded, well inside the HTTP parser's limit on a request line."""

@@ -21,7 +21,7 @@ from uptend.protocol import (
 )
 from uptend.protocol.credentials import AgentRef, TokenCreate, TokenCreated, TokenInfo
 from uptend.protocol.labels import MAX_LABELS
-from uptend.protocol.limits import MAX_AGENT_NAME, MAX_NAME, MAX_VERSION
+from uptend.protocol.limits import MAX_AGENT_NAME, MAX_NAME, MAX_SENT_MANIFEST, MAX_VERSION
 from uptend.protocol.targets import ArchiveFormat
 from uptend.server.api.deps import Admin, Ctx
 from uptend.server.errors import responses
@@ -66,7 +66,10 @@ async def publish(
     signed: Annotated[int | None, Query(ge=2, le=MAX_SIGNED_BYTES)] = None,
     critical: Annotated[bool, Query()] = False,
     floor: Annotated[bool, Query()] = False,
-    manifest: Annotated[str | None, Query(max_length=16384)] = None,
+    # ASCII and short: percent-encoded it stays well inside the HTTP parser's request-line limit
+    manifest: Annotated[
+        str | None, Query(max_length=MAX_SENT_MANIFEST, pattern=r"^[\t\n\r -~]*$")
+    ] = None,
 ) -> Release:
     """Publish a release: the body is the .tar.gz or .zip archive, streamed.
 
@@ -203,7 +206,7 @@ async def revoke_agent(ctx: Ctx, actor: Admin, key: AgentKey, by_id: ById = Fals
     return await agents.revoke(ctx, actor, key, by_id=by_id)
 
 
-@router.post("/agents/{key:path}/labels", responses=_ON_AGENT)
+@router.post("/agents/{key:path}/labels", responses={**_ON_AGENT, **responses(_TOO_LARGE)})
 async def label_agent(
     ctx: Ctx, actor: Admin, key: AgentKey, body: LabelChange, by_id: ById = False
 ) -> Agent:

@@ -42,6 +42,7 @@ NEEDS = {
     "agent": set(),  # its admin commands (revoke, remove, ...) load httpx when they run
     "token": set(),  # likewise
     "freeze": {"httpx", "uptend.protocol"},
+    "command": {"uptend.protocol"},  # its actions and states are its options
     "tuf-client": {"tuf", "urllib3", "cryptography", "uptend.agent"},
 }
 

@@ -142,12 +142,19 @@ def show(
     token: TokenOpt = "",
     json_out: JsonOpt = False,
 ) -> None:
-    """Show one agent: its apps, their state, and its latest update reports with log tails."""
-    data = Admin(server, token).agent(agent, by_id=by_id).model_dump(mode="json")
+    """Show one agent: its apps, their state, its latest commands and update reports."""
+    admin = Admin(server, token)
+    data = admin.agent(agent, by_id=by_id).model_dump(mode="json")
+    recent = admin.commands(agent=data["agent"]["id"], by_id=True, limit=10)
+    data["commands"] = [c.model_dump(mode="json") for c in recent]
     if json_out:
         print_json(data)
         return
     console.print(fleet_table([data["agent"]]))
+    if data["commands"]:
+        from uptend.cli.command import table
+
+        console.print(table(data["commands"]))
     for r in data["reports"]:
         line = f"{r['at'][:19]}  {r['app']} {r['version']}: {r['outcome']} {r['reason']}"
         console.print(literal(line))

@@ -6,6 +6,7 @@ is a SIGTERM polled by the supervisor, and what must start once it is gone waits
 `to_start` for the loop's tick.
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from uptend.agent.commands import STOPPED_BY_OPERATOR, CommandBook, expired
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.wire import AppState, AppStatus, Command, CommandOutcome
 
+log = logging.getLogger("uptend.agent")
 ACTIONS = ("start", "stop", "restart", "check-now")
 
 
@@ -42,6 +44,7 @@ class Operator:
                 continue
             why, targets = self._refusal(c, apps, busy)
             if why:
+                log.warning("command %d (%s) refused: %s", c.id, c.action, why)
                 self.book.record(c.id, CommandOutcome.FAILED, why)
                 continue
             if c.action == "stop":
@@ -52,6 +55,7 @@ class Operator:
                 c.action, f"{c.action}: {' '.join(targets)}"
             )
             self.book.record(c.id, CommandOutcome.DONE, done)
+            log.info("command %d: %s", c.id, done)
             todo.append((c.action, targets))
         if commands:
             self.book.save()  # before acting: a kill -9 after this never runs them again
@@ -85,6 +89,8 @@ class Operator:
                 self.to_start.add(app)
 
     def tick(self) -> None:
+        for app in self.book.stopped:  # polled until gone (and reaped): the loop never waits
+            self.supervisor.stopped(app)
         for app in sorted(self.to_start):
             if self.supervisor.stopped(app):
                 self.supervisor.start(app)

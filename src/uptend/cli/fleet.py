@@ -67,7 +67,7 @@ def fleet_table(agents: list[dict[str, Any]]) -> Table:
                 _cell(a["app"]),
                 _cell(a["installed"]),
                 _desired(a),
-                _state(a["state"]),
+                _state("stopped by operator" if a.get("stopped_by_operator") else a["state"]),
                 literal(f"{reason['code']}: {reason['message']}"),
             )
     return table

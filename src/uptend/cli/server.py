@@ -143,6 +143,14 @@ def run(
     """
     import uvicorn
 
+    class _Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            """Held long-polls answer first: uvicorn waits for every request to end."""
+            ctx = getattr(application.state, "ctx", None)
+            if ctx is not None:
+                ctx.hub.release()
+            await super().shutdown(sockets)
+
     from uptend.server.app import create_app
     from uptend.server.services.setup import load_settings, secure_data_dir
     from uptend.server.storage.db import migrate
@@ -168,7 +176,7 @@ def run(
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     scheme = "https" if tls_cert else "http"
     print(f"listening on {scheme}://{host}:{bound}", flush=True)  # noqa: T201 - the contract
     server.run(sockets=[sock])

@@ -39,6 +39,7 @@ class Hub:
         self.generation = -1  # the newest generation this process has seen
         self.listener_pid: int | None = None  # the PostgreSQL backend of the listener
         self.connected = asyncio.Event()  # the listener is listening (PostgreSQL)
+        self.closing = False  # shutting down: held requests answer now, new ones at once
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
         url = make_url(db.url)
@@ -73,6 +74,8 @@ class Hub:
         request. Nothing awaits between the checks and the registration, so a wake-up after
         them reaches this request and one before them is seen by them.
         """
+        if self.closing:
+            return False
         if agent_id in self.pending or held != current or self.generation > current:
             return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -81,13 +84,18 @@ class Hub:
         try:
             async with asyncio.timeout(wait_s):
                 await future
-            return True
+            return not self.closing
         except TimeoutError:
             return False
         finally:
             waiting.remove(future)
             if not waiting:
                 self._waiting.pop(agent_id, None)
+
+    def release(self) -> None:
+        """At shutdown: answer every held request now (the server waits for them)."""
+        self.closing = True
+        self.wake_all()
 
     def wake(self, agent_id: str) -> None:
         for future in self._waiting.get(agent_id, ()):

@@ -17,6 +17,7 @@ from uptend.server.storage import audit
 from uptend.server.storage import commands as rows
 
 LIST_LIMIT = 1000
+STOPPED_BY_OPERATOR = "stopped by operator"  # what an agent says of an app it stopped so
 
 
 async def send(ctx: Context, actor: str, body: CommandSend) -> list[CommandView]:

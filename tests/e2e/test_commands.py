@@ -55,6 +55,15 @@ def state_of(fleet: Fleet, command_id: int) -> str:
     raise AssertionError(f"command {command_id} is not listed")
 
 
+def is_done(fleet: Fleet, command_id: int) -> Callable[[], bool]:
+    return lambda: state_of(fleet, command_id) == "done"
+
+
+def moved(host: Host, app: str, pid: int | None) -> Callable[[], bool]:
+    """Whether `app` runs with another pid than `pid` (restarted)."""
+    return lambda: alive_pid(host, app) not in (None, pid)
+
+
 def within(seconds: float, predicate: Callable[[], bool], what: str) -> float:
     """Seconds until `predicate` held, failing if that took longer than `seconds`."""
     start = time.monotonic()
@@ -118,7 +127,7 @@ def test_a_stopped_app_stays_stopped_across_an_agent_restart_and_a_sigkill(fleet
         side = alive_pid(host, SIDE)
         # A command the new agent carried out shows it runs its loop (and its supervisor)
         send(fleet, host, "restart", "--app", SIDE)
-        wait_until(lambda s=side: alive_pid(host, SIDE) not in (None, s), what="side restarted")  # type: ignore[misc]
+        wait_until(moved(host, SIDE, side), what="side restarted")
         assert alive_pid(host, APP) is None, "the stopped app was started again"
         wait_until(lambda: row(fleet, host, APP).get("stopped_by_operator") is True, what="shown")
 
@@ -151,11 +160,11 @@ def test_a_command_whose_answer_or_ack_is_lost_is_carried_out_exactly_once(
         pid = alive_pid(host, APP)
         proxy.drop_answer("/api/v1/checkin", lost)
         sent = send(fleet, host, "restart", "--app", APP)
-        wait_until(lambda s=sent: state_of(fleet, s["id"]) == "done", what="acknowledged")  # type: ignore[misc]
-        wait_until(lambda p=pid: alive_pid(host, APP) not in (None, p), what="restarted")  # type: ignore[misc]
+        wait_until(is_done(fleet, sent["id"]), what="acknowledged")
+        wait_until(moved(host, APP, pid), what="restarted")
         dropped = [s for s in proxy.requests_for("/api/v1/checkin") if s.fault == "drop"]
         assert len(dropped) == (1 if not lost else 2), dropped  # the fault did happen
         # Give a second execution every chance to show: the agent checks in once more
         check = send(fleet, host, "check-now")
-        wait_until(lambda c=check: state_of(fleet, c["id"]) == "done", what="check-now done")
+        wait_until(is_done(fleet, check["id"]), what="check-now done")
         assert starts(host, APP) == before + 1, host.log_text()[-3000:]

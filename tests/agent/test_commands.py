@@ -95,9 +95,11 @@ def test_expired_unknown_and_busy_commands_are_not_run_and_say_why(tmp_path: Pat
     assert supervisor.calls == []
     outcomes = {a.id: (a.state, a.result) for a in operator.book.acks(10)}
     assert outcomes[1] == (CommandOutcome.EXPIRED, "arrived after its expiry")
-    assert outcomes[2][0] is CommandOutcome.FAILED and "unknown command" in outcomes[2][1]
+    assert outcomes[2][0] is CommandOutcome.FAILED
+    assert "unknown command" in outcomes[2][1]
     assert outcomes[3] == (CommandOutcome.FAILED, "no app nope on this agent")
-    assert outcomes[4][0] is CommandOutcome.FAILED and "in progress" in outcomes[4][1]
+    assert outcomes[4][0] is CommandOutcome.FAILED
+    assert "in progress" in outcomes[4][1]
 
 
 def test_check_now_asks_the_loop_to_check_in(tmp_path: Path) -> None:

@@ -29,11 +29,17 @@ if TYPE_CHECKING:
         AppState,
         AppStatus,
         CheckIn,
+        Command,
+        CommandAck,
+        CommandOutcome,
         Directives,
         EnrollRequest,
         EnrollResponse,
         Report,
+        WaitAnswer,
+        WaitRequest,
     )
+    from uptend.protocol.commands import CommandAction, CommandSend, CommandState, CommandView
     from uptend.protocol.credentials import (
         AgentRef,
         TokenCreate,
@@ -67,8 +73,10 @@ _MODULES = {
         " GroupApp GroupSet Release ReportView"
     ),
     "agent_api": (
-        "AppDirective AppState AppStatus CheckIn Directives EnrollRequest EnrollResponse Report"
+        "AppDirective AppState AppStatus CheckIn Command CommandAck CommandOutcome Directives"
+        " EnrollRequest EnrollResponse Report WaitAnswer WaitRequest"
     ),
+    "commands": "CommandAction CommandSend CommandState CommandView",
     "credentials": "AgentRef TokenCreate TokenCreated TokenInfo TokenRole TokenState",
     "errors": "ErrorBody error_from_body",
     "reasons": (
@@ -101,6 +109,13 @@ __all__ = [
     "AppSummary",
     "AutoUpdateOff",
     "CheckIn",
+    "Command",
+    "CommandAck",
+    "CommandAction",
+    "CommandOutcome",
+    "CommandSend",
+    "CommandState",
+    "CommandView",
     "DeferredPrecondition",
     "Directives",
     "EnrollRequest",
@@ -133,5 +148,7 @@ __all__ = [
     "UpToDate",
     "UpdatePending",
     "Updating",
+    "WaitAnswer",
+    "WaitRequest",
     "error_from_body",
 ]

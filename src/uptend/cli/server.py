@@ -1,5 +1,6 @@
 """`uptend server`: create a server data dir, run the server."""
 
+import dataclasses
 import errno
 import logging
 import os
@@ -134,6 +135,17 @@ def run(
         typer.Option(help="serve HTTPS with this PEM certificate (chain), or use a TLS proxy"),
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="the PEM private key of --tls-cert")] = None,
+    public_url: Annotated[
+        str,
+        typer.Option(help="the URL agents are told to use (behind a load balancer), not Host"),
+    ] = "",
+    artifacts_url: Annotated[
+        str, typer.Option(help="where agents fetch release targets, e.g. a CDN")
+    ] = "",
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(help="believe X-Forwarded-* from this address or range (repeatable)"),
+    ] = None,
 ) -> None:
     """Serve the agent API, the admin API and the TUF repository.
 
@@ -152,12 +164,19 @@ def run(
             await super().shutdown(sockets)
 
     from uptend.server.app import create_app
+    from uptend.server.forwarded import check_url, networks
     from uptend.server.services.setup import load_settings, secure_data_dir
     from uptend.server.storage.db import migrate
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     os.umask(0o077)  # whatever the server writes (uploads, database journals) is its own
-    settings = load_settings(data_dir, database_url or None)
+    settings = dataclasses.replace(
+        load_settings(data_dir, database_url or None),
+        public_url=check_url("--public-url", public_url) if public_url else "",
+        artifacts_url=check_url("--artifacts-url", artifacts_url) if artifacts_url else "",
+        trusted_proxies=tuple(trusted_proxy or ()),
+    )
+    networks(settings.trusted_proxies)  # a bad address fails here, not at the first request
     secure_data_dir(settings)
     _check_tls(tls_cert, tls_key)
     # Before the migrations: a port in use must leave the database as it was.
@@ -173,6 +192,7 @@ def run(
         application,
         log_level="warning",
         lifespan="on",
+        proxy_headers=False,  # X-Forwarded-* only from --trusted-proxy (server.forwarded)
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
     )

@@ -8,6 +8,7 @@ from fastapi.routing import APIRoute
 
 from uptend.protocol import CheckIn, Directives, EnrollRequest, EnrollResponse
 from uptend.protocol.agent_api import WaitAnswer, WaitRequest
+from uptend.server import forwarded
 from uptend.server.api import deps
 from uptend.server.api.deps import AgentCall, Ctx, source_of
 from uptend.server.errors import responses
@@ -58,7 +59,9 @@ async def _caller(request: Request) -> AgentCall:
 )
 async def enroll(ctx: Ctx, body: EnrollRequest, request: Request) -> EnrollResponse:
     """Trade an enrollment token for an agent credential and the TUF root."""
-    return await enrollment.enroll(ctx, body, str(request.base_url), source_of(request))
+    metadata_url = f"{forwarded.base_url(request, ctx.settings)}tuf/metadata/"
+    targets_url = forwarded.targets_url(request, ctx.settings)
+    return await enrollment.enroll(ctx, body, metadata_url, targets_url, source_of(request))
 
 
 checkin_router = APIRouter(route_class=_AuthFirst)  # included in `router`, under its prefix

@@ -44,6 +44,7 @@ NEEDS = {
     "freeze": {"httpx", "uptend.protocol"},
     "channel": {"httpx", "uptend.protocol", "uptend.policy"},  # parses waves and caps
     "rollout": {"httpx", "uptend.protocol"},
+    "command": {"uptend.protocol"},  # its actions and states are its options
     "tuf-client": {"tuf", "urllib3", "cryptography", "uptend.agent"},
 }
 

@@ -25,6 +25,7 @@ PAIRS = [(cls, getattr(agent_api, cls.__name__)) for cls in wire.MESSAGES]
 WIRE_OF = {model: cls for cls, model in PAIRS} | {
     agent_api.AppState: wire.AppState,
     Outcome: wire.Outcome,
+    agent_api.CommandOutcome: wire.CommandOutcome,
 }
 
 
@@ -68,7 +69,12 @@ def test_same_fields_types_defaults_and_optionality(cls: type, model: type[BaseM
 
 
 @pytest.mark.parametrize(
-    ("mirror", "enum"), [(wire.AppState, agent_api.AppState), (wire.Outcome, Outcome)]
+    ("mirror", "enum"),
+    [
+        (wire.AppState, agent_api.AppState),
+        (wire.Outcome, Outcome),
+        (wire.CommandOutcome, agent_api.CommandOutcome),
+    ],
 )
 def test_the_enums_are_the_same(mirror: type[enum.StrEnum], enum: type[enum.StrEnum]) -> None:
     assert [(s.name, s.value) for s in mirror] == [(s.name, s.value) for s in enum]
@@ -105,8 +111,17 @@ BY_NAME: dict[str, st.SearchStrategy[Any]] = {
     "phase": st.sampled_from(["fetching", "probation", "rolling_back"]),
     "reason": TEXT,
     "log_tail": TEXT,
+    "result": TEXT,
+    "wait_s": st.floats(min_value=0, max_value=wire.MAX_WAIT_S),
 }
-WIRE_MESSAGES = {wire.EnrollRequest, wire.AppStatus, wire.Report, wire.CheckIn}
+WIRE_MESSAGES = {
+    wire.EnrollRequest,
+    wire.AppStatus,
+    wire.Report,
+    wire.CheckIn,
+    wire.CommandAck,
+    wire.WaitRequest,
+}
 
 
 def _strategy(tp: Any, name: str = "", *, sent: bool = False) -> st.SearchStrategy[Any]:

@@ -88,6 +88,7 @@ def test_an_idle_check_in_writes_nothing_and_answers_unchanged(server: Fleet) ->
             "retry": [],
             "generation": first["generation"],
             "unchanged": True,
+            "commands": [],
         }
         assert len(idle.content) < 100  # a few bytes, whatever the number of apps
     # an old agent (no generation) gets the full answer, and still nothing is written

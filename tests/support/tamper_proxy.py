@@ -8,7 +8,10 @@ fault names a substring of the request path and how many requests it hits (docs/
 - `endless(path)`: 200 with no Content-Length and a body that never ends (docs/faults.md A5);
 - `cut(path, after)`: the upstream status and headers (with the full Content-Length), then
   only the first `after` bytes of the body, then the connection is closed (docs/faults.md C20);
-- `slow(path, bytes_per_s)`: the whole body, throttled (a large download that takes a while).
+- `slow(path, bytes_per_s)`: the whole body, throttled (a large download that takes a while);
+- `drop_answer(path, body_has)`: a POST whose body holds `body_has` is forwarded and answered
+  upstream, then the connection is closed without a byte back (the answer is lost after the
+  server acted on the request). POSTs are otherwise forwarded untouched.
 
 Every request is logged as (path, Range header, status sent) for assertions, and the body
 bytes each one really sent as (path, Range header, bytes) in `served`.
@@ -30,6 +33,7 @@ class Fault:
     times: int  # requests left to hit; < 0: all of them
     after: int = 0  # for "cut": body bytes sent before the connection is closed
     rate: int = 0  # for "slow": body bytes per second
+    body_has: bytes = b""  # for "drop": a substring of the request body
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,10 @@ class TamperProxy:
         with self._lock:
             self.faults.append(Fault(path, "slow", times, rate=bytes_per_s))
 
+    def drop_answer(self, path: str, body_has: bytes, times: int = 1) -> None:
+        with self._lock:
+            self.faults.append(Fault(path, "drop", times, body_has=body_has))
+
     def clear(self) -> None:
         with self._lock:
             self.faults.clear()
@@ -97,9 +105,13 @@ class TamperProxy:
         with self._lock:
             return [s for s in self.seen if path in s.path]
 
-    def _take(self, path: str) -> Fault | None:
+    def _take(self, path: str, body: bytes | None = None) -> Fault | None:
         with self._lock:
             for fault in self.faults:
+                if (fault.kind == "drop") is (body is None):
+                    continue
+                if body is not None and fault.body_has not in body:
+                    continue
                 if fault.path in path and fault.times != 0:
                     fault.times -= 1
                     return fault
@@ -147,6 +159,30 @@ def _handler_for(proxy: TamperProxy) -> type[BaseHTTPRequestHandler]:
                     proxy.served.append((self.path, rng, len(body)))
             except OSError:
                 return  # the agent went away
+            finally:
+                conn.close()
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            fault = proxy._take(self.path, body)
+            conn = http.client.HTTPConnection(*proxy.upstream, timeout=120)
+            try:
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request("POST", self.path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                proxy._log(Seen(self.path, None, response.status, fault.kind if fault else ""))
+                if fault is not None:  # "drop": the server acted; its answer is lost
+                    return
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("connection", "server", "date", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:
+                return
             finally:
                 conn.close()
 

@@ -84,6 +84,7 @@ class ControlClient:
             reports=body.reports,
             generation=last.generation if last else None,
             valid_until=last.valid_until if last else None,
+            acks=body.acks,
         )
         try:
             answer = self.post("api/v1/checkin", sent, Directives)
@@ -96,7 +97,9 @@ class ControlClient:
         if answer.credential is not None:
             self._rotate(answer.credential)
             answer = dataclasses.replace(answer, credential=None)  # never in directives.json
-        return last if answer.unchanged and last is not None else answer
+        if answer.unchanged and last is not None:  # commands ride an "unchanged" too
+            return dataclasses.replace(last, commands=answer.commands) if answer.commands else last
+        return answer
 
     def _rotate(self, credential: str) -> None:
         """Store the new credential, then use it.

@@ -16,16 +16,20 @@ import os
 import random
 import threading
 import time
+from dataclasses import replace
 
 from uptend import __version__
 from uptend.agent import config as agent_config
 from uptend.agent import decide, faults, files, jobs, outbox, wire
+from uptend.agent.commands import CommandBook
 from uptend.agent.control import ControlClient
 from uptend.agent.driver import AppDriver
 from uptend.agent.installers import supported
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.lock import DataDirLock
+from uptend.agent.longpoll import WAIT_S, LongPoll
+from uptend.agent.operate import Operator
 from uptend.agent.status import app_status, fit, report_of
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.wire import AppDirective, AppStatus, CheckIn, Directives, Report
@@ -56,6 +60,9 @@ class Agent:
             ca_file=layout.ca_file(),
         )
         self.directives = self._last_directives()
+        self.operator = Operator(CommandBook(layout.state_dir / "commands.json"), self.supervisor)
+        self.rung = threading.Event()  # the long-poll says: something changed, check in now
+        self.longpoll: LongPoll | None = None
         self.drivers: dict[str, AppDriver] = {}
         self.looking: Work[dict[str, jobs.Answer]] | None = None
         self.asked: list[jobs.Ask] = []  # what `looking` looks up
@@ -69,13 +76,20 @@ class Agent:
         self.layout.make()
         with DataDirLock(self.layout.root):
             self.supervisor.adopt()
+            self.operator.resume()
             for app in self.layout.apps():
                 self.driver(app).resume()
             self.tick()
             next_checkin = time.monotonic()
             checked = False
+            if not once:
+                self.longpoll = self._longpoll()
             try:
                 while not self.stop.is_set():
+                    if self.rung.is_set() or self.operator.check_now:
+                        self.rung.clear()
+                        self.operator.check_now = False
+                        next_checkin = time.monotonic()
                     if time.monotonic() >= next_checkin:
                         next_checkin = time.monotonic() + self.cycle()
                         checked = True
@@ -89,6 +103,8 @@ class Agent:
                     self.wake.wait(min(wait, max(0.0, next_checkin - time.monotonic())))
                     self.wake.clear()  # before the tick: a job that ends during it wakes the next
             finally:
+                if self.longpoll is not None:
+                    self.longpoll.close()
                 for driver in self.drivers.values():
                     driver.stop()
                 if self.looking is not None:
@@ -96,6 +112,23 @@ class Agent:
                 self.spawn.close_idle()
                 self.supervisor.shut_down(keep_apps=self.config.keep_apps_on_exit)
                 self.control.close()
+
+    def _longpoll(self) -> LongPoll:
+        def ring() -> None:
+            self.rung.set()
+            self.wake.set()
+
+        client = ControlClient(
+            self.config.server, timeout_s=WAIT_S + 15, ca_file=self.layout.ca_file()
+        )
+        poll = LongPoll(
+            client,
+            credential=lambda: self.control.credential,
+            generation=lambda: self.directives.generation if self.directives else None,
+            ring=ring,
+        )
+        poll.start()
+        return poll
 
     def request_stop(self) -> None:
         """Stop the loop within a tick; safe from a signal handler or another thread."""
@@ -130,6 +163,7 @@ class Agent:
                 self._answered(app, answer)
         for driver in list(self.drivers.values()):
             driver.tick()
+        self.operator.tick()
         self.supervisor.tick([a for a in self.apps() if not self.driver(a).owns_process])
         self.spawn.close_idle()  # a child that got no next job this tick is done
 
@@ -172,7 +206,11 @@ class Agent:
                 sent[app] = len(pending)
                 budget -= len(pending)
                 reports += [r for p in pending if (r := report_of(app, p)) is not None]
-        body = CheckIn(agent_version=__version__, apps=self.statuses(), reports=reports)
+        book = self.operator.book
+        acks = book.acks(limits.MAX_REPORTS)
+        body = CheckIn(agent_version=__version__, apps=self.statuses(), reports=reports, acks=acks)
+        if self.longpoll is not None:
+            self.longpoll.checked.set()  # this check-in answers its ring: it may ask again
         try:
             directives = self.control.checkin(body, self.directives)
         except (TransientError, AuthError) as e:
@@ -184,6 +222,11 @@ class Agent:
             log.warning("check-in failed (%s); next try in %.1fs", e.message, delay)
             return delay
         self.checkin_failures = 0
+        book.delivered(acks)
+        commands, directives = directives.commands, replace(directives, commands=[])
+        if commands:
+            busy = lambda app: self.driver(app).owns_process  # noqa: E731
+            self.operator.carry_out(commands, self.apps(), busy)
         for app, count in sent.items():
             driver = self.driver(app)
             driver.save(decide.delivered(driver.plan, count))
@@ -205,6 +248,8 @@ class Agent:
             url = self.config.metadata_url
             self.asked = asks
             self.looking = jobs.lookup(self.spawn, self.layout, url, pre, asks)
+        if book.unacked:  # say what became of the commands now, not at the next poll
+            return 0.0
         return jittered_s(self.poll_interval(), self._rand.random())
 
     def apply(self, directive: AppDirective, answer: jobs.Answer | None = None) -> jobs.Ask | None:
@@ -258,10 +303,10 @@ class Agent:
             installed = files.read_current(self.layout.app_dir(app))
             alive = self.supervisor.alive(app)
             crashes = self.supervisor.crashes(app)
-            detail = driver.detail()
-            out.append(
-                app_status(app, driver.plan, installed, alive, detail, self.unwritable, crashes)
+            status = app_status(
+                app, driver.plan, installed, alive, driver.detail(), self.unwritable, crashes
             )
+            out.append(self.operator.status(status))
         return out
 
     def _last_directives(self) -> Directives | None:

@@ -102,6 +102,24 @@ class Report:
     at: datetime
 
 
+MAX_WAIT_S = 55.0
+
+
+class CommandOutcome(StrEnum):
+    """What became of a command (protocol.CommandOutcome's values)."""
+
+    DONE = "done"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandAck:
+    id: int
+    state: CommandOutcome
+    result: str = ""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckIn:
     agent_version: str
@@ -109,6 +127,7 @@ class CheckIn:
     reports: list[Report] = field(default_factory=list)
     generation: int | None = None
     valid_until: datetime | None = None
+    acks: list[CommandAck] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,6 +143,14 @@ class AppDirective:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    id: int
+    action: str
+    app: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Directives:
     poll_interval_s: float
     apps: list[AppDirective] = field(default_factory=list)
@@ -132,13 +159,37 @@ class Directives:
     unchanged: bool = False
     credential: str | None = None  # a rotated credential: store it, then use it
     valid_until: datetime | None = None
+    commands: list[Command] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0 < self.poll_interval_s <= MAX_POLL_S:  # 0 would spin the agent
             raise WireError(f"poll_interval_s: {self.poll_interval_s} is not in (0, {MAX_POLL_S}]")
 
 
-MESSAGES = (EnrollRequest, EnrollResponse, AppStatus, Report, CheckIn, AppDirective, Directives)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaitRequest:
+    generation: int | None = None
+    wait_s: float = MAX_WAIT_S
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaitAnswer:
+    ring: bool
+
+
+MESSAGES = (
+    EnrollRequest,
+    EnrollResponse,
+    AppStatus,
+    Report,
+    CommandAck,
+    CheckIn,
+    AppDirective,
+    Command,
+    Directives,
+    WaitRequest,
+    WaitAnswer,
+)
 
 
 def encode(message: object) -> bytes:

@@ -23,6 +23,7 @@ from uptend.protocol import (
     Release,
     error_from_body,
 )
+from uptend.protocol.commands import CommandSend, CommandView
 from uptend.protocol.credentials import AgentRef, TokenCreate, TokenCreated, TokenInfo
 from uptend.protocol.rollouts import ChannelPlan, ChannelPlanView, PreviewView, RolloutView
 
@@ -125,6 +126,15 @@ class Admin:
     def _on_agent(self, method: str, key: str, then: str, by_id: bool) -> Any:
         params = {"by_id": "true"} if by_id else {}
         return self.call(method, f"/api/v1/agents/{quote(key, safe='')}{then}", params=params)
+
+    def send_command(self, body: CommandSend) -> list[CommandView]:
+        data = self.call("POST", "/api/v1/commands", json=body.model_dump(mode="json"))
+        return _typed(list[CommandView], data)
+
+    def commands(self, **filters: str | int | bool | None) -> list[CommandView]:
+        params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in filters.items()}
+        wanted = {k: v for k, v in params.items() if filters[k] is not None}
+        return _typed(list[CommandView], self.call("GET", "/api/v1/commands", params=wanted))
 
     def create_token(self, body: TokenCreate) -> TokenCreated:
         data = self.call("POST", "/api/v1/tokens", json=body.model_dump(mode="json"))

@@ -68,7 +68,7 @@ def fleet_table(agents: list[dict[str, Any]]) -> Table:
                 _cell(a["app"]),
                 _cell(a["installed"]),
                 _desired(a),
-                _state(a["state"]),
+                _state("stopped by operator" if a.get("stopped_by_operator") else a["state"]),
                 literal(f"{reason['code']}: {reason['message']}"),
             )
     return table
@@ -156,14 +156,21 @@ def show(
     token: TokenOpt = "",
     json_out: JsonOpt = False,
 ) -> None:
-    """Show one agent: its apps, their state, and its latest update reports with log tails."""
-    data = Admin(server, token).agent(agent, by_id=by_id).model_dump(mode="json")
+    """Show one agent: its apps, their state, its latest commands and update reports."""
+    admin = Admin(server, token)
+    data = admin.agent(agent, by_id=by_id).model_dump(mode="json")
+    recent = admin.commands(agent=data["agent"]["id"], by_id=True, limit=10)
+    data["commands"] = [c.model_dump(mode="json") for c in recent]
     if json_out:
         print_json(data)
         return
     console.print(fleet_table([data["agent"]]))
     if labels := data["agent"]["labels"]:
         console.print(literal("labels: " + " ".join(f"{k}={v}" for k, v in labels.items())))
+    if data["commands"]:
+        from uptend.cli.command import table
+
+        console.print(table(data["commands"]))
     for r in data["reports"]:
         line = f"{r['at'][:19]}  {r['app']} {r['version']}: {r['outcome']} {r['reason']}"
         console.print(literal(line))

@@ -1,5 +1,6 @@
 """`uptend server`: create a server data dir, run the server."""
 
+import dataclasses
 import errno
 import logging
 import os
@@ -134,6 +135,17 @@ def run(
         typer.Option(help="serve HTTPS with this PEM certificate (chain), or use a TLS proxy"),
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="the PEM private key of --tls-cert")] = None,
+    public_url: Annotated[
+        str,
+        typer.Option(help="the URL agents are told to use (behind a load balancer), not Host"),
+    ] = "",
+    artifacts_url: Annotated[
+        str, typer.Option(help="where agents fetch release targets, e.g. a CDN")
+    ] = "",
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(help="believe X-Forwarded-* from this address or range (repeatable)"),
+    ] = None,
 ) -> None:
     """Serve the agent API, the admin API and the TUF repository.
 
@@ -143,13 +155,28 @@ def run(
     """
     import uvicorn
 
+    class _Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            """Held long-polls answer first: uvicorn waits for every request to end."""
+            ctx = getattr(application.state, "ctx", None)
+            if ctx is not None:
+                ctx.hub.release()
+            await super().shutdown(sockets)
+
     from uptend.server.app import create_app
+    from uptend.server.forwarded import check_url, networks
     from uptend.server.services.setup import load_settings, secure_data_dir
     from uptend.server.storage.db import migrate
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     os.umask(0o077)  # whatever the server writes (uploads, database journals) is its own
-    settings = load_settings(data_dir, database_url or None)
+    settings = dataclasses.replace(
+        load_settings(data_dir, database_url or None),
+        public_url=check_url("--public-url", public_url) if public_url else "",
+        artifacts_url=check_url("--artifacts-url", artifacts_url) if artifacts_url else "",
+        trusted_proxies=tuple(trusted_proxy or ()),
+    )
+    networks(settings.trusted_proxies)  # a bad address fails here, not at the first request
     secure_data_dir(settings)
     _check_tls(tls_cert, tls_key)
     # Before the migrations: a port in use must leave the database as it was.
@@ -165,10 +192,11 @@ def run(
         application,
         log_level="warning",
         lifespan="on",
+        proxy_headers=False,  # X-Forwarded-* only from --trusted-proxy (server.forwarded)
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     scheme = "https" if tls_cert else "http"
     print(f"listening on {scheme}://{host}:{bound}", flush=True)  # noqa: T201 - the contract
     server.run(sockets=[sock])

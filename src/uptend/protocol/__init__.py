@@ -30,11 +30,17 @@ if TYPE_CHECKING:
         AppState,
         AppStatus,
         CheckIn,
+        Command,
+        CommandAck,
+        CommandOutcome,
         Directives,
         EnrollRequest,
         EnrollResponse,
         Report,
+        WaitAnswer,
+        WaitRequest,
     )
+    from uptend.protocol.commands import CommandAction, CommandSend, CommandState, CommandView
     from uptend.protocol.credentials import (
         AgentRef,
         TokenCreate,
@@ -73,8 +79,10 @@ _MODULES = {
         " GroupApp GroupSet LabelChange Release ReportView"
     ),
     "agent_api": (
-        "AppDirective AppState AppStatus CheckIn Directives EnrollRequest EnrollResponse Report"
+        "AppDirective AppState AppStatus CheckIn Command CommandAck CommandOutcome Directives"
+        " EnrollRequest EnrollResponse Report WaitAnswer WaitRequest"
     ),
+    "commands": "CommandAction CommandSend CommandState CommandView",
     "credentials": "AgentRef TokenCreate TokenCreated TokenInfo TokenRole TokenState",
     "errors": "ErrorBody error_from_body",
     "reasons": (
@@ -108,6 +116,13 @@ __all__ = [
     "AppSummary",
     "AutoUpdateOff",
     "CheckIn",
+    "Command",
+    "CommandAck",
+    "CommandAction",
+    "CommandOutcome",
+    "CommandSend",
+    "CommandState",
+    "CommandView",
     "ConcurrencyCap",
     "DeferredPrecondition",
     "Directives",
@@ -145,6 +160,8 @@ __all__ = [
     "UpToDate",
     "UpdatePending",
     "Updating",
+    "WaitAnswer",
+    "WaitRequest",
     "WaitingWave",
     "error_from_body",
 ]

@@ -66,6 +66,7 @@ class AgentApp(_Wire):
     reason: Reason
     log_tail: str = ""
     critical: bool = False  # the newest release is critical
+    stopped_by_operator: bool = False  # stopped by `uptend command send ... stop` until `start`
 
 
 class Agent(_Wire):

@@ -130,6 +130,23 @@ class Report(_Wire):
     at: Timestamp
 
 
+MAX_WAIT_S = 55.0  # the longest a server holds a long-poll (`/wait`) open
+
+
+class CommandOutcome(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    EXPIRED = "expired"  # not carried out: it arrived after its expires_at
+
+
+class CommandAck(_Wire):
+    """What became of one command (`Directives.commands`), sent until a check-in takes it."""
+
+    id: Count
+    state: CommandOutcome
+    result: ReasonText = ""
+
+
 class CheckIn(_Wire):
     agent_version: AgentVersion
     apps: list[AppStatus] = Field(default=[], max_length=limits.MAX_APPS)
@@ -145,6 +162,9 @@ class CheckIn(_Wire):
     valid_until: Timestamp | None = Field(
         default=None, description="the valid_until of the directives the agent holds, if any"
     )
+    acks: list[CommandAck] = Field(
+        default=[], max_length=limits.MAX_REPORTS, description="commands carried out, by id"
+    )
 
 
 class AppDirective(_Wire):
@@ -156,6 +176,15 @@ class AppDirective(_Wire):
     critical: bool = False  # a critical release: installed at once, windows and freezes pass
     hold: str | None = None  # a reason code (outside_window, frozen): stage, but install nothing
     hold_until: datetime | None = None  # while held: when installs may start (look again then)
+
+
+class Command(_Wire):
+    """An operator's command (`uptend command send`): carry it out once, by id, then ack it."""
+
+    id: int
+    action: str  # start | stop | restart | check-now
+    app: str | None = None  # None: every app of the agent
+    expires_at: datetime | None = None  # not to be carried out after this
 
 
 class Directives(_Wire):
@@ -179,3 +208,17 @@ class Directives(_Wire):
         description="the answer changes then (a window opens or closes, a freeze starts or"
         " ends): echo it in check-ins; a server answers in full once it has passed",
     )
+    commands: list[Command] = Field(
+        default=[], description="operator commands not yet acknowledged (redelivered until then)"
+    )
+
+
+class WaitRequest(_Wire):
+    """A long-poll: answered at once when something changed for the agent, else at `wait_s`."""
+
+    generation: int | None = Field(default=None, ge=0, le=limits.MAX_INT)
+    wait_s: float = Field(default=MAX_WAIT_S, ge=0, le=MAX_WAIT_S)
+
+
+class WaitAnswer(_Wire):
+    ring: bool = Field(description="something changed: check in now")

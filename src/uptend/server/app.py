@@ -7,16 +7,17 @@ import logging
 from collections.abc import AsyncIterator
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from uptend import __version__
 from uptend.server import errors
-from uptend.server.api import admin, agent, ops
+from uptend.server.api import admin, agent, commands, ops
 from uptend.server.api import rollouts as rollout_api
 from uptend.server.bodylimit import BodyLimit
 from uptend.server.generation import GenerationReader
 from uptend.server.lastseen import LastSeen
+from uptend.server.notify import Hub
 from uptend.server.ratelimit import Guard
 from uptend.server.services.context import Context, utcnow
 from uptend.server.services.releases import remove_orphaned_uploads
@@ -64,10 +65,18 @@ def create_app(settings: Settings) -> FastAPI:
         generation_read = GenerationRead(db)
         reader = GenerationReader(generation_read)
         guard = Guard(settings.limits)
+        hub = Hub(db, reader)
         ctx = Context(
-            settings=settings, db=db, repo=repo, lastseen=lastseen, generation=reader, guard=guard
+            settings=settings,
+            db=db,
+            repo=repo,
+            lastseen=lastseen,
+            generation=reader,
+            guard=guard,
+            hub=hub,
         )
         app.state.ctx = ctx
+        await hub.start()
         tasks = [
             asyncio.create_task(_keep_signed(ctx)),
             asyncio.create_task(lastseen.run()),
@@ -77,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await hub.close()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -95,9 +105,10 @@ def create_app(settings: Settings) -> FastAPI:
         larger={("POST", "/api/v1/releases"): settings.max_upload_bytes},
     )
     app.include_router(agent.router)
-    app.include_router(admin.router)
+    app.include_router(admin.router, dependencies=[Depends(commands.changed)])
+    app.include_router(commands.router, dependencies=[Depends(commands.changed)])
     app.include_router(ops.router)
-    app.include_router(rollout_api.router)
+    app.include_router(rollout_api.router, dependencies=[Depends(commands.changed)])
     app.mount("/tuf/metadata", StaticFiles(directory=repo.metadata_dir), name="tuf-metadata")
     app.mount("/tuf/targets", StaticFiles(directory=repo.targets_dir), name="tuf-targets")
 

@@ -102,6 +102,9 @@ def _limits_from_env() -> Limits:
 class Settings:
     data_dir: Path
     database_url: str = ""
+    public_url: str = ""  # `server run --public-url`: what agents are told, not the Host header
+    artifacts_url: str = ""  # `--artifacts-url`: where agents fetch targets (a CDN)
+    trusted_proxies: tuple[str, ...] = ()  # `--trusted-proxy`: whose X-Forwarded-* is believed
     expiry: Expiry = field(default_factory=_expiry_from_env)
     resign_check_s: float = field(default_factory=lambda: _env_seconds(RESIGN_CHECK_ENV, 60.0))
     lastseen_flush_s: float = field(default_factory=lambda: _env_seconds(LASTSEEN_FLUSH_ENV, 5.0))

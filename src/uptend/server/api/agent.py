@@ -7,6 +7,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
 
 from uptend.protocol import CheckIn, Directives, EnrollRequest, EnrollResponse
+from uptend.protocol.agent_api import WaitAnswer, WaitRequest
+from uptend.server import forwarded
 from uptend.server.api import deps
 from uptend.server.api.deps import AgentCall, Ctx, source_of
 from uptend.server.errors import responses
@@ -57,7 +59,9 @@ async def _caller(request: Request) -> AgentCall:
 )
 async def enroll(ctx: Ctx, body: EnrollRequest, request: Request) -> EnrollResponse:
     """Trade an enrollment token for an agent credential and the TUF root."""
-    return await enrollment.enroll(ctx, body, str(request.base_url), source_of(request))
+    metadata_url = f"{forwarded.base_url(request, ctx.settings)}tuf/metadata/"
+    targets_url = forwarded.targets_url(request, ctx.settings)
+    return await enrollment.enroll(ctx, body, metadata_url, targets_url, source_of(request))
 
 
 checkin_router = APIRouter(route_class=_AuthFirst)  # included in `router`, under its prefix
@@ -89,6 +93,31 @@ async def checkin(
     if isinstance(answer, bytes):  # "unchanged", serialized once per generation and group
         return Response(answer, media_type="application/json")
     return answer
+
+
+@checkin_router.post(
+    "/wait",
+    response_model=WaitAnswer,
+    responses=responses(
+        {
+            **REFUSED,
+            401: "the agent credential is missing, not valid or revoked",
+            429: "too many failed authentications from this address or id (Retry-After)",
+        }
+    ),
+)
+async def wait(call: Annotated[AgentCall, Depends(_caller)], body: WaitRequest) -> WaitAnswer:
+    """A long-poll: `ring` at once when something changed for this agent, else at `wait_s`.
+
+    Something changed: a command is queued for it, or the directives it holds (`generation`)
+    are no longer current. The agent then checks in as usual. A held request costs a future,
+    not a thread.
+    """
+    assert call.agent.agent_id is not None
+    ring = await call.ctx.hub.wait(
+        call.agent.agent_id, body.generation, call.generation, body.wait_s
+    )
+    return WaitAnswer(ring=ring)
 
 
 router.include_router(checkin_router)

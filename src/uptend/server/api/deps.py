@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from uptend.server import forwarded
 from uptend.server.cache import Caller
 from uptend.server.services.auth import ADMIN, AGENT, Principal, identify
 from uptend.server.services.context import Context
@@ -27,9 +28,10 @@ def source_of(request: Request) -> str:
     """The address a request came from: the peer, not a header a client could forge.
 
     Behind a reverse proxy every request comes from the proxy (rate limits then apply to
-    all callers behind it together; see the README).
+    all callers behind it together; see the README), unless it is a `--trusted-proxy`: its
+    X-Forwarded-For is believed (`uptend.server.forwarded`).
     """
-    return request.client.host if request.client is not None else "unknown"
+    return forwarded.source_of(request, request.app.state.ctx.settings)
 
 
 async def principal(request: Request, role: str) -> Principal:

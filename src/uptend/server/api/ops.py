@@ -23,7 +23,8 @@ router = APIRouter(prefix="/api/v1/server", tags=["ops"])
 async def server_stats(ctx: Ctx, _: Admin) -> dict[str, Any]:
     """Statements by kind, check-ins, last-seen batching, caches, authentication failures.
 
-    `auth` counts failed authentications by reason and the 429s the rate limits answered.
+    `auth` counts failed authentications by reason and the 429s the rate limits answered;
+    `held_long_polls` the `/wait` requests held open now.
     """
     memory = ctx.memory
     caches = {
@@ -34,5 +35,8 @@ async def server_stats(ctx: Ctx, _: Admin) -> dict[str, Any]:
         "agents": len(memory.known),
     }
     return stats.snapshot(ctx.db.statements, ctx.checkins, ctx.lastseen, caches) | {
-        "auth": ctx.guard.as_json()
+        "auth": ctx.guard.as_json(),
+        "held_long_polls": ctx.hub.held,
+        "agents_with_commands": len(ctx.hub.pending),
+        "listener_pid": ctx.hub.listener_pid,  # PostgreSQL: the LISTEN connection's backend
     }

@@ -9,6 +9,7 @@ from uptend.errors import ConfigError
 from uptend.protocol import AppState, AppStatus, CheckIn, Directives, Report
 from uptend.protocol.reasons import FAILED_OUTCOMES
 from uptend.server.cache import Caller, GroupPlan, Known
+from uptend.server.services import commands
 from uptend.server.services.context import Context, utcnow
 from uptend.server.services.directives import directives_for, plan_for, rollout_gates
 from uptend.server.storage import hotpath
@@ -152,12 +153,19 @@ async def checkin(
         same, seen = True, False
     if not seen:
         ctx.lastseen.seen(agent.agent_id, now)
+    queued = []  # a set lookup on the idle path: only an agent with commands reads them
+    if body.acks or agent.agent_id in ctx.hub.pending:
+        queued = await commands.at_checkin(ctx, agent.agent_id, body.acks)
     # What the agent holds stays true until its generation moves or its valid_until passes.
     still_valid = body.valid_until is None or now < body.valid_until
     if body.generation == generation and same and not retry and still_valid:
         ctx.checkins.unchanged += 1
+        if queued:
+            keep = Directives(poll_interval_s=plan.poll_interval_s, generation=generation)
+            return keep.model_copy(update={"unchanged": True, "commands": queued})
         return plan.unchanged
     gates = await rollout_gates(ctx, plan, agent.agent_id, known.installed, now)
-    return directives_for(
+    answer = directives_for(
         plan, known.installed, generation=generation, retry=retry, now=now, gates=gates
     )
+    return commands.with_commands(answer, queued)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from uptend.server.cache import Memory
 from uptend.server.generation import GenerationReader
 from uptend.server.lastseen import LastSeen
+from uptend.server.notify import Hub
 from uptend.server.ratelimit import Guard
 from uptend.server.settings import Settings
 from uptend.server.stats import CheckinCounters
@@ -23,6 +24,7 @@ class Context:
     lastseen: LastSeen
     generation: GenerationReader[Counters]  # both counters, one read per burst of requests
     guard: Guard  # rate limits and failure counts of this process
+    hub: Hub  # held long-polls, and the agents with commands pending
     # Publishing bumps TUF metadata versions: one at a time per process (TufRepo also
     # holds a file lock for several processes on one data dir).
     publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -74,8 +74,9 @@ def _refusal(token: TokenRow | None) -> auth.Refusal | None:
 
 
 async def enroll(
-    ctx: Context, request: EnrollRequest, base_url: str, source: str
+    ctx: Context, request: EnrollRequest, metadata_url: str, targets_url: str, source: str
 ) -> EnrollResponse:
+    """`metadata_url` and `targets_url`: what the agent is told (`server.forwarded`)."""
     _limit(ctx, source)
     name = check_agent_name(request.name)
     check_name("group", request.group)
@@ -121,7 +122,7 @@ async def enroll(
         agent_id=agent.id,
         credential=credential,
         root=ctx.repo.initial_root().decode(),
-        metadata_url=f"{base_url}tuf/metadata/",
-        targets_url=f"{base_url}tuf/targets/",
+        metadata_url=metadata_url,
+        targets_url=targets_url,
         poll_interval_s=group.poll_interval_s,
     )

@@ -33,6 +33,7 @@ from uptend.protocol import (
 from uptend.protocol.labels import parse_labels
 from uptend.protocol.reasons import FINE_CODES
 from uptend.server.services.agents import find as find_agent
+from uptend.server.services.commands import STOPPED_BY_OPERATOR
 from uptend.server.services.context import Context, utcnow
 from uptend.server.services.pins import PinPlan, resolutions
 from uptend.server.services.schedule import schedule_of
@@ -169,6 +170,7 @@ async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime)
                     reason=explain(p.code, facts),
                     log_tail=p.log_tail,
                     critical=p.critical,
+                    stopped_by_operator=p.state == "stopped" and p.said == STOPPED_BY_OPERATOR,
                 )
             )
         out.append(

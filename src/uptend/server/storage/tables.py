@@ -284,3 +284,23 @@ class RolloutHostRow(Base):
     restarts_then: Mapped[int] = mapped_column(Integer, default=0)
     slot: Mapped[bool] = mapped_column(Boolean, default=False)  # holds an installing slot
     outcome: Mapped[str] = mapped_column(String(16), default="")  # succeeded | failed, once done
+
+
+# -- operator commands (migration 0011) -------------------------------------------------------
+
+
+class CommandRow(Base):
+    """One `uptend command send` to one agent; its id is also the notification sequence."""
+
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_agent_state", "agent_id", "state"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(String(32), ForeignKey("agents.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))
+    app: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))  # pending | done | failed | expired
+    result: Mapped[str] = mapped_column(Text, default="")
+    sent_by: Mapped[str] = mapped_column(String(64))  # admin#<token id>
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -26,6 +26,7 @@ from uptend.agent.installers import supported
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.lock import DataDirLock
+from uptend.agent.selfupdate import SelfHost, handover
 from uptend.agent.status import app_status, fit, report_of
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.wire import AppDirective, AppStatus, CheckIn, Directives, Report
@@ -62,6 +63,7 @@ class Agent:
         self._rand = random.Random()  # noqa: S311 - jitter, not secrets
         self.checkin_failures = 0
         self.unwritable = ""  # set each cycle: why updates are held back, if they are
+        self.host = SelfHost(layout)  # an installed agent's launcher state, sd_notify
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -69,17 +71,20 @@ class Agent:
         self.layout.make()
         with DataDirLock(self.layout.root):
             self.supervisor.adopt()
+            self.host.before_resume(self.driver)
             for app in self.layout.apps():
                 self.driver(app).resume()
             self.tick()
+            self.host.started()
             next_checkin = time.monotonic()
             checked = False
             try:
-                while not self.stop.is_set():
+                while not self.stop.is_set() and handover() is None:
                     if time.monotonic() >= next_checkin:
                         next_checkin = time.monotonic() + self.cycle()
                         checked = True
                     self.tick()
+                    self.host.ticked()
                     if self.report_waits():  # an update just ended: say so, and hear what next
                         next_checkin = time.monotonic()
                     busy = self.busy()
@@ -94,7 +99,8 @@ class Agent:
                 if self.looking is not None:
                     self.looking.cancel()
                 self.spawn.close_idle()
-                self.supervisor.shut_down(keep_apps=self.config.keep_apps_on_exit)
+                keep = self.config.keep_apps_on_exit or handover() is not None
+                self.supervisor.shut_down(keep_apps=keep)
                 self.control.close()
 
     def request_stop(self) -> None:
@@ -149,7 +155,7 @@ class Agent:
             now=time.time(),
             rand=self._rand.random(),
             poll_s=self.poll_interval(),
-            kinds=supported(),
+            kinds=self.host.kinds(supported()),
             lookup=answer,
         )
 
@@ -184,6 +190,7 @@ class Agent:
             log.warning("check-in failed (%s); next try in %.1fs", e.message, delay)
             return delay
         self.checkin_failures = 0
+        self.host.checked_in()
         for app, count in sent.items():
             driver = self.driver(app)
             driver.save(decide.delivered(driver.plan, count))
@@ -255,7 +262,7 @@ class Agent:
         out = []
         for app in self.apps()[: limits.MAX_APPS]:  # the server takes no more per check-in
             driver = self.driver(app)
-            installed = files.read_current(self.layout.app_dir(app))
+            installed = self.host.installed(app, files.read_current(self.layout.app_dir(app)))
             alive = self.supervisor.alive(app)
             out.append(
                 app_status(app, driver.plan, installed, alive, driver.detail(), self.unwritable)

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from uptend import archive
+from uptend.cli import release_agent
 from uptend.cli._client import Admin, ServerOpt, TokenOpt, public_metadata
 from uptend.cli._output import console, err_console, literal, print_json
 from uptend.errors import ConfigError
@@ -283,3 +284,6 @@ def list_releases(
             literal(r["created_at"][:19]),
         )
     console.print(table)
+
+
+release_agent.register(app)  # `publish-agent`, in its own module

@@ -16,6 +16,10 @@ from uptend.protocol.versions import parse_version
 
 class InstallKind(StrEnum):
     BUNDLE = "bundle"
+    AGENT = "agent"  # the agent itself: a wheelhouse (agent/installers/agent.py)
+
+
+AGENT_APP = "uptend-agent"  # the app whose releases are the agent's own (kind `agent`)
 
 
 class ArchiveFormat(StrEnum):

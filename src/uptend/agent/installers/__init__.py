@@ -1,10 +1,14 @@
 """Install kinds: one `Installer` per signed `custom.kind`, chosen by `for_kind`."""
 
+from collections.abc import Callable
+
+from uptend.agent.installers.agent import AgentInstaller
 from uptend.agent.installers.base import Installer, Signed
 from uptend.agent.installers.bundle import BundleInstaller
 from uptend.agent.layout import Layout
 
-KINDS: dict[str, type[BundleInstaller]] = {BundleInstaller.kind: BundleInstaller}
+KINDS: dict[str, Callable[[Layout, str], Installer]] = {BundleInstaller.kind: BundleInstaller}
+KINDS[AgentInstaller.kind] = AgentInstaller
 
 
 def supported() -> frozenset[str]:

@@ -4,6 +4,7 @@ One module (xdist --dist loadfile: one worker) so the wheelhouse and the install
 environment are built once and shared (hard links) by every test here.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from tests.support import agent_builds
 from tests.support.agent_builds import BASE_VERSION, ServiceStandIn, share_env
 from tests.support.fleet import UPTEND, Fleet, wait_until
+from uptend.agent.crashpoints import LOG_ENV, SELF_CRASHPOINTS
 from uptend.agent.selfupdate_env import build_env
 
 NEW = "0.2.0"
@@ -86,15 +88,13 @@ def host(fleet: Fleet, builds: dict[str, Path]) -> Iterator[Installed]:
     h = Installed(fleet, builds, "h1")
     h.start()
     wait_until(lambda: _running(h, BASE_VERSION), 60, "agent 0.1.0 checked in")
-    wait_until(lambda: (h.prefix / "data/apps/demo/run.json").exists(), 30, "demo running")
+    wait_until((h.prefix / "data/apps/demo/run.json").exists, 30, "demo running")
     yield h
     if h.service is not None:
         h.service.stop()
     for run in h.prefix.glob("data/apps/*/run.json"):
-        try:
+        with contextlib.suppress(OSError, ValueError, KeyError):
             os.killpg(int(json.loads(run.read_text())["pid"]), 9)
-        except (OSError, ValueError, KeyError):
-            pass
 
 
 def _running(h: Installed, version: str) -> bool:
@@ -114,6 +114,9 @@ def test_the_running_agent_becomes_the_new_version_and_the_app_keeps_its_pid(
     fleet: Fleet, builds: dict[str, Path], host: Installed
 ) -> None:
     assert host.status()["agent_version"] == BASE_VERSION
+    reached = fleet.root / "crashpoints.log"
+    _restart(host, [], env={LOG_ENV: str(reached)})
+    wait_until(lambda: _running(host, BASE_VERSION), 60, "agent 0.1.0 back")
     app_pid = host.app_pid()
     assert host.service is not None
     agent_pid = host.service.pids[-1]
@@ -123,7 +126,8 @@ def test_the_running_agent_becomes_the_new_version_and_the_app_keeps_its_pid(
     wait_until(lambda: _running(host, NEW), 240, "agent 0.2.0 checked in")
     assert host.agent_path() == str(host.prefix / "versions" / NEW / "bin" / "python")
     assert host.service.pids == [agent_pid]  # handed over by exec: the same process
-    assert host.app_pid() == app_pid and _alive(app_pid)  # adopted, not restarted
+    assert host.app_pid() == app_pid
+    assert _alive(app_pid)
     wait_until(lambda: host.journal()["phase"] == "idle", 30, "the switch settled")
     assert host.journal()["current"] == NEW
     status = host.status()
@@ -132,6 +136,8 @@ def test_the_running_agent_becomes_the_new_version_and_the_app_keeps_its_pid(
     assert status["versions"] == {BASE_VERSION: "old", NEW: "good"}
     reports = host.server_view()["reports"]
     assert any(r["app"] == "uptend-agent" and r["outcome"] == "installed" for r in reports)
+    # the companion of the crash-point test: one self-update reaches every point
+    assert set(SELF_CRASHPOINTS) <= set(reached.read_text().split())
 
 
 def _breaks_at_import(src: Path) -> None:
@@ -165,7 +171,7 @@ def _crashes_after_switch(src: Path) -> None:
     resident = src / "agent" / "resident.py"
     text = resident.read_text().replace(
         "    args = parser.parse_args(argv)\n",
-        "    args = parser.parse_args(argv)\n    raise SystemExit(7)  # every start, after the trial\n",
+        "    args = parser.parse_args(argv)\n    raise SystemExit(7)  # at every start\n",
     )
     resident.write_text(text)
 
@@ -203,7 +209,8 @@ def test_a_broken_new_version_leaves_the_host_on_the_first_one(
     assert reports[0]["log_tail"] or name != "crash"  # the dead version's log, when it ran
     status = host.status()
     assert status["agent_version"] == BASE_VERSION
-    assert host.app_pid() == app_pid and _alive(app_pid)
+    assert host.app_pid() == app_pid
+    assert _alive(app_pid)
     # not retried: a few more polls, and no new attempt
     attempts = len(list((host.prefix / "data/logs/updates").glob("uptend-agent*")))
     before = host.server_view()["agent"]["last_seen"]
@@ -212,7 +219,8 @@ def test_a_broken_new_version_leaves_the_host_on_the_first_one(
     assert host.journal()["target"] is None
     if name == "crash":
         assert status["versions"][NEW] == "bad"
-        assert host.service is not None and len(host.service.pids) >= 4  # 1 + 3 boots of 0.2.0
+        assert host.service is not None
+        assert len(host.service.pids) >= 4
 
 
 def test_install_service_writes_a_unit_that_keeps_the_apps(tmp_path: Path) -> None:
@@ -231,3 +239,51 @@ def test_install_service_writes_a_unit_that_keeps_the_apps(tmp_path: Path) -> No
     assert f"ExecStart={prefix}/bin/uptend-agent --keep-apps-on-exit" in text
     for line in ("Restart=always", "KillMode=process", "Type=notify", "WatchdogSec=60"):
         assert line in text.splitlines()
+
+
+def _restart(host: Installed, arms: list[str], env: dict[str, str] | None = None) -> None:
+    """Stop the service (the apps stay: --keep-apps-on-exit) and start it with `arms`."""
+    assert host.service is not None
+    host.service.stop()
+    log = host.fleet.root / f"{host.name}.log"
+    host.service = ServiceStandIn(host.prefix, log, env=env, arms=arms)
+
+
+def _settled_on(host: Installed, version: str) -> bool:
+    plan = host.journal()
+    return plan["phase"] == "idle" and plan["current"] == version and _running(host, version)
+
+
+def test_kill_9_at_every_point_of_a_self_update_leaves_a_working_agent(
+    fleet: Fleet, builds: dict[str, Path], host: Installed
+) -> None:
+    """Each self-update point, killed once (SIGKILL, no clean-up), in two updates.
+
+    0.2.0: killed when built, after its trial, after the pointer is written; 0.3.0: killed
+    at the handover (before the exec) and right after it is confirmed. Each time the
+    service stand-in starts the launcher again, which starts a complete agent that finishes
+    the update; the app keeps its pid throughout.
+    """
+    app_pid = host.app_pid()
+    _restart(host, ["self:built", "self:trial", "self:pointed"])
+    fleet.cli("release", "publish-agent", NEW, str(variant(builds, "good", None)))
+    wait_until(lambda: _settled_on(host, NEW), 300, "0.2.0 installed after 3 kills")
+    assert host.service is not None
+    assert host.service.exits[:3] == [-9, -9, -9]
+    assert host.app_pid() == app_pid
+    assert _alive(app_pid)
+
+    _restart(host, ["self:handover", "self:confirmed"])
+    third = agent_builds.variant(builds["base"], builds["root"] / "wh-third", "0.3.0")
+    fleet.cli("release", "publish-agent", "0.3.0", str(third))
+    wait_until(lambda: _settled_on(host, "0.3.0"), 300, "0.3.0 installed after 2 kills")
+    assert host.service.exits[:2] == [-9, -9]
+    assert host.app_pid() == app_pid
+    assert _alive(app_pid)
+    assert host.status()["versions"]["0.3.0"] == "good"
+    outcomes = [
+        (r["version"], r["outcome"])
+        for r in host.server_view()["reports"]
+        if r["app"] == "uptend-agent"
+    ]
+    assert sorted(outcomes) == [("0.2.0", "installed"), ("0.3.0", "installed")]

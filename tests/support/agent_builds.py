@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from uptend.agent import launcher
+from uptend.agent.crashpoints import ARM_ENV
 
 TREE = Path(__file__).resolve().parents[2]
 BASE_VERSION = "0.1.0"
@@ -81,10 +82,17 @@ class ServiceStandIn:
     process ends, until `stop`; `pids` lists every process it started.
     """
 
-    def __init__(self, prefix: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        prefix: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+        arms: list[str] | None = None,
+    ) -> None:
         self.prefix = prefix
         self.log = log
         self.env = {**os.environ, **(env or {})}
+        self.arms = list(arms or [])  # UPTEND_CRASHPOINT of each next start, then none
         self.proc: subprocess.Popen[bytes] | None = None
         self.pids: list[int] = []
         self.exits: list[int] = []
@@ -98,13 +106,16 @@ class ServiceStandIn:
             with self._lock:
                 if self._stop.is_set():
                     return
+                env = dict(self.env)
+                if self.arms:
+                    env[ARM_ENV] = self.arms.pop(0)
                 with self.log.open("ab") as out:
                     self.proc = subprocess.Popen(
                         [str(self.prefix / "bin" / "uptend-agent"), "--keep-apps-on-exit"],
                         stdout=out,
                         stderr=out,
                         stdin=subprocess.DEVNULL,
-                        env=self.env,
+                        env=env,
                     )
                 self.pids.append(self.proc.pid)
             self.exits.append(self.proc.wait())

@@ -33,6 +33,11 @@ ALL_CRASHPOINTS = (
     "saved:idle",  # committed (or rolled back), cleanup may be pending
 )
 
+# The agent's own update (installers/agent.py, selfupdate.py, driver.py), in order: the new
+# environment built / its trial passed (in the worker child), the launcher's pointer written,
+# the loop stopped and the apps left (just before the exec), the new version confirmed good.
+SELF_CRASHPOINTS = ("self:built", "self:trial", "self:pointed", "self:handover", "self:confirmed")
+
 # A credential rotation (agent/control.py): handed over, not yet stored / stored, not yet used.
 CREDENTIAL_CRASHPOINTS = ("credential:received", "credential:stored")
 

@@ -8,6 +8,8 @@ every directive (nothing is acted on, nothing written: the running agent holds t
 dir). It prints `trial ok <version> <nonce>` and exits 0; anything else fails the trial.
 """
 
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,16 @@ def _no_store(_credential: str) -> None:
     raise OSError("the trial does not store credentials")
 
 
+def _alive(layout: Layout, app: str) -> bool:
+    """The app's recorded process runs (the running agent supervises it, not the trial)."""
+    try:
+        pid = json.loads(layout.run_file(app).read_text()).get("pid")
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
 def trial(root: Path) -> int:
     layout = Layout(root)
     config = agent_config.load(layout)
@@ -38,7 +50,9 @@ def trial(root: Path) -> int:
     if layout.directives.exists():
         last = wire.decode(Directives, layout.directives.read_bytes())
     statuses = [
-        app_status(app, plan, files.read_current(layout.app_dir(app)), True, (None,) * 3, "")
+        app_status(
+            app, plan, files.read_current(layout.app_dir(app)), _alive(layout, app), (None,) * 3, ""
+        )
         for app, plan in plans.items()
     ]
     control = ControlClient(

@@ -199,8 +199,11 @@ class SelfHost:
 _SWITCHING = (Phase.ACTIVATING, Phase.PROBATION)
 
 
-def versions(prefix: Path) -> dict[str, str]:
-    """Each version on disk and its state: good, trial (current, unconfirmed), bad, old."""
+def versions(prefix: Path, failed: tuple[str, ...] = ()) -> dict[str, str]:
+    """Each version on disk and its state: good, trial (current, unconfirmed), bad, old.
+
+    Bad: the launcher fell back from it, or it failed here (`failed`: its trial, say).
+    """
     state = launcher.load(prefix)
     out = {}
     root = prefix / "versions"
@@ -208,7 +211,7 @@ def versions(prefix: Path) -> dict[str, str]:
         if p.name.startswith("."):
             continue
         v = p.name
-        if v in state["bad"]:
+        if v in state["bad"] or v in failed:
             out[v] = "bad"
         elif v == state["current"] and v != state["good"]:
             out[v] = "trial"
@@ -226,9 +229,10 @@ def status(layout: Layout) -> dict[str, Any]:
         return {"agent_version": __version__, "agent_path": sys.executable, "versions": {}}
     state = launcher.load(prefix)
     current = state["current"] or __version__
+    plan = Journal(layout.journal(AGENT_APP), layout.app_dir(AGENT_APP)).load()
     return {
         "agent_version": current,
         "agent_path": str(launcher.python_of(prefix, current)),
-        "versions": versions(prefix),
+        "versions": versions(prefix, plan.bad),
         "bad": state["bad"],
     }

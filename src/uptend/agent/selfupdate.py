@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from uptend import __version__
-from uptend.agent import launcher
+from uptend.agent import files, launcher
 from uptend.agent.crashpoints import crashpoint
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
@@ -171,9 +171,15 @@ class SelfHost:
         if not isinstance(fallback, dict):
             return
         d = driver(AGENT_APP)
-        if d.plan.target == fallback.get("version") and d.plan.phase in _SWITCHING:
-            # the launcher went back to this version: roll the update back, reported
-            d.fail(str(fallback.get("reason")), str(fallback.get("log_tail") or ""))
+        version = str(fallback.get("version"))
+        if d.plan.target == version and d.plan.phase in _SWITCHING:
+            # the launcher went back to this version: roll the update back, reported with
+            # the dead version's log (kept as its output, where a rollback's report reads it)
+            log_tail = str(fallback.get("log_tail") or "")
+            out = self.layout.app_log(AGENT_APP, version)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            files.write_atomically(out, log_tail.encode())
+            d.fail(str(fallback.get("reason")), log_tail)
         state["fallback"] = None
         launcher.save(self.prefix, state)
 

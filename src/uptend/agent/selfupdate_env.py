@@ -63,8 +63,16 @@ def _run(argv: list[str], what: str) -> None:
         )
 
 
-def build_env(wheelhouse: Path, versions: Path, version: str | None = None) -> str:
-    """Build `versions/<v>` from `wheelhouse` unless it is there; return the version."""
+def build_env(
+    wheelhouse: Path, versions: Path, version: str | None = None, seed: Path | None = None
+) -> str:
+    """Build `versions/<v>` from `wheelhouse` unless it is there; return the version.
+
+    `seed`: an environment to start from (the running version's), copied as hard links, so
+    pip installs only the wheels whose versions differ (the uptend wheel, usually): seconds
+    instead of half a minute. pip replaces a file by unlink and create, never in place, so
+    the seed's files are not touched; what the new version no longer needs stays, unused.
+    """
     version = version or wheel_version(wheelhouse)
     final = versions / version
     if final.is_dir():
@@ -73,7 +81,10 @@ def build_env(wheelhouse: Path, versions: Path, version: str | None = None) -> s
     work = versions / f".{version}.build"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        _run([base_python(), "-m", "venv", str(work)], f"creating the environment {work}")
+        if seed is not None and (seed / "bin" / "python").exists():
+            _run(["cp", "-al", str(seed), str(work)], f"copying {seed} to {work}")
+        else:
+            _run([base_python(), "-m", "venv", str(work)], f"creating the environment {work}")
         pip = [str(work / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index"]
         _run(
             [*pip, "--find-links", str(wheelhouse.resolve()), f"uptend=={version}"],

@@ -68,7 +68,8 @@ class AgentInstaller:
             if selfupdate_env.wheel_version(wheels) != version:
                 raise ConfigError(f"the wheelhouse of agent {version} holds another version")
             with span("build"):
-                selfupdate_env.build_env(wheels, self.prefix / "versions", version)
+                running = self.prefix / "versions" / __version__
+                selfupdate_env.build_env(wheels, self.prefix / "versions", version, running)
             crashpoint("self:built")
             job.check()
             with span("trial"):

@@ -35,6 +35,10 @@ ALL_CRASHPOINTS = (
 
 # The deb kind (agent/installers/deb.py): dpkg installed the package, `current` not yet switched.
 DEB_CRASHPOINTS = ("dpkg:installed",)
+# The agent's own update (installers/agent.py, selfupdate.py, driver.py), in order: the new
+# environment built / its trial passed (in the worker child), the launcher's pointer written,
+# the loop stopped and the apps left (just before the exec), the new version confirmed good.
+SELF_CRASHPOINTS = ("self:built", "self:trial", "self:pointed", "self:handover", "self:confirmed")
 
 # A credential rotation (agent/control.py): handed over, not yet stored / stored, not yet used.
 CREDENTIAL_CRASHPOINTS = ("credential:received", "credential:stored")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from uptend.agent import decide, faults, jobs, machine
+from uptend.agent import decide, faults, jobs, machine, selfupdate
 from uptend.agent.attempts import AttemptLog
 from uptend.agent.crashpoints import crashpoint
 from uptend.agent.installers import InstallBusyError, Installer, InstallFailedError, for_version
@@ -274,6 +274,11 @@ class AppDriver:
     def _installer(self, version: str | None) -> Installer:
         return for_version(self.layout, self.app, version)
 
+    def fail(self, reason: str, log_tail: str) -> None:
+        """The update failed outside this process (the launcher fell back): roll it back."""
+        self._log(self.plan.target or "?", f"unhealthy: {reason}")
+        self._step(machine.Failed(reason, release_at_fault=True, log_tail=log_tail))
+
     def _outcome_of(self, job: Work[Any]) -> machine.Event | None:
         try:
             result: object = job.result()
@@ -350,6 +355,16 @@ class AppDriver:
 
     def _judge(self, judging: _Judging) -> machine.Event | None:
         version = judging.version
+        if self.app == selfupdate.AGENT_APP:  # the agent itself: it runs, and checked in
+            done, failure = selfupdate.verdict(version)
+            if not done:
+                return None
+            if failure:
+                return self._unhealthy(version, failure)
+            selfupdate.confirm(self.layout, version)
+            crashpoint("self:confirmed")
+            self._log(version, "healthy: running and checked in")
+            return judging.healthy
         if not self.supervisor.alive(self.app):
             ended = self.supervisor.ended(self.app) or "is not running"
             return self._unhealthy(version, f"{self.app} {version} {ended}")

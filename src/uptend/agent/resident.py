@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from uptend.agent import files
+from uptend.agent import files, selfupdate
 from uptend.agent.layout import Layout
 from uptend.agent.runner import Agent
 from uptend.errors import UptendError
@@ -56,6 +56,11 @@ def run(data_dir: Path, *, once: bool = False, keep_apps_on_exit: bool = False) 
     if keep_apps_on_exit:
         agent.config = replace(agent.config, keep_apps_on_exit=True)
     agent.run(once=once)
+    if selfupdate.handover() is not None and agent.host.prefix is not None:
+        # the lock is released and the apps are left running: the launcher starts the new
+        # version in this same process, which adopts them (docs/architecture.md)
+        argv = ["--keep-apps-on-exit"] * keep_apps_on_exit + ["--once"] * once
+        selfupdate.exec_launcher(agent.host.prefix, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from uptend.agent.layout import Layout
 from uptend.agent.lock import DataDirLock
 from uptend.agent.longpoll import WAIT_S, LongPoll
 from uptend.agent.operate import Operator
+from uptend.agent.selfupdate import SelfHost, handover
 from uptend.agent.status import app_status, fit, report_of
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.wire import AppDirective, AppStatus, CheckIn, Directives, Report
@@ -69,6 +70,7 @@ class Agent:
         self._rand = random.Random()  # noqa: S311 - jitter, not secrets
         self.checkin_failures = 0
         self.unwritable = ""  # set each cycle: why updates are held back, if they are
+        self.host = SelfHost(layout)  # an installed agent's launcher state, sd_notify
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -77,15 +79,17 @@ class Agent:
         with DataDirLock(self.layout.root):
             self.supervisor.adopt()
             self.operator.resume()
+            self.host.before_resume(self.driver)
             for app in self.layout.apps():
                 self.driver(app).resume()
             self.tick()
+            self.host.started()
             next_checkin = time.monotonic()
             checked = False
             if not once:
                 self.longpoll = self._longpoll()
             try:
-                while not self.stop.is_set():
+                while not self.stop.is_set() and handover() is None:
                     if self.rung.is_set() or self.operator.check_now:
                         self.rung.clear()
                         self.operator.check_now = False
@@ -94,6 +98,7 @@ class Agent:
                         next_checkin = time.monotonic() + self.cycle()
                         checked = True
                     self.tick()
+                    self.host.ticked()
                     if self.report_waits():  # an update just ended: say so, and hear what next
                         next_checkin = time.monotonic()
                     busy = self.busy()
@@ -110,7 +115,8 @@ class Agent:
                 if self.looking is not None:
                     self.looking.cancel()
                 self.spawn.close_idle()
-                self.supervisor.shut_down(keep_apps=self.config.keep_apps_on_exit)
+                keep = self.config.keep_apps_on_exit or handover() is not None
+                self.supervisor.shut_down(keep_apps=keep)
                 self.control.close()
 
     def _longpoll(self) -> LongPoll:
@@ -183,7 +189,7 @@ class Agent:
             now=time.time(),
             rand=self._rand.random(),
             poll_s=self.poll_interval(),
-            kinds=supported(),
+            kinds=self.host.kinds(supported()),
             lookup=answer,
         )
 
@@ -222,6 +228,7 @@ class Agent:
             log.warning("check-in failed (%s); next try in %.1fs", e.message, delay)
             return delay
         self.checkin_failures = 0
+        self.host.checked_in()
         book.delivered(acks)
         commands, directives = directives.commands, replace(directives, commands=[])
         if commands:
@@ -300,7 +307,7 @@ class Agent:
         out = []
         for app in self.apps()[: limits.MAX_APPS]:  # the server takes no more per check-in
             driver = self.driver(app)
-            installed = files.read_current(self.layout.app_dir(app))
+            installed = self.host.installed(app, files.read_current(self.layout.app_dir(app)))
             alive = self.supervisor.alive(app)
             crashes = self.supervisor.crashes(app)
             status = app_status(

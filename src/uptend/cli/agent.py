@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from uptend.cli import agent_admin
+from uptend.cli import agent_admin, agent_install
 from uptend.cli._output import console, escaped_lines, literal, print_json
 
 app = typer.Typer(
@@ -99,8 +99,9 @@ def status(
     """Show what this agent runs, read from its data dir (works while it runs)."""
     from uptend.agent.layout import Layout
     from uptend.agent.runner import status as read_status
+    from uptend.agent.selfupdate import status as self_status
 
-    data = read_status(Layout(data_dir))
+    data = read_status(Layout(data_dir)) | self_status(Layout(data_dir))
     if json_out:
         print_json(data)
         return
@@ -137,3 +138,4 @@ def log(
 
 
 agent_admin.register(app)
+agent_install.register(app)

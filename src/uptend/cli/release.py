@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from uptend import archive, debmeta
+from uptend.cli import release_agent
 from uptend.cli._client import Admin, ServerOpt, TokenOpt, public_metadata
 from uptend.cli._output import console, err_console, literal, print_json
 from uptend.errors import ConfigError
@@ -323,3 +324,6 @@ def _sendable(manifest: str) -> str:
             hint=f"keep it ASCII and under {MAX_SENT_MANIFEST} characters (comments can go)",
         )
     return manifest
+
+
+release_agent.register(app)  # `publish-agent`, in its own module

@@ -27,6 +27,10 @@ class InstallKind(StrEnum):
     BUNDLE = "bundle"
     DEB = "deb"  # a Debian package, installed with dpkg (agent/installers/deb.py)
     COMMAND = "command"  # the vendor's installer, run by its command (installers/command.py)
+    AGENT = "agent"  # the agent itself: a wheelhouse (agent/installers/agent.py)
+
+
+AGENT_APP = "uptend-agent"  # the app whose releases are the agent's own (kind `agent`)
 
 
 class ArchiveFormat(StrEnum):

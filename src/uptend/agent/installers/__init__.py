@@ -1,5 +1,8 @@
 """Install kinds: one `Installer` per signed `custom.kind`, chosen by `for_kind`."""
 
+from collections.abc import Callable
+
+from uptend.agent.installers.agent import AgentInstaller
 from uptend.agent.installers.base import (
     InstallBusyError,
     Installer,
@@ -13,11 +16,13 @@ from uptend.agent.installers.deb import DebInstaller
 from uptend.agent.layout import Layout
 from uptend.agent.supervisor import read_manifest
 from uptend.errors import ConfigError
+from uptend.protocol.targets import AGENT_APP
 
-KINDS: dict[str, type[BundleInstaller]] = {
+KINDS: dict[str, Callable[[Layout, str], Installer]] = {
     BundleInstaller.kind: BundleInstaller,
     DebInstaller.kind: DebInstaller,
     CommandInstaller.kind: CommandInstaller,
+    AgentInstaller.kind: AgentInstaller,
 }
 
 
@@ -32,6 +37,8 @@ def for_kind(kind: str, layout: Layout, app: str) -> Installer:
 
 def kind_of(layout: Layout, app: str, version: str | None) -> str:
     """The kind of a staged version, from its signed manifest: a [deb] section is a package."""
+    if app == AGENT_APP:
+        return AgentInstaller.kind  # the agent itself, whatever is staged
     if version is None:
         return BundleInstaller.kind
     try:

@@ -19,7 +19,7 @@ from uptend.policy.pins import below, floor_of
 from uptend.protocol import Release
 from uptend.protocol.manifest import parse_manifest
 from uptend.protocol.names import check_name
-from uptend.protocol.targets import ArchiveFormat, InstallKind, TargetCustom, target_path
+from uptend.protocol.targets import AGENT_APP, ArchiveFormat, InstallKind, TargetCustom, target_path
 from uptend.protocol.versions import normalize, same_version
 from uptend.server.services import rollouts
 from uptend.server.services.context import Context, utcnow
@@ -117,6 +117,7 @@ def describe(
         app=app,
         version=version,
         channel=channel,
+        kind=InstallKind.AGENT if app == AGENT_APP else InstallKind.BUNDLE,
         format=fmt,
         unpacked_size=info.unpacked_size,
         files=info.files,

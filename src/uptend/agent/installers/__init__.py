@@ -14,9 +14,9 @@ from uptend.agent.installers.bundle import BundleInstaller
 from uptend.agent.installers.command import CommandInstaller
 from uptend.agent.installers.deb import DebInstaller
 from uptend.agent.layout import Layout
+from uptend.agent.selfupdate import AGENT_APP
 from uptend.agent.supervisor import read_manifest
 from uptend.errors import ConfigError
-from uptend.protocol.targets import AGENT_APP
 
 KINDS: dict[str, Callable[[Layout, str], Installer]] = {
     BundleInstaller.kind: BundleInstaller,

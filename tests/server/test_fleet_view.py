@@ -178,6 +178,7 @@ def codes(agent: dict[str, Any]) -> dict[str, ReasonCode]:
 def test_every_reason_code_on_its_agent(every_reason: dict[str, dict[str, Any]]) -> None:
     assert {n: codes(a) for n, a in every_reason.items()} == EXPECTED
     schedule = {ReasonCode.FROZEN, ReasonCode.OUTSIDE_WINDOW}  # tests/e2e/test_schedule.py
+    schedule |= {ReasonCode.PINNED, ReasonCode.FLOOR}  # tests/server/test_pins_api.py
     assert {c for per_app in EXPECTED.values() for c in per_app.values()} == set(
         ReasonCode
     ) - schedule

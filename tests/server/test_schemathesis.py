@@ -50,6 +50,7 @@ OPERATIONS = {
     "DELETE /api/v1/agents/{key}": True,
     "POST /api/v1/agents/{key}/revoke": True,
     "POST /api/v1/agents/{key}/rotate-credential": True,
+    "POST /api/v1/agents/{key}/labels": True,
     "GET /api/v1/freeze": False,
     "PUT /api/v1/freeze": True,
     "DELETE /api/v1/freeze": False,

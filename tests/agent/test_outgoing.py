@@ -61,5 +61,5 @@ def test_an_app_state_with_a_hostile_reason_is_made_to_fit() -> None:
 
 def test_the_json_is_utf_8_and_a_lone_surrogate_is_escaped() -> None:
     sent = wire.encode(wire.EnrollRequest(token="t", name="é\udcff"))  # noqa: S106
-    assert sent == b'{"token":"t","name":"\xc3\xa9\\udcff","group":"default"}'
+    assert sent == b'{"token":"t","name":"\xc3\xa9\\udcff","group":"default","labels":[]}'
     assert wire.decode(wire.EnrollRequest, sent).name == "é\udcff"

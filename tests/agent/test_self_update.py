@@ -33,7 +33,9 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def variant(builds: dict[str, Path], name: str, patch: agent_builds.Patch | None) -> Path:
-    return agent_builds.variant(builds["base"], builds["root"] / f"wh-{name}", NEW, patch)
+    """The wheelhouse of variant `name`, built once per module (tests share the good one)."""
+    dest = builds["root"] / f"wh-{name}"
+    return dest if dest.is_dir() else agent_builds.variant(builds["base"], dest, NEW, patch)
 
 
 class Installed:

@@ -223,7 +223,8 @@ def test_publish_a_directory_a_tar_gz_and_a_zip(server: Fleet, tmp_path: Path) -
     assert listed[0] == release
     for r in listed:
         assert set(r) == {
-            "app", "version", "channel", "target", "length", "sha256", "created_at", "critical"
+            "app", "version", "channel", "target", "length", "sha256", "created_at", "critical",
+            "floor",
         }  # fmt: skip
         assert datetime.fromisoformat(r["created_at"]).tzinfo is not None
         # the signed artifact is served as a consistent-snapshot file named by its hash
@@ -398,7 +399,7 @@ def test_group_set_creates_and_changes_a_group(server: Fleet) -> None:
         "name": "web",
         "poll_interval_s": 5.0,
         "auto_update": False,
-        "apps": [{"app": "site", "channel": "beta"}],
+        "apps": [{"app": "site", "channel": "beta", "pin": None}],
         "windows": [],
     }
     switched = server.cli("group", "set", "web", "--auto-update")  # the human output
@@ -411,10 +412,14 @@ def test_group_set_creates_and_changes_a_group(server: Fleet) -> None:
         **created,
         "auto_update": True,
         "poll_interval_s": 600.0,
-        "apps": [{"app": "api", "channel": "edge"}, {"app": "site", "channel": "beta"}],
+        "apps": [
+            {"app": "api", "channel": "edge", "pin": None},
+            {"app": "site", "channel": "beta", "pin": None},
+        ],
     }
     moved = server.json("group", "set", "web", "--app", "site")  # --channel defaults to stable
-    assert moved == {**more, "apps": [more["apps"][0], {"app": "site", "channel": "stable"}]}
+    site = {"app": "site", "channel": "stable", "pin": None}
+    assert moved == {**more, "apps": [more["apps"][0], site]}
     assert_fails(
         server.cli("group", "set", "web", check=False), 2, "nothing to change for group web"
     )
@@ -489,6 +494,7 @@ def test_fleet_list_show_and_retry(server: Fleet) -> None:
     for agent in agents.values():
         assert set(agent) == {
             "id", "name", "group", "last_seen", "agent_version", "outdated", "apps", "revoked",
+            "labels",
         }  # fmt: skip
         for app in agent["apps"]:
             assert set(app) == {

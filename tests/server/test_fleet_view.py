@@ -183,6 +183,7 @@ def test_every_reason_code_on_its_agent(every_reason: dict[str, dict[str, Any]])
         ReasonCode.WAITING_WAVE,
         ReasonCode.CONCURRENCY_CAP,
     }
+    schedule |= {ReasonCode.PINNED, ReasonCode.FLOOR}  # tests/server/test_pins_api.py
     assert {c for per_app in EXPECTED.values() for c in per_app.values()} == set(
         ReasonCode
     ) - schedule

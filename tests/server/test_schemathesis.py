@@ -72,6 +72,9 @@ OPERATIONS = {
     "GET /api/v1/channels/{app}/{channel}/preview": True,
     "GET /api/v1/rollouts/{app}": True,
     "POST /api/v1/rollouts/{app}/{action}": True,
+    "GET /api/v1/commands": True,
+    "POST /api/v1/commands": True,
+    "POST /api/v1/wait": True,
 }
 CASES = [(label, GenerationMode.POSITIVE) for label in OPERATIONS] + [
     (label, GenerationMode.NEGATIVE) for label, takes_input in OPERATIONS.items() if takes_input

@@ -206,7 +206,10 @@ async def revoke_agent(ctx: Ctx, actor: Admin, key: AgentKey, by_id: ById = Fals
     return await agents.revoke(ctx, actor, key, by_id=by_id)
 
 
-@router.post("/agents/{key:path}/labels", responses={**_ON_AGENT, **responses(_TOO_LARGE)})
+@router.post(
+    "/agents/{key:path}/labels",
+    responses=responses({**_DENIED, **_INVALID, **_NOT_FOUND, **_TOO_LARGE}),
+)
 async def label_agent(
     ctx: Ctx, actor: Admin, key: AgentKey, body: LabelChange, by_id: ById = False
 ) -> Agent:

@@ -30,7 +30,15 @@ async def changed(request: Request) -> AsyncIterator[None]:
 @router.post(
     "/commands",
     status_code=201,
-    responses=responses({**_DENIED, 404: "no such agent, or the group has none", 422: "invalid"}),
+    responses=responses(
+        {
+            **_DENIED,
+            400: "the body is not text FastAPI can read (e.g. not UTF-8)",
+            404: "no such agent, or the group has none",
+            413: "the body is over the server's limit (UPTEND_MAX_BODY_BYTES)",
+            422: "invalid",
+        }
+    ),
 )
 async def send(ctx: Ctx, actor: Admin, body: CommandSend) -> list[CommandView]:
     """Queue a command for one agent or every agent of a group.

@@ -80,6 +80,7 @@ def migrate(url: str) -> None:
 
 FLUSH = {"uptend_kind": "flush"}  # execution options that mark the batched last-seen write
 TOKEN_USE = {"uptend_kind": "token_use"}  # an admin token's last use (at most once a minute)
+BACKGROUND = {"uptend_kind": "background"}  # the rollout evaluator's pass (once a second)
 
 
 class Database:
@@ -99,7 +100,9 @@ class Database:
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", configure_sqlite)
-        self.statements: dict[str, int] = {"read": 0, "write": 0, "flush": 0, "token_use": 0}
+        self.statements: dict[str, int] = {
+            "read": 0, "write": 0, "flush": 0, "token_use": 0, "background": 0
+        }  # fmt: skip
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -107,7 +110,7 @@ class Database:
         self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
     ) -> None:
         marked = None if context is None else context.execution_options.get("uptend_kind")
-        if marked in ("flush", "token_use"):
+        if marked in ("flush", "token_use", "background"):
             kind = marked
         elif statement.lstrip()[:6].upper() == "SELECT":
             kind = "read"
@@ -137,6 +140,7 @@ class Database:
 
 
 __all__ = [
+    "BACKGROUND",
     "FLUSH",
     "TOKEN_USE",
     "AsyncConnection",

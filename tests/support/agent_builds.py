@@ -4,21 +4,29 @@
 (from pip's cache and the configured indexes; ~15 s). `variant` builds the uptend wheel of
 a temporary copy of the tree with `version` bumped (pyproject.toml and `__version__`) and
 an optional patch that breaks it, beside the base's dependency wheels (hard links). An
-installed environment is ~130 MB and takes ~25 s to build: `installed_prefix` copies one
-built once (hard links, `cp -al`), which `uptend agent install` then finds in place.
+installed environment is ~130 MB and takes ~25 s to build: `share_env` copies one built
+once (hard links, `cp -al`), which `uptend agent install` then finds in place.
+
+`SharedBuilds` builds each of these once per test session for every xdist worker: under a
+directory named by a hash of the source tree, each build behind its own file lock, made
+under a temporary name and renamed into place whole (a build is there complete, or not).
 """
 
+import fcntl
+import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from uptend.agent import launcher
 from uptend.agent.crashpoints import ARM_ENV
+from uptend.agent.selfupdate_env import build_env
 
 TREE = Path(__file__).resolve().parents[2]
 BASE_VERSION = "0.1.0"
@@ -40,9 +48,32 @@ def base_wheelhouse(dest: Path) -> Path:
     return dest
 
 
-def variant(base: Path, dest: Path, version: str, patch: Patch | None = None) -> Path:
-    """A wheelhouse of uptend `version` (the tree, bumped and patched) and base's deps."""
+def builder(dest: Path) -> Path:
+    """A venv with the tree's build backend, to build wheels without build isolation.
+
+    pip's build isolation makes a fresh environment with setuptools for every wheel (~15 s
+    on two loaded cores); the same backend installed once builds the same wheel in seconds.
+    """
+    subprocess.run([sys.executable, "-m", "venv", str(dest)], check=True, capture_output=True)
+    python = str(dest / "bin" / "python")
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "setuptools>=68"],
+        check=True,
+        env=pip_env(),
+        capture_output=True,
+    )
+    return dest
+
+
+def variant(
+    base: Path, dest: Path, version: str, patch: Patch | None = None, build: Path | None = None
+) -> Path:
+    """A wheelhouse of uptend `version` (the tree, bumped and patched) and base's deps.
+
+    `build`: a `builder` venv to build the wheel with (default: pip's build isolation).
+    """
     tree = dest.parent / f"{dest.name}-tree"
+    shutil.rmtree(tree, ignore_errors=True)  # a build killed before it cleaned up
     tree.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(TREE / name, tree / name)
@@ -56,8 +87,27 @@ def variant(base: Path, dest: Path, version: str, patch: Patch | None = None) ->
     if patch is not None:
         patch(tree / "src" / "uptend")
     dest.mkdir(parents=True)
+    python, isolation = (
+        (sys.executable, [])
+        if build is None
+        else (
+            str(build / "bin" / "python"),
+            ["--no-build-isolation"],
+        )
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dest), str(tree)],
+        [
+            python,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            *isolation,
+            "-w",
+            str(dest),
+            str(tree),
+        ],
         check=True,
         env=pip_env(),
         capture_output=True,
@@ -67,6 +117,69 @@ def variant(base: Path, dest: Path, version: str, patch: Patch | None = None) ->
             os.link(wheel, dest / wheel.name)
     shutil.rmtree(tree)
     return dest
+
+
+def tree_hash() -> str:
+    """What a build is made of: pyproject.toml, README.md and every file under src/."""
+    h = hashlib.sha256()
+    paths = [TREE / "pyproject.toml", TREE / "README.md"]
+    paths += sorted(
+        p for p in (TREE / "src").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    )
+    for p in paths:
+        h.update(str(p.relative_to(TREE)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
+
+
+class SharedBuilds:
+    """The session's agent builds, shared by every worker: each made once, on first use.
+
+    `root` is a directory all the session's workers see (pytest's base temp of the session);
+    the builds go under `root/agent-builds-<tree hash>`.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / f"agent-builds-{tree_hash()}"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _once(self, name: str, build: Callable[[Path], object]) -> Path:
+        final = self.root / name
+        with _locked(self.root / f".{name}.lock"):
+            if not final.exists():
+                work = self.root / f".{name}.build"
+                shutil.rmtree(work, ignore_errors=True)
+                build(work)
+                work.rename(final)
+        return final
+
+    @property
+    def base(self) -> Path:
+        """The wheelhouse of the tree as it is (BASE_VERSION)."""
+        return self._once("wheelhouse-base", base_wheelhouse)
+
+    @property
+    def env(self) -> Path:
+        """An environment built from `base`, for `share_env`."""
+        base = self.base
+
+        def build(work: Path) -> None:
+            build_env(base, work / "versions")
+
+        return self._once("env-base", build) / "versions" / BASE_VERSION
+
+    def variant(self, name: str, version: str, patch: Patch | None = None) -> Path:
+        """The wheelhouse of the tree bumped to `version` and patched (`name` says how)."""
+        base, build = self.base, self._once("builder", builder)
+        return self._once(
+            f"wheelhouse-{name}", lambda work: variant(base, work, version, patch, build)
+        )
 
 
 def share_env(built: Path, prefix: Path, version: str = BASE_VERSION) -> None:

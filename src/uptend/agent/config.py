@@ -32,6 +32,9 @@ class AgentConfig:
     check_disk: bool = True
     reboot_flag: str = str(REBOOT_REQUIRED)  # the distro's "reboot pending" flag file
     keep_apps_on_exit: bool = False  # SIGTERM leaves the apps running, for the next agent
+    # an installed agent's new version that has not checked in this long after its switch
+    # is rolled back (agent/selfupdate.py)
+    self_confirm_s: float = 300.0
     dpkg_root: str = ""  # deb kind: dpkg --root (empty: the system's; read by installers/deb.py)
     dpkg_admindir: str = ""  # deb kind: dpkg --admindir (empty: <root>/var/lib/dpkg)
 

@@ -70,7 +70,8 @@ class Agent:
         self._rand = random.Random()  # noqa: S311 - jitter, not secrets
         self.checkin_failures = 0
         self.unwritable = ""  # set each cycle: why updates are held back, if they are
-        self.host = SelfHost(layout)  # an installed agent's launcher state, sd_notify
+        # an installed agent's launcher state, sd_notify
+        self.host = SelfHost(layout, self.config.self_confirm_s)
 
     # -- life cycle -------------------------------------------------------------------------
 

@@ -88,7 +88,7 @@ def notify(message: str) -> bool:
     return True
 
 
-CONFIRM_S = 300.0  # a new version that has not checked in by then is rolled back
+CONFIRM_S = 300.0  # the default of agent.json's self_confirm_s
 
 
 class _Process:
@@ -97,6 +97,7 @@ class _Process:
     started = time.monotonic()
     checked_in = False
     handover: str | None = None  # the version to hand over to, once the loop has stopped
+    confirm_s = CONFIRM_S  # a new version not checked in by then is rolled back
 
 
 def request_handover(version: str) -> None:
@@ -125,8 +126,9 @@ def verdict(version: str) -> tuple[bool, str]:
         return True, f"agent {version} is not the one running (this is {__version__})"
     if _Process.checked_in:
         return True, ""
-    if time.monotonic() - _Process.started > CONFIRM_S:
-        return True, f"agent {version} did not check in within {CONFIRM_S:g}s of its start"
+    if time.monotonic() - _Process.started > _Process.confirm_s:
+        why = f"agent {version} did not check in within {_Process.confirm_s:g}s of its start"
+        return True, why
     return False, ""
 
 
@@ -144,10 +146,12 @@ def confirm(layout: Layout, version: str) -> None:
 class SelfHost:
     """What the running agent does for its installed layout and its service manager."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, confirm_s: float = CONFIRM_S) -> None:
         self.layout = layout
         self.prefix = prefix_of(layout)
         self._pinged = 0.0
+        # judged by this process's verdict (a new version reads its own agent.json)
+        _Process.confirm_s = confirm_s
 
     def kinds(self, supported: frozenset[str]) -> frozenset[str]:
         """Install kinds this agent takes: `agent` only when it runs from an installed layout."""

@@ -48,7 +48,6 @@ def test_a_version_that_runs_but_never_checks_in_is_rolled_back_after_the_confir
         # the switch happens (passed its trial, the same process execs into it) ...
         wait_until(lambda: f"/versions/{NEW}/" in host.agent_path(), 240, f"{NEW} running")
         assert host.service.pids == [agent_pid]
-        assert host.server_view()["agent"]["agent_version"] == BASE_VERSION  # unheard
         # ... and it rolls itself back once it has not checked in for CONFIRM_S
         why = f"did not check in within {CONFIRM_S:g}s"
         left_on_the_first_version(host, app_pid, why, tail=True)

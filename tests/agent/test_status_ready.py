@@ -1,6 +1,7 @@
-"""What a host says of an app whose new version is staged and held: deferred, with why."""
+"""What a host says of an app whose new version is staged and held (deferred, with why), or
+failed (with the version that failed)."""
 
-from uptend.agent.machine import Phase, Plan
+from uptend.agent.machine import Hold, HoldState, Phase, Plan
 from uptend.agent.status import app_status
 from uptend.agent.wire import AppState
 
@@ -19,3 +20,21 @@ def test_a_held_staged_target_is_reported_deferred_with_the_directive_s_words() 
     bare = app_status("demo", Plan(Phase.READY, current="1.0", target="2.0"), "1.0", True,
                       (None, None, None), "")  # fmt: skip
     assert bare.reason == "deferred: 2.0 is staged"
+
+
+def test_a_failed_update_is_reported_failed_with_the_version_that_failed() -> None:
+    """A staged rollout counts a host failed on its release by (state failed, target it)."""
+    held = Hold("2.0", HoldState.FAILED, "2.0 failed here: exit 3")
+    plan = Plan(Phase.IDLE, current="1.0", bad=("2.0",), hold=held)
+    status = app_status("demo", plan, "1.0", True, (None, None, None), "")
+    assert (status.state, status.version, status.target, status.reason) == (
+        AppState.FAILED,
+        "1.0",
+        "2.0",
+        "2.0 failed here: exit 3",
+    )
+    deferred = Hold("2.0", HoldState.DEFERRED, "deferred: a reboot is pending")
+    status = app_status("demo", Plan(current="1.0", hold=deferred), "1.0", True, (None,) * 3, "")
+    assert (status.state, status.target) == (AppState.DEFERRED, "2.0")
+    running = app_status("demo", Plan(current="1.0"), "1.0", True, (None, None, None), "")
+    assert (running.state, running.target) == (AppState.RUNNING, None)

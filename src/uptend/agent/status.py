@@ -63,9 +63,12 @@ def app_status(
             bytes_total=total,
             probation_left_s=left,
         )
+    target = None
     if plan.hold is not None:
         state = AppState.DEFERRED if plan.hold.state is HoldState.DEFERRED else AppState.FAILED
-        reason = plan.hold.reason
+        # the version held back: a staged rollout counts the host failed on its release
+        # (state failed, target its version), whether it failed to install or rolled back
+        reason, target = plan.hold.reason, plan.hold.version
     elif alive:  # the server shows a running app's reason as its message: the package's
         state, reason = AppState.RUNNING, unwritable or package
     elif installed is None:
@@ -76,7 +79,7 @@ def app_status(
         app=app,
         version=installed,
         state=state,
-        target=None,
+        target=target,
         reason=clean(reason, limits.MAX_REASON),
         restarts=min(restarts, limits.MAX_INT),
     )

@@ -14,7 +14,11 @@ its launcher (by a stand-in for systemd's Restart=always) with one managed app, 
   environment build, trial: read from its update log) and the rest;
 - the app's downtime: its pid before and after, and whether it was alive at every 50 ms
   sample during the switch (target: the same pid, 0 s down);
-- the resident agent's RSS (VmRSS) before and after the switch.
+- the resident agent's RSS (VmRSS) before and after the switch;
+- the load average at the start and at the end (the machine may be shared).
+
+The server is polled through the admin API in this process every 0.1 s (an `uptend` CLI
+process per look would load the machine it measures).
 
 Baseline in the same run: the time `pip install --no-index` takes to build the same
 environment outside the agent (the floor of staging). Exits 0 whatever the figures are.
@@ -28,15 +32,18 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support import agent_builds  # noqa: E402
-from tests.support.fleet import Fleet, wait_until  # noqa: E402
+from tests.support.fleet import Fleet  # noqa: E402
 
 from uptend.agent.selfupdate_env import build_env  # noqa: E402
+from uptend.cli._client import Admin  # noqa: E402
 
 
 def rss_kib(pid: int) -> int:
@@ -46,6 +53,32 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def steps(prefix: Path) -> dict[str, float]:
+    """When each step of the agent's own update began (its update log: ISO time, message)."""
+    out: dict[str, float] = {}
+    for log in sorted((prefix / "data" / "logs" / "updates").glob("uptend-agent-*.log")):
+        for line in log.read_text().splitlines():
+            stamp, _, message = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                at = datetime.fromisoformat(stamp).timestamp()
+                for step in ("fetching", "staging", "staged", "switching", "healthy"):
+                    if message.startswith(step):
+                        out.setdefault(step, at)
+    return out
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", type=Path, default=Path("/tmp/uptend-bench-self"))
@@ -53,6 +86,7 @@ def main() -> None:
     work: Path = args.work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    load_start = load()
 
     t = time.perf_counter()
     base = agent_builds.base_wheelhouse(work / "wh-1")
@@ -64,7 +98,8 @@ def main() -> None:
     build_env(base, work / "floor")
     floor_s = time.perf_counter() - t
 
-    with Fleet(work / "fleet") as fleet:
+    (work / "fleet").mkdir()
+    with Fleet(work / "fleet") as fleet, Admin(fleet.url, fleet.admin_token) as admin:
         fleet.cli("group", "set", "default", "--app", "demo", "--poll-interval", "1")
         fleet.cli("group", "set", "default", "--app", "uptend-agent")
         fleet.publish("demo", "1.0")
@@ -83,7 +118,7 @@ def main() -> None:
         try:
 
             def agent_version() -> str:
-                return str(fleet.json("fleet", "show", "b1")["agent"]["agent_version"])
+                return str(admin.agent("b1").agent.agent_version)
 
             def on(version: str) -> bool:
                 argv = service.agent_argv()
@@ -111,6 +146,7 @@ def main() -> None:
             watcher.start()
             t = time.perf_counter()
             fleet.cli("release", "publish-agent", "0.2.0", str(new))
+            publish_s = time.perf_counter() - t
             wait_until(lambda: on("0.2.0"), 600, "0.2.0 checked in")
             switch_s = time.perf_counter() - t
             stop.set()
@@ -118,6 +154,7 @@ def main() -> None:
             time.sleep(3)
             rss_after = rss_kib(agent_pid)
             app_after = int(json.loads(run_file.read_text())["pid"])
+            took = steps(prefix)
         finally:
             service.stop()
             for run in prefix.glob("data/apps/*/run.json"):
@@ -130,11 +167,22 @@ def main() -> None:
     print(f"  floor: one environment, pip --no-index:              {floor_s:6.1f} s")
     print(f"  uptend agent install (builds one environment):       {install_s:6.1f} s")
     print(f"  publish-agent -> 0.2.0 checked in:                   {switch_s:6.1f} s")
+    print(f"    of which publish-agent itself (pack, sign, upload): {publish_s:6.1f} s")
     print(f"    = {switch_s / floor_s:.2f}x the floor of building its environment")
+    spans = [
+        ("fetching", "staging", "fetch + verify"),
+        ("staging", "staged", "stage: build + trial"),
+        ("staged", "switching", "staged -> switch"),
+        ("switching", "healthy", "switch -> checked in"),
+    ]
+    for a, b, what in spans:
+        if a in took and b in took:
+            print(f"    {what + ':':<28} {took[b] - took[a]:6.1f} s  (the agent's update log)")
     print(f"  agent pid kept across the switch: {service.pids == [agent_pid]}")
     print(f"  app pid before/after: {app_pid}/{app_after}; samples down: {down[0]} (50 ms each)")
     print(f"  resident RSS before/after: {rss_before / 1024:.1f} / {rss_after / 1024:.1f} MiB")
     print(f"  figures: {sys.version.split()[0]}, {os.cpu_count()} cores")
+    print(f"  load average (1, 5, 15 min) at start: {load_start}; at end: {load()}")
 
 
 if __name__ == "__main__":

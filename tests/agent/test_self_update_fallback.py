@@ -23,7 +23,7 @@ def test_a_version_that_crashes_after_its_switch_is_undone_by_the_launcher(
     wheels = agent_builds.variant("crash", NEW, agent_hosts.crashes_after_switch)
     fleet.cli("release", "publish-agent", NEW, str(wheels))
     left_on_the_first_version(
-        host, app_pid, f"stopped {MAX_BOOTS} times before it checked in", tail=False
+        host, app_pid, f"stopped {MAX_BOOTS} times before it checked in", tail=True
     )
     assert host.service is not None
     assert len(host.service.pids) >= MAX_BOOTS + 1  # the agent, its crashes, the fallback
@@ -50,7 +50,7 @@ def test_a_version_that_runs_but_never_checks_in_is_rolled_back_after_the_confir
         assert host.service.pids == [agent_pid]
         # ... and it rolls itself back once it has not checked in for CONFIRM_S
         why = f"did not check in within {CONFIRM_S:g}s"
-        left_on_the_first_version(host, app_pid, why, tail=True)
+        left_on_the_first_version(host, app_pid, why, tail=False)
         assert host.service.pids == [agent_pid]  # handed back by exec too: nothing crashed
         assert host.status()["versions"] == {BASE_VERSION: "good", NEW: "bad"}
     finally:

@@ -49,7 +49,7 @@ def test_a_bad_agent_version_halts_its_rollout_in_the_first_wave(
         assert status["waves"][1]["installing"] == status["waves"][1]["succeeded"] == 0
 
         why = f"stopped {MAX_BOOTS} times before it checked in"
-        left_on_the_first_version(hosts[first], pids[first], why, tail=False)
+        left_on_the_first_version(hosts[first], pids[first], why, tail=True)
         # the second wave's host: a few more check-ins, never offered the bad version
         other = hosts[second]
         before = other.server_view()["agent"]["last_seen"]

@@ -50,7 +50,7 @@ def test_a_version_that_runs_but_never_checks_in_is_rolled_back_after_the_confir
         assert host.service.pids == [agent_pid]
         # ... and it rolls itself back once it has not checked in for CONFIRM_S
         why = f"did not check in within {CONFIRM_S:g}s"
-        left_on_the_first_version(host, app_pid, why, tail=False)
+        left_on_the_first_version(host, app_pid, why, tail=True)
         assert host.service.pids == [agent_pid]  # handed back by exec too: nothing crashed
         assert host.status()["versions"] == {BASE_VERSION: "good", NEW: "bad"}
     finally:

@@ -186,8 +186,8 @@ def crashes_after_switch(src: Path) -> None:
 def left_on_the_first_version(host: Installed, app_pid: int, why: str, *, tail: bool) -> None:
     """After a broken NEW: back on BASE_VERSION, which reported why; NEW is bad, not retried.
 
-    `tail`: the report must carry a log tail (the launcher's fallback keeps the agent log's;
-    a failed trial's output is in the reason).
+    `tail`: the report must carry a log tail (agent.log's, when the version ran as the agent;
+    a failed trial's output is in the reason instead).
     """
     wait_until(
         lambda: NEW in host.journal()["bad"] and host.journal()["phase"] == "idle",

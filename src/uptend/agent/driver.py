@@ -360,6 +360,7 @@ class AppDriver:
             if not done:
                 return None
             if failure:
+                selfupdate.keep_log_tail(self.layout, version)  # its log: agent.log's tail
                 return self._unhealthy(version, failure)
             selfupdate.confirm(self.layout, version)
             crashpoint("self:confirmed")

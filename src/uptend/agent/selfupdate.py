@@ -132,6 +132,16 @@ def verdict(version: str) -> tuple[bool, str]:
     return False, ""
 
 
+def keep_log_tail(layout: Layout, version: str, text: str | None = None) -> None:
+    """Keep `text` (default: agent.log's tail) as `version`'s output, where a report reads it."""
+    prefix = prefix_of(layout)
+    if prefix is None:
+        return
+    out = layout.app_log(AGENT_APP, version)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files.write_atomically(out, (launcher.log_tail(prefix) if text is None else text).encode())
+
+
 def confirm(layout: Layout, version: str) -> None:
     """`version` runs and checked in: the launcher's last good version from now on."""
     prefix = prefix_of(layout)
@@ -180,9 +190,7 @@ class SelfHost:
             # the launcher went back to this version: roll the update back, reported with
             # the dead version's log (kept as its output, where a rollback's report reads it)
             log_tail = str(fallback.get("log_tail") or "")
-            out = self.layout.app_log(AGENT_APP, version)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            files.write_atomically(out, log_tail.encode())
+            keep_log_tail(self.layout, version, log_tail)
             d.fail(str(fallback.get("reason")), log_tail)
         state["fallback"] = None
         launcher.save(self.prefix, state)

@@ -34,6 +34,8 @@ class AgentConfig:
     keep_apps_on_exit: bool = False  # SIGTERM leaves the apps running, for the next agent
     dpkg_root: str = ""  # deb kind: dpkg --root (empty: the system's; read by installers/deb.py)
     dpkg_admindir: str = ""  # deb kind: dpkg --admindir (empty: <root>/var/lib/dpkg)
+    rpm_root: str = ""  # rpm kind: rpm --root (empty: the system's; read by installers/rpm.py)
+    rpm_dbpath: str = ""  # rpm kind: rpm --dbpath inside the root (empty: /var/lib/rpm)
 
     def preconditions(self) -> Preconditions:
         return Preconditions(

@@ -26,6 +26,7 @@ from uptend.protocol.versions import parse_version
 class InstallKind(StrEnum):
     BUNDLE = "bundle"
     DEB = "deb"  # a Debian package, installed with dpkg (agent/installers/deb.py)
+    RPM = "rpm"  # an rpm package, installed with rpm -U (agent/installers/rpm.py)
     COMMAND = "command"  # the vendor's installer, run by its command (installers/command.py)
     AGENT = "agent"  # the agent itself: a wheelhouse (agent/installers/agent.py)
 
@@ -37,6 +38,7 @@ class ArchiveFormat(StrEnum):
     TAR_GZ = "tar.gz"
     ZIP = "zip"
     DEB = "deb"  # the target is the .deb itself, never unpacked by uptend
+    RPM = "rpm"  # the target is the .rpm itself, never unpacked by uptend
     FILE = "file"  # the target is an installer file, run by the manifest's [installer] command
 
 
@@ -62,14 +64,18 @@ class TargetCustom(BaseModel):
 
     @model_validator(mode="after")
     def _kind_matches_format(self) -> "TargetCustom":
-        own = {InstallKind.DEB: ArchiveFormat.DEB, InstallKind.COMMAND: ArchiveFormat.FILE}
+        own = {
+            InstallKind.DEB: ArchiveFormat.DEB,
+            InstallKind.RPM: ArchiveFormat.RPM,
+            InstallKind.COMMAND: ArchiveFormat.FILE,
+        }
         signed_manifest = self.kind in own
         if own.get(self.kind) not in (None, self.format) or signed_manifest != (
             self.format in own.values()
         ):
-            raise ValueError("a deb (command) release is format deb (file): no other pairs")
+            raise ValueError("a deb, rpm, command release is format deb, rpm, file: no other pairs")
         if signed_manifest != (self.manifest is not None):
-            raise ValueError("a deb or command release has its manifest signed, a bundle not")
+            raise ValueError("a package or command release has its manifest signed, a bundle not")
         return self
 
     @model_serializer(mode="wrap")

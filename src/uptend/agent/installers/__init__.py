@@ -13,6 +13,7 @@ from uptend.agent.installers.base import (
 from uptend.agent.installers.bundle import BundleInstaller
 from uptend.agent.installers.command import CommandInstaller
 from uptend.agent.installers.deb import DebInstaller
+from uptend.agent.installers.rpm import RpmInstaller
 from uptend.agent.layout import Layout
 from uptend.agent.selfupdate import AGENT_APP
 from uptend.agent.supervisor import read_manifest
@@ -21,6 +22,7 @@ from uptend.errors import ConfigError
 KINDS: dict[str, Callable[[Layout, str], Installer]] = {
     BundleInstaller.kind: BundleInstaller,
     DebInstaller.kind: DebInstaller,
+    RpmInstaller.kind: RpmInstaller,
     CommandInstaller.kind: CommandInstaller,
     AgentInstaller.kind: AgentInstaller,
 }
@@ -36,7 +38,7 @@ def for_kind(kind: str, layout: Layout, app: str) -> Installer:
 
 
 def kind_of(layout: Layout, app: str, version: str | None) -> str:
-    """The kind of a staged version, from its signed manifest: a [deb] section is a package."""
+    """The kind of a staged version, from its signed manifest: [deb] or [rpm] is a package."""
     if app == AGENT_APP:
         return AgentInstaller.kind  # the agent itself, whatever is staged
     if version is None:
@@ -47,6 +49,8 @@ def kind_of(layout: Layout, app: str, version: str | None) -> str:
         return BundleInstaller.kind  # health() reports the broken manifest
     if manifest.installer is not None:
         return CommandInstaller.kind
+    if manifest.rpm is not None:
+        return RpmInstaller.kind
     return DebInstaller.kind if manifest.deb is not None else BundleInstaller.kind
 
 

@@ -40,6 +40,13 @@ def _check_local(path: Path) -> tuple[Path, ArchiveFormat, Path | None]:
     """(archive to upload, its format, temp dir to remove) after local checks."""
     if path.suffix == ".deb" and path.is_file():
         return path, ArchiveFormat.DEB, None  # checked by debmeta.manifest_text
+    if path.suffix == ".toml" and path.is_file():
+        if parse_manifest(path.read_bytes(), where=str(path)).apt is None:
+            raise ConfigError(
+                f"{path} alone is a release only with an [apt] section (the repository mode)",
+                hint="publish the directory that holds it, or add [apt] and [deb]",
+            )
+        return path, ArchiveFormat.APT, None  # the bytes come from the host's apt repository
     if path.suffix == ".rpm" and path.is_file():
         return path, ArchiveFormat.RPM, None  # checked by rpmmeta.manifest_text
     if path.is_file() and debmeta.installer_sidecar(path):
@@ -80,6 +87,8 @@ def _package_manifest(bundle: Path, fmt: ArchiveFormat) -> str | None:
         return _sendable(debmeta.manifest_text(bundle))
     if fmt is ArchiveFormat.RPM:
         return _sendable(rpmmeta.manifest_text(bundle))
+    if fmt is ArchiveFormat.APT:
+        return _sendable(bundle.read_text("utf-8"))
     if fmt is ArchiveFormat.FILE:
         return _sendable((bundle.parent / MANIFEST_NAME).read_text("utf-8"))
     return None

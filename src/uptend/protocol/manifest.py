@@ -18,6 +18,9 @@ version = "2.0-1"                  # dpkg's Version of this release's .deb
 package = "hello"                  # rpm's NAME
 version = "2.0-1"                  # rpm's EVR ([epoch:]version-release)
 
+[apt]                              # only in an apt release (with [deb]): the bytes come from
+repository = "uptend"              # the host's own signed apt repository <name>.list
+
 [installer]                        # only in a command release: the target is the installer
 command = ["msiexec", "/i", "{file}", "/qn"]   # {file}: the verified installer
 file = "setup.msi"                 # the name it is kept under in versions/<v>/
@@ -177,6 +180,13 @@ _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AptSection:
+    """Patchman's repository mode: the host's list file `<repository>.list` has the bytes."""
+
+    repository: str = field(metadata={"rule": _matching(_FILE, "a repository name")})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class InstallerSection:
     """How the `command` kind runs its installer ({file}: the verified file) and reads it."""
 
@@ -194,6 +204,7 @@ class Manifest:
     health: HealthSection = field(default=HealthSection(), metadata={"rule": _table(HealthSection)})
     deb: DebSection | None = field(default=None, metadata={"rule": _table(DebSection)})
     rpm: RpmSection | None = field(default=None, metadata={"rule": _table(RpmSection)})
+    apt: AptSection | None = field(default=None, metadata={"rule": _table(AptSection)})
     installer: InstallerSection | None = field(
         default=None, metadata={"rule": _table(InstallerSection)}
     )

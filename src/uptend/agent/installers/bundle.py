@@ -18,8 +18,9 @@ from uptend.agent.worker import Context
 from uptend.errors import ConfigError
 from uptend.protocol.manifest import MANIFEST_NAME, HealthSection, Manifest, parse_manifest
 
-# checks the signed manifest against the verified file; returns the name to keep it under
-Keep = Callable[[Manifest, Path], str]
+# checks the signed manifest against the verified file; returns the name to keep under, and
+# the file to keep (the artifact itself, or what it led to: apt's download)
+Keep = Callable[[Manifest, Path], tuple[str, Path]]
 
 
 class BundleInstaller:
@@ -58,8 +59,11 @@ class BundleInstaller:
             job.check()
             # a signed release with a broken manifest is the release's fault
             manifest = read_manifest(work)  # installers.kind_of would take it for another kind
-            if any(s is not None for s in (manifest.deb, manifest.rpm, manifest.installer)):
-                raise ConfigError("a bundle's uptend.toml may have no [deb], [rpm], [installer]")
+            kinds = (manifest.deb, manifest.rpm, manifest.apt, manifest.installer)
+            if any(s is not None for s in kinds):
+                raise ConfigError(
+                    "a bundle's uptend.toml may have no [deb] [rpm] [apt] [installer]"
+                )
             with span("sync"):
                 files.syncfs(work)
             work.rename(
@@ -95,10 +99,10 @@ class BundleInstaller:
                 signed.info.verify_length_and_hashes(f)
             text = (signed.custom.manifest or "").encode()
             manifest = parse_manifest(text, where=f"the signed manifest of {signed.name}")
-            name = keep(manifest, artifact)
+            name, source = keep(manifest, artifact)
             job.check()
             work.mkdir(mode=0o700)
-            shutil.copyfile(artifact, work / name)
+            shutil.copyfile(source, work / name)
             (work / name).chmod(mode)
             (work / MANIFEST_NAME).write_bytes(text)
             with span("sync"):

@@ -42,10 +42,10 @@ class CommandInstaller(BundleInstaller):
     kind = "command"
 
     def stage(self, signed: Signed, artifact: Path, job: Context, span: Span = no_span) -> None:
-        def keep(manifest: Manifest, _artifact: Path) -> str:
+        def keep(manifest: Manifest, artifact: Path) -> tuple[str, Path]:
             if manifest.installer is None:
                 raise ConfigError(f"the signed manifest of {signed.name} has no [installer]")
-            return manifest.installer.file
+            return manifest.installer.file, artifact
 
         self._stage_kept(signed, artifact, job, span, keep, mode=0o700)  # it is run
 

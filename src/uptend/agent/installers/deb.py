@@ -87,4 +87,5 @@ class DebInstaller(PackageInstaller):
     kind = "deb"
 
     def __init__(self, layout: Layout, app: str) -> None:
-        super().__init__(layout, app, Dpkg.of(layout))
+        self.dpkg = Dpkg.of(layout)
+        super().__init__(layout, app, self.dpkg)

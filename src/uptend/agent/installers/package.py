@@ -102,16 +102,23 @@ class PackageInstaller(BundleInstaller):
             )
 
     def stage(self, signed: Signed, artifact: Path, job: Context, span: Span = no_span) -> None:
-        def keep(manifest: Manifest, artifact: Path) -> str:
+        def keep(manifest: Manifest, artifact: Path) -> tuple[str, Path]:
             section = self.tool.section(manifest)
             if section is None:
                 raise ConfigError(f"the signed manifest of {signed.name} has no [{self.kind}]")
-            fields = self.tool.fields(artifact)
-            self._check_package(artifact, section)
+            package = self._package_file(signed, manifest, artifact, job)
+            fields = self.tool.fields(package)
+            self._check_package(package, section)
             self.tool.check(fields, manifest, signed.name)
-            return self.tool.file
+            return self.tool.file, package
 
         self._stage_kept(signed, artifact, job, span, keep)
+
+    def _package_file(
+        self, signed: Signed, manifest: Manifest, artifact: Path, job: Context
+    ) -> Path:
+        """The package to check and keep: the verified target itself (apt: its download)."""
+        return artifact
 
     def busy(self) -> str | None:
         return self.tool.busy()

@@ -101,6 +101,8 @@ def describe(
     Both sides build it here, so that a workstation's signature covers what the server checks.
     A .deb comes with its manifest (`debmeta.manifest_text`), checked against its control.
     """
+    if fmt is ArchiveFormat.APT:
+        return _describe_apt(upload, app, version, channel, manifest, floor)
     if fmt is ArchiveFormat.RPM:
         return _describe_rpm(upload, app, version, channel, manifest, floor)
     if fmt is ArchiveFormat.DEB:
@@ -154,13 +156,47 @@ def _describe_deb(
     )
 
 
-def _one_kind(parsed: Manifest) -> None:
-    """A package release's manifest names its one package manager: never two sections."""
+def _one_kind(parsed: Manifest, apt: bool = False) -> None:
+    """A package release's manifest names its one package manager: never two sections.
+
+    [apt] goes with [deb] (its bytes come from the host's apt repository), in apt releases only.
+    """
     if sum(s is not None for s in (parsed.deb, parsed.rpm, parsed.installer)) != 1:
         raise ConfigError(
             "the release's uptend.toml has more than one of [deb], [rpm], [installer]",
             hint="keep only the section of the package this release is",
         )
+    if (parsed.apt is not None) != apt:
+        raise ConfigError(
+            "an [apt] section belongs in an apt release only (publish its uptend.toml alone)",
+            hint="drop [apt] to publish the package itself",
+        )
+
+
+def _describe_apt(
+    upload: Path, app: str, version: str, channel: str, manifest: str | None, floor: bool
+) -> TargetCustom:
+    """The target is the manifest itself: the server decides the version, apt has the bytes."""
+    if manifest is None or upload.read_bytes() != manifest.encode():
+        raise ConfigError(
+            "an apt release is its uptend.toml, sent as the manifest too",
+            hint="publish the uptend.toml with [deb] and [apt] with a current CLI",
+        )
+    parsed = parse_manifest(manifest.encode(), where="the release's uptend.toml")
+    if parsed.deb is None or parsed.apt is None:
+        raise ConfigError("an apt release's uptend.toml needs [deb] and [apt] sections")
+    _one_kind(parsed, apt=True)
+    return TargetCustom(
+        app=app,
+        version=version,
+        channel=channel,
+        kind=InstallKind.APT,
+        format=ArchiveFormat.APT,
+        unpacked_size=0,
+        files=0,
+        manifest=manifest,
+        floor=version if floor else None,
+    )
 
 
 def _describe_rpm(

@@ -36,6 +36,8 @@ class AgentConfig:
     dpkg_admindir: str = ""  # deb kind: dpkg --admindir (empty: <root>/var/lib/dpkg)
     rpm_root: str = ""  # rpm kind: rpm --root (empty: the system's; read by installers/rpm.py)
     rpm_dbpath: str = ""  # rpm kind: rpm --dbpath inside the root (empty: /var/lib/rpm)
+    apt_sources_dir: str = ""  # apt kind: holds <repository>.list (empty: sources.list.d)
+    apt_state_dir: str = ""  # apt kind: private lists and cache (empty: the system's)
 
     def preconditions(self) -> Preconditions:
         return Preconditions(

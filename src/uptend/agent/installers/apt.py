@@ -16,6 +16,7 @@ agent.json: `apt_sources_dir` holds `<repository>.list` (empty: /etc/apt/sources
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from uptend.protocol.manifest import Manifest
 
 SOURCES_DIR = "/etc/apt/sources.list.d"
 APT_TIMEOUT_S = 600.0
+_STALE = re.compile(r"GPG error|signature|Failed to fetch|index files failed")
 
 
 class AptInstaller(DebInstaller):
@@ -113,8 +115,11 @@ class AptInstaller(DebInstaller):
             raise TransientError(f"{what} took over {APT_TIMEOUT_S:g} s") from None
         out = done.stdout.decode("utf-8", "replace")
         err = done.stderr.decode("utf-8", "replace")
-        if done.returncode != 0:
-            said = [ln for ln in err.splitlines() if ln.startswith(("E:", "W: GPG error"))]
+        # with earlier lists, apt only warns of a bad signature (or a failed fetch) and keeps
+        # the old index, exit code 0: that is no refresh, and it is refused
+        stale = [ln for ln in err.splitlines() if ln.startswith("W:") and _STALE.search(ln)]
+        if done.returncode != 0 or stale:
+            said = [ln for ln in err.splitlines() if ln.startswith("E:")] + stale
             said = said or err.splitlines()[-3:]
             why = f"{what} failed: {' '.join(said) or f'exit code {done.returncode}'}"
             if "Could not get lock" in err:

@@ -161,7 +161,8 @@ def publish(
     path: Annotated[
         Path,
         typer.Argument(
-            help="directory, .tar.gz or .zip with uptend.toml, a .deb, an .rpm; or `release sign`'s"
+            help="directory, .tar.gz or .zip with uptend.toml, a .deb, an .rpm, an apt release's"
+            " uptend.toml; or `release sign`'s"
         ),
     ],
     server: ServerOpt = "",

@@ -29,6 +29,7 @@ class Dpkg:
     name = "dpkg"
     verb = "dpkg -i"
     file = PACKAGE_FILE
+    table = "deb"
 
     @classmethod
     def of(cls, layout: Layout) -> "Dpkg":

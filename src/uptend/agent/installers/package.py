@@ -36,6 +36,7 @@ class Tool(Protocol):
     name: str  # "dpkg": the prefix of its lines in the attempt log
     verb: str  # "dpkg -i": how its install is named in a failure
     file: str  # the package's name in versions/<v>/
+    table: str  # its manifest section: "deb", "rpm"
 
     def section(self, manifest: Manifest) -> Section | None: ...
 
@@ -71,7 +72,7 @@ class PackageInstaller(BundleInstaller):
         """The package section of the version in `where`; ConfigError if it has none."""
         section = self.tool.section(read_manifest(where))
         if section is None:
-            raise ConfigError(f"{where / MANIFEST_NAME} has no [{self.kind}] section")
+            raise ConfigError(f"{where / MANIFEST_NAME} has no [{self.tool.table}] section")
         return section
 
     def _established(self) -> str | None:
@@ -105,7 +106,9 @@ class PackageInstaller(BundleInstaller):
         def keep(manifest: Manifest, artifact: Path) -> tuple[str, Path]:
             section = self.tool.section(manifest)
             if section is None:
-                raise ConfigError(f"the signed manifest of {signed.name} has no [{self.kind}]")
+                raise ConfigError(
+                    f"the signed manifest of {signed.name} has no [{self.tool.table}]"
+                )
             package = self._package_file(signed, manifest, artifact, job)
             fields = self.tool.fields(package)
             self._check_package(package, section)

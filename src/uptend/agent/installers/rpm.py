@@ -33,6 +33,7 @@ class Rpm:
     name = "rpm"
     verb = "rpm -U"
     file = PACKAGE_FILE
+    table = "rpm"
 
     @classmethod
     def of(cls, layout: Layout) -> "Rpm":

@@ -131,8 +131,12 @@ def test_an_upgrade_is_rpm_u_a_rollback_adds_oldpackage_and_failures_keep_rpms_w
 
     said.clear()
     installer.activate("1.0", said.append)  # the rollback: the older file, --oldpackage
-    assert said[0].startswith(prefix + "--oldpackage ")
+    assert said[0].startswith(prefix + "--oldpackage --replacepkgs ")
     assert rpm_query(root, "uptend-demo") == "1.0-1"
+    # killed between rpm and `current`, the driver repeats the install: it succeeds again
+    installer.activate("1.0", said.append)
+    assert rpm_query(root, "uptend-demo") == "1.0-1"
+    assert layout.current("demo").readlink().name == "1.0"
 
 
 def test_an_rpm_transaction_lock_held_by_another_process_makes_the_installer_busy(

@@ -2,7 +2,8 @@
 
 All but the rpm calls is `installers/package.py`, shared with deb. A rollback (or any
 install of a version older than the one rpm has) is `rpm -U --oldpackage`: rpm itself
-compares the versions. rpm's root and database are the agent's settings (`rpm_root`,
+compares the versions; `--replacepkgs` makes the install idempotent (a repeat after a kill
+reinstalls what is there). rpm's root and database are the agent's settings (`rpm_root`,
 `rpm_dbpath` in agent.json: tests use a private root; the database path is always given,
 since Debian's rpm defaults to one in the user's home).
 """
@@ -64,7 +65,9 @@ class Rpm:
     def install(self, package: Path, section: Section) -> list[str]:
         found = self.installed(section.package)
         older = found is not None and self._newer(found, section.version)
-        return self.command("-U", *(["--oldpackage"] if older else []), str(package))
+        # --replacepkgs: after a kill between rpm and `current`, the repeat must succeed
+        flags = ["--oldpackage"] if older else []
+        return self.command("-U", *flags, "--replacepkgs", str(package))
 
     def _newer(self, installed: str, wanted: str) -> bool:
         """Whether rpm holds `installed` above `wanted` (unsure: yes, --oldpackage allows both)."""

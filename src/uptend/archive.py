@@ -284,7 +284,7 @@ class _Walker:
                 with zipfile.ZipFile(self.archive) as zf:
                     for info in zf.infolist():
                         yield self.zip_entry(zf, info)
-            case ArchiveFormat.DEB | ArchiveFormat.FILE:  # never unpacked: installers run them
+            case ArchiveFormat.DEB | ArchiveFormat.RPM | ArchiveFormat.APT | ArchiveFormat.FILE:
                 raise VerificationError(f"a {fmt.value} target is not unpacked as a bundle")
             case _:
                 assert_never(fmt)

@@ -72,7 +72,7 @@ def manifest_text(deb: Path) -> str:
 
 def installer_sidecar(path: Path) -> bool:
     """Whether `path` is a command release: an installer with an [installer] uptend.toml."""
-    if path.name.endswith((".tar.gz", ".tgz", ".zip", ".deb")):
+    if path.name.endswith((".tar.gz", ".tgz", ".zip", ".deb", ".rpm")):
         return False
     sidecar = path.parent / MANIFEST_NAME
     if not sidecar.is_file():

@@ -30,6 +30,7 @@ from tests.agent.crash_support import (
 from tests.agent.lanes import Lane, lane, shared_fleet
 from tests.support.debs import PACKAGE, deb_host, private_root, publish_deb, query
 from tests.support.fleet import Fleet, Host, wait_until
+from tests.support.rpms import private_rpm_root, publish_rpm, rpm_host, rpm_query
 from uptend.agent import journal as journal_module
 from uptend.agent.crashpoints import ALL_CRASHPOINTS, ARM_ENV, DEB_CRASHPOINTS, LOG_ENV
 from uptend.agent.machine import MAX_ATTEMPTS
@@ -267,6 +268,39 @@ def test_deb_killed_between_dpkg_and_the_commit_ends_installed_and_running(
     host.start()
     wait_settled(host, "demo", "2.0")
     assert query(root, PACKAGE) == "2.0-1 ii"
+    wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running")
+    assert len(app_pids(host, "demo")) == 1
+    wait_until(
+        lambda: (
+            [r["outcome"] for r in reports(fleet, host) if r["version"] == "2.0"] == ["installed"]
+        ),
+        what="one installed report",
+    )
+    assert host.stop() == 0
+
+
+def test_rpm_killed_between_rpm_and_the_commit_ends_installed_and_running(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """D28/D29 for the rpm kind: the repeated `rpm -U` of what rpm already has must succeed."""
+    root = private_rpm_root(tmp_path / "rpm-root")
+    fleet.assign("demo")
+    host = rpm_host(fleet, root)
+    publish_rpm(fleet, root, "1.0", "1.0-1")
+    host.start()
+    wait_settled(host, "demo", "1.0")
+    assert host.stop() == 0
+    publish_rpm(fleet, root, "2.0", "2.0-1")
+
+    host.start(env={ARM_ENV: DEB_CRASHPOINTS[0]})
+    agent_died_of_sigkill(host)
+    assert rpm_query(root, PACKAGE) == "2.0-1"  # rpm finished...
+    assert host.current("demo") == "1.0"  # ...nothing else did
+    assert host.journal("demo")["phase"] == "activating"
+
+    host.start()
+    wait_settled(host, "demo", "2.0")
+    assert rpm_query(root, PACKAGE) == "2.0-1"
     wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running")
     assert len(app_pids(host, "demo")) == 1
     wait_until(

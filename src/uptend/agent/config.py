@@ -37,6 +37,10 @@ class AgentConfig:
     self_confirm_s: float = 300.0
     dpkg_root: str = ""  # deb kind: dpkg --root (empty: the system's; read by installers/deb.py)
     dpkg_admindir: str = ""  # deb kind: dpkg --admindir (empty: <root>/var/lib/dpkg)
+    rpm_root: str = ""  # rpm kind: rpm --root (empty: the system's; read by installers/rpm.py)
+    rpm_dbpath: str = ""  # rpm kind: rpm --dbpath inside the root (empty: /var/lib/rpm)
+    apt_sources_dir: str = ""  # apt kind: holds <repository>.list (empty: sources.list.d)
+    apt_state_dir: str = ""  # apt kind: private lists and cache (empty: the system's)
 
     def preconditions(self) -> Preconditions:
         return Preconditions(

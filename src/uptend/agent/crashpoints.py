@@ -33,7 +33,8 @@ ALL_CRASHPOINTS = (
     "saved:idle",  # committed (or rolled back), cleanup may be pending
 )
 
-# The deb kind (agent/installers/deb.py): dpkg installed the package, `current` not yet switched.
+# The package kinds (installers/package.py: deb, rpm, apt): the package manager installed the
+# package, `current` not yet switched.
 DEB_CRASHPOINTS = ("dpkg:installed",)
 # The agent's own update (installers/agent.py, selfupdate.py, driver.py), in order: the new
 # environment built / its trial passed (in the worker child), the launcher's pointer written,

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 from rich.text import Text
 
-from uptend import archive, debmeta
+from uptend import archive, debmeta, rpmmeta
 from uptend.cli import release_agent
 from uptend.cli._client import Admin, ServerOpt, TokenOpt, public_metadata
 from uptend.cli._output import console, err_console, literal, print_json
@@ -40,6 +40,15 @@ def _check_local(path: Path) -> tuple[Path, ArchiveFormat, Path | None]:
     """(archive to upload, its format, temp dir to remove) after local checks."""
     if path.suffix == ".deb" and path.is_file():
         return path, ArchiveFormat.DEB, None  # checked by debmeta.manifest_text
+    if path.suffix == ".toml" and path.is_file():
+        if parse_manifest(path.read_bytes(), where=str(path)).apt is None:
+            raise ConfigError(
+                f"{path} alone is a release only with an [apt] section (the repository mode)",
+                hint="publish the directory that holds it, or add [apt] and [deb]",
+            )
+        return path, ArchiveFormat.APT, None  # the bytes come from the host's apt repository
+    if path.suffix == ".rpm" and path.is_file():
+        return path, ArchiveFormat.RPM, None  # checked by rpmmeta.manifest_text
     if path.is_file() and debmeta.installer_sidecar(path):
         return path, ArchiveFormat.FILE, None  # the vendor's installer, run by its command
     if path.is_dir():
@@ -70,6 +79,19 @@ def _check_local(path: Path) -> tuple[Path, ArchiveFormat, Path | None]:
         raise ConfigError(f"cannot read {path}", hint="check its permissions") from None
     parse_manifest(info.manifest, where=f"{path}:{MANIFEST_NAME}")
     return path, fmt, None
+
+
+def _package_manifest(bundle: Path, fmt: ArchiveFormat) -> str | None:
+    """The uptend.toml a package or installer release is signed with (None: a bundle)."""
+    if fmt is ArchiveFormat.DEB:
+        return _sendable(debmeta.manifest_text(bundle))
+    if fmt is ArchiveFormat.RPM:
+        return _sendable(rpmmeta.manifest_text(bundle))
+    if fmt is ArchiveFormat.APT:
+        return _sendable(bundle.read_text("utf-8"))
+    if fmt is ArchiveFormat.FILE:
+        return _sendable((bundle.parent / MANIFEST_NAME).read_text("utf-8"))
+    return None
 
 
 def upload_release(
@@ -117,10 +139,8 @@ def upload_release(
                 params["critical"] = "true"
             if floor:
                 params["floor"] = "true"
-            if fmt is ArchiveFormat.DEB:
-                params["manifest"] = _sendable(debmeta.manifest_text(bundle))
-            elif fmt is ArchiveFormat.FILE:
-                params["manifest"] = _sendable((bundle.parent / MANIFEST_NAME).read_text("utf-8"))
+            if (manifest := _package_manifest(bundle, fmt)) is not None:
+                params["manifest"] = manifest
             release = admin.publish(params, chunks(), size).model_dump(mode="json")
     finally:
         if tmp is not None:
@@ -141,7 +161,8 @@ def publish(
     path: Annotated[
         Path,
         typer.Argument(
-            help="directory, .tar.gz or .zip with uptend.toml, a .deb; or `release sign`'s"
+            help="directory, .tar.gz or .zip with uptend.toml, a .deb, an .rpm, an apt release's"
+            " uptend.toml; or `release sign`'s"
         ),
     ],
     server: ServerOpt = "",
@@ -228,7 +249,10 @@ def _signed_release(out: Path, name: str, version: str) -> tuple[Path, str, byte
 def sign(
     name: Annotated[str, typer.Argument(metavar="APP", help="app name")],
     version: Annotated[str, typer.Argument(help="PEP 440 version, e.g. 1.2.0")],
-    path: Annotated[Path, typer.Argument(help="directory, .tar.gz or .zip with uptend.toml")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="directory, .tar.gz or .zip with uptend.toml, a .deb, an .rpm"),
+    ],
     keys: Annotated[Path, typer.Option("--keys", help="the offline keys (export-targets)")],
     out: Annotated[Path, typer.Option("--out", help="new directory for the signed release")],
     server: ServerOpt = "",
@@ -263,13 +287,16 @@ def sign(
     bundle, fmt, tmp = _check_local(path)
     target_name = target_path(name, version, fmt)
     try:
+        manifest = _package_manifest(bundle, fmt)
         out.mkdir(parents=True, exist_ok=True)
         archive_path = out / target_name.rsplit("/", 1)[1]
         shutil.copyfile(bundle, archive_path)
+        if manifest is not None:  # beside the package, as `publish OUT` reads it: the same text
+            (out / MANIFEST_NAME).write_text(manifest, "utf-8")
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    custom = describe(archive_path, name, version, channel, fmt)
+    custom = describe(archive_path, name, version, channel, fmt, manifest)
     target = TargetFile.from_file(target_name, str(archive_path), ["sha256"])
     target.unrecognized_fields["custom"] = custom.signed_form()
     now = datetime.now(UTC)

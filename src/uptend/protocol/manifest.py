@@ -14,6 +14,13 @@ timeout = 5                        # optional: seconds one probe may take
 package = "hello"                  # the one package this app may install (dpkg's Package)
 version = "2.0-1"                  # dpkg's Version of this release's .deb
 
+[rpm]                              # only in an rpm release: the same, as rpm names them
+package = "hello"                  # rpm's NAME
+version = "2.0-1"                  # rpm's EVR ([epoch:]version-release)
+
+[apt]                              # only in an apt release (with [deb]): the bytes come from
+repository = "uptend"              # the host's own signed apt repository <name>.list
+
 [installer]                        # only in a command release: the target is the installer
 command = ["msiexec", "/i", "{file}", "/qn"]   # {file}: the verified installer
 file = "setup.msi"                 # the name it is kept under in versions/<v>/
@@ -149,6 +156,16 @@ class DebSection:
     version: str = field(metadata={"rule": _matching(_DEB_VERSION, "a Debian version")})
 
 
+_RPM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+_RPM_EVR = re.compile(r"^([0-9]{1,10}:)?[A-Za-z0-9._+~^]{1,60}-[A-Za-z0-9._+~^]{1,60}$")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RpmSection:
+    package: str = field(metadata={"rule": _matching(_RPM_NAME, "an rpm package name")})
+    version: str = field(metadata={"rule": _matching(_RPM_EVR, "an rpm version-release")})
+
+
 def _codes(loc: str, value: object, problems: list[str]) -> tuple[int, ...] | None:
     """A list of exit codes (any int: Windows' are unsigned 32-bit)."""
     if not isinstance(value, list) or not all(
@@ -160,6 +177,13 @@ def _codes(loc: str, value: object, problems: list[str]) -> tuple[int, ...] | No
 
 
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AptSection:
+    """Patchman's repository mode: the host's list file `<repository>.list` has the bytes."""
+
+    repository: str = field(metadata={"rule": _matching(_FILE, "a repository name")})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -179,6 +203,8 @@ class Manifest:
     app: AppSection = field(metadata={"rule": _table(AppSection)})
     health: HealthSection = field(default=HealthSection(), metadata={"rule": _table(HealthSection)})
     deb: DebSection | None = field(default=None, metadata={"rule": _table(DebSection)})
+    rpm: RpmSection | None = field(default=None, metadata={"rule": _table(RpmSection)})
+    apt: AptSection | None = field(default=None, metadata={"rule": _table(AptSection)})
     installer: InstallerSection | None = field(
         default=None, metadata={"rule": _table(InstallerSection)}
     )

@@ -26,6 +26,8 @@ from uptend.protocol.versions import parse_version
 class InstallKind(StrEnum):
     BUNDLE = "bundle"
     DEB = "deb"  # a Debian package, installed with dpkg (agent/installers/deb.py)
+    RPM = "rpm"  # an rpm package, installed with rpm -U (agent/installers/rpm.py)
+    APT = "apt"  # a .deb from the host's apt repository, installed with dpkg (installers/apt.py)
     COMMAND = "command"  # the vendor's installer, run by its command (installers/command.py)
     AGENT = "agent"  # the agent itself: a wheelhouse (agent/installers/agent.py)
 
@@ -37,6 +39,8 @@ class ArchiveFormat(StrEnum):
     TAR_GZ = "tar.gz"
     ZIP = "zip"
     DEB = "deb"  # the target is the .deb itself, never unpacked by uptend
+    RPM = "rpm"  # the target is the .rpm itself, never unpacked by uptend
+    APT = "apt"  # the target is the uptend.toml: the server decides, apt has the bytes
     FILE = "file"  # the target is an installer file, run by the manifest's [installer] command
 
 
@@ -62,14 +66,21 @@ class TargetCustom(BaseModel):
 
     @model_validator(mode="after")
     def _kind_matches_format(self) -> "TargetCustom":
-        own = {InstallKind.DEB: ArchiveFormat.DEB, InstallKind.COMMAND: ArchiveFormat.FILE}
+        own = {
+            InstallKind.DEB: ArchiveFormat.DEB,
+            InstallKind.RPM: ArchiveFormat.RPM,
+            InstallKind.APT: ArchiveFormat.APT,
+            InstallKind.COMMAND: ArchiveFormat.FILE,
+        }
         signed_manifest = self.kind in own
         if own.get(self.kind) not in (None, self.format) or signed_manifest != (
             self.format in own.values()
         ):
-            raise ValueError("a deb (command) release is format deb (file): no other pairs")
+            raise ValueError(
+                "a deb, rpm, apt, command release is format deb, rpm, apt, file: no other"
+            )
         if signed_manifest != (self.manifest is not None):
-            raise ValueError("a deb or command release has its manifest signed, a bundle not")
+            raise ValueError("a package or command release has its manifest signed, a bundle not")
         return self
 
     @model_serializer(mode="wrap")

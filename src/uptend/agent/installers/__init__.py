@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 from uptend.agent.installers.agent import AgentInstaller
+from uptend.agent.installers.apt import AptInstaller
 from uptend.agent.installers.base import (
     InstallBusyError,
     Installer,
@@ -13,6 +14,7 @@ from uptend.agent.installers.base import (
 from uptend.agent.installers.bundle import BundleInstaller
 from uptend.agent.installers.command import CommandInstaller
 from uptend.agent.installers.deb import DebInstaller
+from uptend.agent.installers.rpm import RpmInstaller
 from uptend.agent.layout import Layout
 from uptend.agent.selfupdate import AGENT_APP
 from uptend.agent.supervisor import read_manifest
@@ -21,6 +23,8 @@ from uptend.errors import ConfigError
 KINDS: dict[str, Callable[[Layout, str], Installer]] = {
     BundleInstaller.kind: BundleInstaller,
     DebInstaller.kind: DebInstaller,
+    RpmInstaller.kind: RpmInstaller,
+    AptInstaller.kind: AptInstaller,
     CommandInstaller.kind: CommandInstaller,
     AgentInstaller.kind: AgentInstaller,
 }
@@ -36,7 +40,7 @@ def for_kind(kind: str, layout: Layout, app: str) -> Installer:
 
 
 def kind_of(layout: Layout, app: str, version: str | None) -> str:
-    """The kind of a staged version, from its signed manifest: a [deb] section is a package."""
+    """The kind of a staged version, from its signed manifest: [deb], [rpm], [apt] are packages."""
     if app == AGENT_APP:
         return AgentInstaller.kind  # the agent itself, whatever is staged
     if version is None:
@@ -47,6 +51,10 @@ def kind_of(layout: Layout, app: str, version: str | None) -> str:
         return BundleInstaller.kind  # health() reports the broken manifest
     if manifest.installer is not None:
         return CommandInstaller.kind
+    if manifest.apt is not None:
+        return AptInstaller.kind  # a [deb] whose bytes came from the host's apt repository
+    if manifest.rpm is not None:
+        return RpmInstaller.kind
     return DebInstaller.kind if manifest.deb is not None else BundleInstaller.kind
 
 

@@ -38,6 +38,13 @@ def ignore(_message: str) -> None:
 Say = Callable[[str], None]  # writes one line into the update's attempt log
 
 
+TAIL_LINES = 30  # of what an installer said, into the report
+
+
+def tail(output: str) -> str:
+    return "\n".join(output.splitlines()[-TAIL_LINES:])
+
+
 class InstallFailedError(Exception):
     """The system's installer refused the version: reported with the tail of what it said."""
 

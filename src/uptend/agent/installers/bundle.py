@@ -1,5 +1,11 @@
-"""The `bundle` kind: an archive unpacked into versions/<v>, `current` pointed at it."""
+"""The `bundle` kind: an archive unpacked into versions/<v>, `current` pointed at it.
 
+Its staging and clean-up are the other kinds' too: `_stage_kept` is how a kind that keeps
+the verified file itself (deb, rpm, command) stages it beside its signed manifest.
+"""
+
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from uptend.agent import files
@@ -10,7 +16,11 @@ from uptend.agent.observe import Span, no_span
 from uptend.agent.supervisor import read_manifest
 from uptend.agent.worker import Context
 from uptend.errors import ConfigError
-from uptend.protocol.manifest import HealthSection
+from uptend.protocol.manifest import MANIFEST_NAME, HealthSection, Manifest, parse_manifest
+
+# checks the signed manifest against the verified file; returns the name to keep under, and
+# the file to keep (the artifact itself, or what it led to: apt's download)
+Keep = Callable[[Manifest, Path], tuple[str, Path]]
 
 
 class BundleInstaller:
@@ -49,8 +59,11 @@ class BundleInstaller:
             job.check()
             # a signed release with a broken manifest is the release's fault
             manifest = read_manifest(work)  # installers.kind_of would take it for another kind
-            if manifest.deb is not None or manifest.installer is not None:
-                raise ConfigError("a bundle's uptend.toml may have no [deb] or [installer]")
+            kinds = (manifest.deb, manifest.rpm, manifest.apt, manifest.installer)
+            if any(s is not None for s in kinds):
+                raise ConfigError(
+                    "a bundle's uptend.toml may have no [deb] [rpm] [apt] [installer]"
+                )
             with span("sync"):
                 files.syncfs(work)
             work.rename(
@@ -61,6 +74,50 @@ class BundleInstaller:
             raise
         files.fsync_dir(final.parent)
         crashpoint("unpack:renamed")
+
+    def _stage_kept(
+        self,
+        signed: Signed,
+        artifact: Path,
+        job: Context,
+        span: Span,
+        keep: Keep,
+        mode: int = 0o600,
+    ) -> None:
+        """versions/<v>/ = the verified `artifact` (named by `keep`) and its signed manifest.
+
+        `keep` refuses (ConfigError) what the signed manifest does not describe.
+        """
+        version = signed.custom.version
+        final = self.layout.version_dir(self.app, version)
+        if final.is_dir():
+            return
+        work = self.layout.staging(self.app) / f"{version}.unpack"
+        files.remove_tree(work)
+        try:
+            with span("verify"), artifact.open("rb") as f:  # TOCTOU: check again what we keep
+                signed.info.verify_length_and_hashes(f)
+            text = (signed.custom.manifest or "").encode()
+            manifest = parse_manifest(text, where=f"the signed manifest of {signed.name}")
+            name, source = keep(manifest, artifact)
+            job.check()
+            work.mkdir(mode=0o700)
+            shutil.copyfile(source, work / name)
+            (work / name).chmod(mode)
+            (work / MANIFEST_NAME).write_bytes(text)
+            with span("sync"):
+                files.syncfs(work)
+            work.rename(final)  # docs/architecture.md promise 2: whole or not at all
+        except BaseException:
+            files.remove_tree(work)
+            raise
+        files.fsync_dir(final.parent)
+        crashpoint("unpack:renamed")
+
+    def _keep_output(self, version: str, output: str) -> None:
+        """What the system's installer said, in the app's log: the report's tail after a crash."""
+        with open(self.layout.app_log(self.app, version), "a", opener=files.private_opener) as f:
+            f.write(output)
 
     def activate(self, version: str, say: Say = ignore) -> None:
         files.point_current_at(self.layout.app_dir(self.app), version)

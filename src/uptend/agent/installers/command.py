@@ -9,22 +9,26 @@ attempt log, and on failure into the report.
 """
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 from uptend.agent import files
 from uptend.agent.crashpoints import crashpoint
-from uptend.agent.installers.base import InstallBusyError, InstallFailedError, Say, Signed, ignore
+from uptend.agent.installers.base import (
+    InstallBusyError,
+    InstallFailedError,
+    Say,
+    Signed,
+    ignore,
+    tail,
+)
 from uptend.agent.installers.bundle import BundleInstaller
 from uptend.agent.observe import Span, no_span
 from uptend.agent.supervisor import read_manifest
 from uptend.agent.worker import Context
 from uptend.errors import ConfigError
-from uptend.protocol.manifest import MANIFEST_NAME, InstallerSection, parse_manifest
-
-TAIL_LINES = 30
+from uptend.protocol.manifest import MANIFEST_NAME, InstallerSection, Manifest
 
 
 def _section(where: Path) -> InstallerSection:
@@ -38,32 +42,12 @@ class CommandInstaller(BundleInstaller):
     kind = "command"
 
     def stage(self, signed: Signed, artifact: Path, job: Context, span: Span = no_span) -> None:
-        version = signed.custom.version
-        final = self.layout.version_dir(self.app, version)
-        if final.is_dir():
-            return
-        work = self.layout.staging(self.app) / f"{version}.unpack"
-        files.remove_tree(work)
-        try:
-            with span("verify"), artifact.open("rb") as f:  # TOCTOU: check again what we keep
-                signed.info.verify_length_and_hashes(f)
-            text = (signed.custom.manifest or "").encode()
-            manifest = parse_manifest(text, where=f"the signed manifest of {signed.name}")
+        def keep(manifest: Manifest, artifact: Path) -> tuple[str, Path]:
             if manifest.installer is None:
                 raise ConfigError(f"the signed manifest of {signed.name} has no [installer]")
-            job.check()
-            work.mkdir(mode=0o700)
-            shutil.copyfile(artifact, work / manifest.installer.file)
-            (work / manifest.installer.file).chmod(0o700)
-            (work / MANIFEST_NAME).write_bytes(text)
-            with span("sync"):
-                files.syncfs(work)
-            work.rename(final)  # docs/architecture.md promise 2: whole or not at all
-        except BaseException:
-            files.remove_tree(work)
-            raise
-        files.fsync_dir(final.parent)
-        crashpoint("unpack:renamed")
+            return manifest.installer.file, artifact
+
+        self._stage_kept(signed, artifact, job, span, keep, mode=0o700)  # it is run
 
     def activate(self, version: str, say: Say = ignore) -> None:
         where = self.layout.version_dir(self.app, version)
@@ -81,14 +65,14 @@ class CommandInstaller(BundleInstaller):
             self._keep_output(version, output)
             raise InstallFailedError(
                 f"the installer of {version} took over {section.timeout:g} s and was killed",
-                _tail(output),
+                tail(output),
             )
         if code in section.busy:
             raise InstallBusyError(f"the installer of {version} is busy (exit code {code})")
         if code not in section.success and code not in section.reboot:
             self._keep_output(version, output)
             raise InstallFailedError(
-                f"the installer of {version} exited with code {code}", _tail(output)
+                f"the installer of {version} exited with code {code}", tail(output)
             )
         if code in section.reboot:
             say(f"installed; a reboot is required to finish (exit code {code})")
@@ -117,11 +101,3 @@ class CommandInstaller(BundleInstaller):
             out, _ = proc.communicate()
             code = None
         return code, out.decode("utf-8", "replace")
-
-    def _keep_output(self, version: str, output: str) -> None:
-        with open(self.layout.app_log(self.app, version), "a", opener=files.private_opener) as f:
-            f.write(output)
-
-
-def _tail(output: str) -> str:
-    return "\n".join(output.splitlines()[-TAIL_LINES:])

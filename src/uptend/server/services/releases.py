@@ -13,11 +13,11 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from uptend import archive, debmeta
+from uptend import archive, debmeta, rpmmeta
 from uptend.errors import ConfigError, ConflictError, UptendError
 from uptend.policy.pins import below, floor_of
 from uptend.protocol import Release
-from uptend.protocol.manifest import parse_manifest
+from uptend.protocol.manifest import Manifest, parse_manifest
 from uptend.protocol.names import check_name
 from uptend.protocol.targets import AGENT_APP, ArchiveFormat, InstallKind, TargetCustom, target_path
 from uptend.protocol.versions import normalize, same_version
@@ -101,6 +101,10 @@ def describe(
     Both sides build it here, so that a workstation's signature covers what the server checks.
     A .deb comes with its manifest (`debmeta.manifest_text`), checked against its control.
     """
+    if fmt is ArchiveFormat.APT:
+        return _describe_apt(upload, app, version, channel, manifest, floor)
+    if fmt is ArchiveFormat.RPM:
+        return _describe_rpm(upload, app, version, channel, manifest, floor)
     if fmt is ArchiveFormat.DEB:
         return _describe_deb(upload, app, version, channel, manifest, floor)
     if fmt is ArchiveFormat.FILE:
@@ -108,10 +112,11 @@ def describe(
     if manifest is not None:
         raise ConfigError("only a deb release carries its manifest beside the archive")
     info = archive.inspect(upload, fmt, max_bytes=MAX_UNPACKED_BYTES, max_files=MAX_FILES)
-    if parse_manifest(info.manifest, where="the release's uptend.toml").deb is not None:
+    parsed = parse_manifest(info.manifest, where="the release's uptend.toml")
+    if parsed.deb is not None or parsed.rpm is not None:
         raise ConfigError(
-            "the release's uptend.toml has a [deb] section, but it is not a .deb",
-            hint="publish the .deb itself, or drop [deb] from a bundle's manifest",
+            "the release's uptend.toml has a [deb] or [rpm] section, but it is not a package",
+            hint="publish the .deb or .rpm itself, or drop the section from a bundle's manifest",
         )
     return TargetCustom(
         app=app,
@@ -131,7 +136,9 @@ def _describe_deb(
     if manifest is None:
         raise ConfigError("a deb release needs its manifest", hint="publish with a current CLI")
     fields = debmeta.control_fields(upload)
-    debmeta.check(fields, parse_manifest(manifest.encode(), where="the release's uptend.toml"), app)
+    parsed = parse_manifest(manifest.encode(), where="the release's uptend.toml")
+    debmeta.check(fields, parsed, app)
+    _one_kind(parsed)
     try:
         size = int(fields.get("Installed-Size", "0")) * 1024
     except ValueError:
@@ -149,12 +156,83 @@ def _describe_deb(
     )
 
 
+def _one_kind(parsed: Manifest, apt: bool = False) -> None:
+    """A package release's manifest names its one package manager: never two sections.
+
+    [apt] goes with [deb] (its bytes come from the host's apt repository), in apt releases only.
+    """
+    if sum(s is not None for s in (parsed.deb, parsed.rpm, parsed.installer)) != 1:
+        raise ConfigError(
+            "the release's uptend.toml has more than one of [deb], [rpm], [installer]",
+            hint="keep only the section of the package this release is",
+        )
+    if (parsed.apt is not None) != apt:
+        raise ConfigError(
+            "an [apt] section belongs in an apt release only (publish its uptend.toml alone)",
+            hint="drop [apt] to publish the package itself",
+        )
+
+
+def _describe_apt(
+    upload: Path, app: str, version: str, channel: str, manifest: str | None, floor: bool
+) -> TargetCustom:
+    """The target is the manifest itself: the server decides the version, apt has the bytes."""
+    if manifest is None or upload.read_bytes() != manifest.encode():
+        raise ConfigError(
+            "an apt release is its uptend.toml, sent as the manifest too",
+            hint="publish the uptend.toml with [deb] and [apt] with a current CLI",
+        )
+    parsed = parse_manifest(manifest.encode(), where="the release's uptend.toml")
+    if parsed.deb is None or parsed.apt is None:
+        raise ConfigError("an apt release's uptend.toml needs [deb] and [apt] sections")
+    _one_kind(parsed, apt=True)
+    return TargetCustom(
+        app=app,
+        version=version,
+        channel=channel,
+        kind=InstallKind.APT,
+        format=ArchiveFormat.APT,
+        unpacked_size=0,
+        files=0,
+        manifest=manifest,
+        floor=version if floor else None,
+    )
+
+
+def _describe_rpm(
+    upload: Path, app: str, version: str, channel: str, manifest: str | None, floor: bool
+) -> TargetCustom:
+    if manifest is None:
+        raise ConfigError("an rpm release needs its manifest", hint="publish with a current CLI")
+    fields = rpmmeta.header(upload)
+    parsed = parse_manifest(manifest.encode(), where="the release's uptend.toml")
+    rpmmeta.check(fields, parsed, app)
+    _one_kind(parsed)
+    try:
+        size = int(fields.get("Size", "0"))
+    except ValueError:
+        size = 0
+    return TargetCustom(
+        app=app,
+        version=version,
+        channel=channel,
+        kind=InstallKind.RPM,
+        format=ArchiveFormat.RPM,
+        unpacked_size=size,
+        files=0,
+        manifest=manifest,
+        floor=version if floor else None,
+    )
+
+
 def _describe_installer(
     upload: Path, app: str, version: str, channel: str, manifest: str | None, floor: bool
 ) -> TargetCustom:
     where = "the release's uptend.toml"
-    if manifest is None or parse_manifest(manifest.encode(), where=where).installer is None:
+    parsed = None if manifest is None else parse_manifest(manifest.encode(), where=where)
+    if parsed is None or parsed.installer is None:
         raise ConfigError("an installer release needs its manifest with an [installer] section")
+    _one_kind(parsed)
     return TargetCustom(
         app=app,
         version=version,

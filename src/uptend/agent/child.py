@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from uptend.agent import artifacts, faults, jobs, lookup
+from uptend.agent import artifacts, configfetch, faults, jobs, lookup
 from uptend.agent.crashpoints import WORKER_ENV
 from uptend.agent.installers import for_kind
 from uptend.agent.layout import Layout
@@ -53,6 +53,16 @@ def answer(kind: str, request: dict[str, Any], ctx: Context, span: Span = no_spa
             installer = for_kind(signed.custom.kind.value, layout, signed.custom.app)
             installer.stage(signed, artifacts.artifact(layout, signed), ctx, span)
             return "staged"
+        case "config":
+            return configfetch.fetch(
+                layout,
+                request["metadata_url"],
+                request["targets_url"],
+                request["app"],
+                int(request["version"]),
+                request["path"],
+                ctx,
+            )
     raise ValueError(f"no such job: {kind!r}")
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from uptend.protocol import limits, names
 
-MAX_CONFIG_BYTES = 64 << 10  # a config document, UTF-8 encoded
+MAX_CONFIG_BYTES = limits.MAX_CONFIG_BYTES
 CONFIG_DIR = "_config"  # the middle part of a config target's path: never a version
 NameText = Annotated[str, StringConstraints(pattern=rf"^{names.PATTERN}$")]
 

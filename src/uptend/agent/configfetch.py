@@ -6,10 +6,10 @@ match the signed length and hashes (`download_target`), or they are deleted. Wha
 kept as `configs/<N>` in the app's dir, for the agent to write into `UPTEND_CONFIG_FILE`.
 """
 
-from uptend.agent import files, lookup
-from uptend.agent.configs import kept
+from uptend.agent import files
 from uptend.agent.download import download_target, target_url
 from uptend.agent.layout import Layout
+from uptend.agent.tufopen import TUF_LOCK, session
 from uptend.agent.worker import Context
 from uptend.errors import VerificationError
 from uptend.protocol.limits import MAX_CONFIG_BYTES
@@ -24,8 +24,8 @@ def fetch(
     path: str,
     job: Context,
 ) -> str:
-    with lookup.TUF_LOCK:
-        tuf = lookup.session(layout, metadata_url)
+    with TUF_LOCK:
+        tuf = session(layout, metadata_url)
         try:
             try:
                 info = tuf.target(path)
@@ -41,7 +41,7 @@ def fetch(
         raise VerificationError(f"signed target {path} is not config {version} of {app}")
     if info.length > MAX_CONFIG_BYTES:
         raise VerificationError(f"signed config {path} is {info.length} bytes, over the limit")
-    dest = kept(layout, app, version)
+    dest = layout.configs(app) / str(version)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(f"{dest.name}.part")
     partial.unlink(missing_ok=True)  # small: never resumed, always fetched whole

@@ -37,7 +37,7 @@ Reporter = Callable[[str, str, str], None]  # outcome, reason, log tail
 
 def kept(layout: Layout, app: str, version: int) -> Path:
     """Where the verified document of config `version` of `app` is kept."""
-    return layout.app_dir(app) / "configs" / str(version)
+    return layout.configs(app) / str(version)
 
 
 def _load(path: Path) -> ConfigState:
@@ -147,7 +147,7 @@ class ConfigKeeper:
     def _apply(self, version: int) -> None:
         config = self.layout.app_config(self.app)
         previous = config.read_bytes() if config.exists() else b"{}\n"
-        files.write_atomically(self.layout.app_dir(self.app) / "configs" / "previous", previous)
+        files.write_atomically(self.layout.configs(self.app) / "previous", previous)
         files.write_atomically(config, kept(self.layout, self.app, version).read_bytes())
         sig = self._reload_signal()
         if sig is not None and self.supervisor.signal(self.app, getattr(signal, f"SIG{sig}")):
@@ -219,7 +219,7 @@ class ConfigKeeper:
         """Restore the previous document, restart the app, report with the log tail."""
         version = self.settled() or ""
         log_tail = tail(self.layout.app_log(self.app, version)) if version else ""
-        previous = self.layout.app_dir(self.app) / "configs" / "previous"
+        previous = self.layout.configs(self.app) / "previous"
         if previous.exists():
             files.write_atomically(self._config(), previous.read_bytes())
         state = configplan.judged(self.state, healthy=False, reason=reason)
@@ -231,7 +231,7 @@ class ConfigKeeper:
 
     def _clean(self) -> None:
         keep = {str(self.state.applied), "previous"}
-        folder = self.layout.app_dir(self.app) / "configs"
+        folder = self.layout.configs(self.app)
         for leftover in folder.iterdir() if folder.is_dir() else []:
             if leftover.name not in keep:
                 leftover.unlink(missing_ok=True)

@@ -87,6 +87,7 @@ class ConfigKeeper:
         self.probe: ProbeRound | None = None
         self.next_round = 0.0
         self.why = ""  # the last reason logged for doing nothing
+        self.ended = False  # a trial ended (and its restart too): the server should hear now
 
     @property
     def busy(self) -> bool:
@@ -96,6 +97,10 @@ class ConfigKeeper:
     def owns_process(self) -> bool:
         """A trial or a restart is in progress: the watchdog leaves the app to this."""
         return self.state.trying is not None or self.restarting
+
+    def take_ended(self) -> bool:
+        ended, self.ended = self.ended, False
+        return ended
 
     def resume(self) -> None:
         """A trial a killed agent left: write its document again, restart, judge again."""
@@ -168,6 +173,7 @@ class ConfigKeeper:
                 return
             self.restarting = False
             self.supervisor.start(self.app)
+            self.ended = self.ended or self.state.trying is None  # a failed trial's restart
         if self.state.trying is not None:
             self._judge()
 
@@ -209,6 +215,7 @@ class ConfigKeeper:
             log.info("%s: config %s healthy", self.app, self.state.trying)
             self._save(configplan.judged(self.state, healthy=True))
             self._clean()
+            self.ended = True
             return
         if now >= self.state.deadline + health.timeout:
             self._fail(why)

@@ -111,7 +111,7 @@ class Agent:
                         checked = True
                     self.tick()
                     self.host.ticked()
-                    if self.report_waits():  # an update just ended: say so, and hear what next
+                    if self.report_waits() or self.config_ended():  # say so, hear what next
                         next_checkin = time.monotonic()
                     busy = self.busy()
                     if once and checked and not busy:
@@ -162,6 +162,11 @@ class Agent:
         if self.checkin_failures or self.unwritable:
             return False
         return any(self.driver(app).plan.pending for app in self.apps())  # what `cycle` sends
+
+    def config_ended(self) -> bool:
+        """A config trial just ended: its outcome goes to the server now, not at the poll."""
+        ended = [k.take_ended() for k in self.keepers.values()]
+        return any(ended) and not self.checkin_failures
 
     def busy(self) -> bool:
         return (
@@ -366,7 +371,8 @@ class Agent:
             )
             applied, bad, failure = configplan.shown(self.keeper(app).state)
             status = replace(status, config_version=applied, config_bad=bad)
-            if failure and status.state is AppState.RUNNING:
+            stopped = app in self.operator.book.stopped  # "stopped by operator" says more
+            if failure and not stopped and status.state in (AppState.RUNNING, AppState.STOPPED):
                 status = replace(status, state=AppState.FAILED, reason=clean(failure, MAX_REASON))
             out.append(self.operator.status(status))
         return out

@@ -3,6 +3,7 @@
 ```toml
 [app]
 command = ["python3", "app.py"]   # run with the version directory as working directory
+reload_signal = "HUP"              # optional: sent on a new config instead of a restart
 
 [health]
 probation = 10                     # seconds the new version must stay up

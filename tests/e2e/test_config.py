@@ -25,14 +25,22 @@ CONFIG_APP = """
 import json, os, signal, sys, threading
 from pathlib import Path
 
-config = json.loads(Path(os.environ["UPTEND_CONFIG_FILE"]).read_text() or "{}")
+def read():
+    return json.loads(Path(os.environ["UPTEND_CONFIG_FILE"]).read_text() or "{}")
+
+config = read()
 if config.get("crash"):
     print(f"fatal: bad config {config!r}", flush=True)
     sys.exit(5)
 state = Path(os.environ["UPTEND_STATE_DIR"])
 stop = threading.Event()
+reload = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
+signal.signal(signal.SIGHUP, lambda *_: reload.set())
 while not stop.is_set():
+    if reload.is_set():
+        reload.clear()
+        config = read()
     tmp = state / ".running.json.tmp"
     tmp.write_text(json.dumps({"pid": os.getpid(), "config": config}))
     tmp.replace(state / "running.json")
@@ -40,12 +48,13 @@ while not stop.is_set():
 """
 
 
-def publish_config_app(fleet: Fleet, version: str = "1.0") -> None:
+def publish_config_app(fleet: Fleet, version: str = "1.0", reload: str = "") -> None:
     src = fleet.root / "releases" / f"config-app-{version}"
     src.mkdir(parents=True)
     (src / "app.py").write_text(CONFIG_APP)
+    signal = f'reload_signal = "{reload}"\n' if reload else ""
     (src / "uptend.toml").write_text(
-        f'[app]\ncommand = ["{sys.executable}", "app.py"]\n\n[health]\nprobation = 0.5\n'
+        f'[app]\ncommand = ["{sys.executable}", "app.py"]\n{signal}\n[health]\nprobation = 0.5\n'
     )
     fleet.cli("release", "publish", APP, version, str(src))
 
@@ -60,9 +69,9 @@ def running_config(host: Host) -> dict[str, Any] | None:
     return data["config"]  # type: ignore[no-any-return]
 
 
-def host_running(fleet: Fleet) -> Host:
+def host_running(fleet: Fleet, reload: str = "") -> Host:
     fleet.assign(APP, poll=POLL)
-    publish_config_app(fleet)
+    publish_config_app(fleet, reload=reload)
     host = fleet.add_host()
     host.start()
     wait_until(lambda: running_config(host) == {}, what="demo running with no config")
@@ -120,6 +129,20 @@ def test_a_config_change_takes_effect_within_2s_on_a_60s_poll(fleet: Fleet) -> N
     back = fleet.json("config", "rollback", APP, "--to", "1")
     assert (back["version"], back["rollback_of"]) == (3, 1)  # versions only go up
     within(EFFECT_S, lambda: running_config(host) == {"greeting": "hello"}, "rolled back to 1")
+
+
+def app_pid(host: Host) -> int:
+    return int(json.loads((host.dir / "apps" / APP / "state" / "running.json").read_text())["pid"])
+
+
+def test_an_app_with_a_reload_signal_is_signalled_not_restarted(fleet: Fleet) -> None:
+    host = host_running(fleet, reload="HUP")
+    pid = app_pid(host)
+    set_config(fleet, {"greeting": "hello"})
+    within(EFFECT_S, lambda: running_config(host) == {"greeting": "hello"}, "config 1 read")
+    assert app_pid(host) == pid  # the same process read it again on SIGHUP
+    wait_until(lambda: "demo: config 1 healthy" in host.log_text(), what="config 1 judged")
+    assert "config 1 written, SIGHUP sent" in host.log_text()
 
 
 def test_a_config_that_breaks_the_app_is_rolled_back_reported_and_not_resent(

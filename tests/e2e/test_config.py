@@ -198,3 +198,31 @@ def test_a_config_altered_on_the_servers_disk_is_refused(fleet: Fleet) -> None:
     assert running_config(host) == {}  # the app never saw the altered document
     assert json.loads((host.dir / "apps" / APP / "config.json").read_text()) == {}
     assert not list((host.dir / "apps" / APP / "configs").glob("1*"))
+
+
+def test_a_trial_cut_by_a_sigkill_is_applied_and_judged_again(fleet: Fleet) -> None:
+    fleet.assign(APP, poll=POLL)
+    src = fleet.root / "releases" / "slow-trial"
+    src.mkdir(parents=True)
+    (src / "app.py").write_text(CONFIG_APP)
+    (src / "uptend.toml").write_text(  # a long trial: the kill lands inside it
+        f'[app]\ncommand = ["{sys.executable}", "app.py"]\n\n[health]\nprobation = 3\n'
+    )
+    fleet.cli("release", "publish", APP, "1.0", str(src))
+    host = fleet.add_host()
+    host.start()
+    wait_until(lambda: running_config(host) == {}, timeout_s=60, what="demo running")
+    wait_until(lambda: host.journal(APP)["phase"] == "idle", what="installed")
+    set_config(fleet, {"greeting": "hello"})
+    wait_until(lambda: "config 1 written, restarting" in host.log_text(), what="trial begun")
+    state = json.loads((host.dir / "state" / "config" / f"{APP}.json").read_text())
+    assert state["trying"] == 1  # journaled before the effect
+    host.kill()
+    assert "config 1 healthy" not in host.log_text()
+    host.start()
+    wait_until(lambda: "demo: config 1 healthy" in host.log_text(), what="judged after restart")
+    state = json.loads((host.dir / "state" / "config" / f"{APP}.json").read_text())
+    assert (state["applied"], state["trying"]) == (1, None)
+    took = host.log_text().split("demo: config 1 healthy")[0].rsplit("started demo 1.0", 1)
+    assert len(took) == 2  # judged after the restart that re-applied it
+    wait_until(lambda: running_config(host) == {"greeting": "hello"}, what="config 1 in effect")

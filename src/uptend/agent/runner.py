@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from uptend import __version__
 from uptend.agent import config as agent_config
-from uptend.agent import configplan, decide, faults, files, jobs, outbox, wire
+from uptend.agent import configplan, decide, faults, files, jobs, machine, outbox, wire
 from uptend.agent.commands import CommandBook
 from uptend.agent.configs import ConfigKeeper
 from uptend.agent.control import ControlClient
@@ -208,8 +208,8 @@ class Agent:
     def keeper(self, app: str) -> ConfigKeeper:
         if app not in self.keepers:
 
-            def settled() -> str | None:
-                if self.driver(app).busy:
+            def settled() -> str | None:  # (a clean-up job after an update does not count)
+                if not machine.is_settled(self.driver(app).plan):
                     return None
                 return files.read_current(self.layout.app_dir(app))
 

@@ -212,8 +212,9 @@ class ConfigKeeper:
             return
         self.probe = None
         if why is None:
-            log.info("%s: config %s healthy", self.app, self.state.trying)
-            self._save(configplan.judged(self.state, healthy=True))
+            version = self.state.trying
+            self._save(configplan.judged(self.state, healthy=True))  # durable, then said
+            log.info("%s: config %s healthy", self.app, version)
             self._clean()
             self.ended = True
             return

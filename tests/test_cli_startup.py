@@ -45,6 +45,7 @@ NEEDS = {
     "channel": {"httpx", "uptend.protocol", "uptend.policy"},  # parses waves and caps
     "rollout": {"httpx", "uptend.protocol"},
     "command": {"uptend.protocol"},  # its actions and states are its options
+    "config": set(),  # it loads httpx and the wire models when a command runs
     "tuf-client": {"tuf", "urllib3", "cryptography", "uptend.agent"},
 }
 

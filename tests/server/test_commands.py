@@ -115,6 +115,24 @@ def test_a_group_command_reaches_every_agent_of_the_group(server: Fleet) -> None
         assert [c["action"] for c in got["commands"]] == ["check-now"]
 
 
+def test_a_label_command_reaches_every_agent_with_the_label(server: Fleet) -> None:
+    group_with_release(server, "lab", "lab-app")
+    creds = [settled(server, f"lab-{i}", "lab") for i in range(3)]
+    with admin_client(server) as http:
+        for name in ("lab-0", "lab-2"):
+            labelled = http.post(f"/api/v1/agents/{name}/labels", json={"labels": ["zone=eu-1"]})
+            assert labelled.status_code == 200, labelled.text
+        refused = http.post("/api/v1/commands", json={"action": "stop", "label": "zone=nowhere"})
+        assert refused.status_code == 404
+        both = {"action": "stop", "label": "zone=eu-1", "group": "lab"}
+        assert http.post("/api/v1/commands", json=both).status_code == 422
+    sent = send(server, action="check-now", label="zone=eu-1")
+    assert sorted(c["agent"] for c in sent) == ["lab-0", "lab-2"]
+    for i, (credential, generation, state) in enumerate(creds):
+        got = answer(check_in(server, credential, state, generation=generation))
+        assert [c["action"] for c in got["commands"]] == (["check-now"] if i != 1 else [])
+
+
 def test_unknown_agents_and_groups_are_refused(server: Fleet) -> None:
     with admin_client(server) as http:
         assert (

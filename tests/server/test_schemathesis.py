@@ -75,6 +75,11 @@ OPERATIONS = {
     "GET /api/v1/commands": True,
     "POST /api/v1/commands": True,
     "POST /api/v1/wait": True,
+    "POST /api/v1/apps/{app}/config": True,
+    "GET /api/v1/apps/{app}/config": True,
+    "POST /api/v1/apps/{app}/config/rollback": True,
+    "GET /api/v1/apps/{app}/config/{version}": True,
+    "GET /api/v1/apps/{app}/config-current": True,
 }
 CASES = [(label, GenerationMode.POSITIVE) for label in OPERATIONS] + [
     (label, GenerationMode.NEGATIVE) for label, takes_input in OPERATIONS.items() if takes_input

@@ -23,9 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from uptend.agent import artifacts, faults, jobs, lookup
+from uptend.agent import faults
 from uptend.agent.crashpoints import WORKER_ENV
-from uptend.agent.installers import for_kind
 from uptend.agent.layout import Layout
 from uptend.agent.observe import Span, no_span
 from uptend.agent.worker import Context
@@ -38,6 +37,21 @@ PR_SET_PDEATHSIG = 1
 def answer(kind: str, request: dict[str, Any], ctx: Context, span: Span = no_span) -> Any:
     """Do the job `kind` asks for; its result as JSON-ready values (jobs.py decodes them)."""
     layout = Layout(Path(request["root"]))
+    if kind == "config":  # first, and without the release code: a config goes out sooner
+        from uptend.agent import configfetch
+
+        return configfetch.fetch(
+            layout,
+            request["metadata_url"],
+            request["targets_url"],
+            request["app"],
+            int(request["version"]),
+            request["path"],
+            ctx,
+        )
+    from uptend.agent import artifacts, jobs, lookup  # the release code: tuf, pydantic, archives
+    from uptend.agent.installers import for_kind
+
     match kind:
         case "lookup":
             pre = jobs.preconditions_from(request["preconditions"])

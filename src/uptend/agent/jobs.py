@@ -4,6 +4,7 @@
     lookup   root, metadata_url, preconditions, asks          {app: answer}
     fetch    root, app, version, targets_url                  "fetched"
     stage    root, app, version                               "staged"
+    config   root, metadata_url, targets_url, app, version, path   "fetched"
 
 An answer is `{"facts": <Found | LookupFailed>, "record": <signed record> | null}`; the
 record is what the signed metadata says about the target, kept beside its download
@@ -147,3 +148,26 @@ def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"expected a boolean, got {type(value).__name__}")
     return value
+
+
+def config(
+    spawn: Spawn,
+    layout: Layout,
+    urls: tuple[str, str],
+    app: str,
+    version: int,
+    path: str,
+) -> Work[str]:
+    """Fetch and verify config `version` of `app` (`agent/configfetch.py`).
+
+    `urls`: the metadata and the targets base URLs.
+    """
+    request = {
+        "root": str(layout.root),
+        "metadata_url": urls[0],
+        "targets_url": urls[1],
+        "app": app,
+        "version": version,
+        "path": path,
+    }
+    return spawn(f"{app}-config", "config", request, _str)

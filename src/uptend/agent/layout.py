@@ -114,6 +114,10 @@ class Layout:
     def app_config(self, app: str) -> Path:
         return self.app_dir(app) / "config.json"
 
+    def configs(self, app: str) -> Path:
+        """Verified config documents (`configs/<N>`) and the one before a trial (`previous`)."""
+        return self.app_dir(app) / "configs"
+
     def app_log(self, app: str, version: str) -> Path:
         return self.app_dir(app) / "logs" / f"{version}.out"
 

@@ -7,38 +7,19 @@ which `decide` checks. A `kind` this agent does not know is returned as found, s
 can refuse it by name instead of reporting a validation error.
 """
 
-import threading
 from typing import Any
 
-from uptend.agent import artifacts, files
+from uptend.agent import artifacts
 from uptend.agent.decide import Found, LookupFailed
 from uptend.agent.installers import Signed, supported
 from uptend.agent.jobs import Answer, Ask
 from uptend.agent.layout import Layout
 from uptend.agent.preconditions import Preconditions, unmet
 from uptend.agent.tuf_session import TargetFile, TufSession
+from uptend.agent.tufopen import TUF_LOCK, session
 from uptend.agent.worker import Context
 from uptend.errors import TransientError, VerificationError
 from uptend.protocol.targets import parse_custom
-
-TUF_LOCK = threading.Lock()  # ngclient is single-instance per metadata directory
-
-
-def session(layout: Layout, metadata_url: str) -> TufSession:
-    """A refreshed session; the newest root it verified becomes the next trust anchor."""
-    trusted = layout.trusted_root.read_bytes()
-    tuf = TufSession(layout.tuf_dir, metadata_url, trusted, ca_file=layout.ca_file())
-    try:
-        tuf.refresh()
-    except BaseException:
-        tuf.close()
-        raise
-    finally:
-        # a root rotation verified before any later failure is the next anchor
-        newest = tuf.trusted_root()
-        if newest != trusted:
-            files.write_atomically(layout.trusted_root, newest, mode=0o600)
-    return tuf
 
 
 def _info(tuf: TufSession, app: str, version: str, path: str | None) -> TargetFile:

@@ -20,8 +20,9 @@ from dataclasses import replace
 
 from uptend import __version__
 from uptend.agent import config as agent_config
-from uptend.agent import decide, faults, files, jobs, outbox, wire
+from uptend.agent import configplan, decide, faults, files, jobs, machine, outbox, wire
 from uptend.agent.commands import CommandBook
+from uptend.agent.configs import ConfigKeeper
 from uptend.agent.control import ControlClient
 from uptend.agent.driver import AppDriver
 from uptend.agent.installers import supported
@@ -33,11 +34,20 @@ from uptend.agent.operate import Operator
 from uptend.agent.selfupdate import SelfHost, handover
 from uptend.agent.status import app_status, fit, report_of
 from uptend.agent.supervisor import Supervisor
-from uptend.agent.wire import AppDirective, AppStatus, CheckIn, Directives, Report
+from uptend.agent.wire import (
+    AppDirective,
+    AppState,
+    AppStatus,
+    CheckIn,
+    Directives,
+    Report,
+    clean,
+)
 from uptend.agent.worker import Spawn, Work, Workers
 from uptend.errors import AuthError, TransientError, UptendError
 from uptend.policy.backoff import jittered_s, retry_delay_s
 from uptend.protocol import limits
+from uptend.protocol.limits import MAX_REASON
 
 log = logging.getLogger("uptend.agent")
 TICK_S = 0.5  # idle: supervise the apps twice a second
@@ -65,6 +75,7 @@ class Agent:
         self.rung = threading.Event()  # the long-poll says: something changed, check in now
         self.longpoll: LongPoll | None = None
         self.drivers: dict[str, AppDriver] = {}
+        self.keepers: dict[str, ConfigKeeper] = {}  # each app's signed config
         self.looking: Work[dict[str, jobs.Answer]] | None = None
         self.asked: list[jobs.Ask] = []  # what `looking` looks up
         self._rand = random.Random()  # noqa: S311 - jitter, not secrets
@@ -83,6 +94,7 @@ class Agent:
             self.host.before_resume(self.driver)
             for app in self.layout.apps():
                 self.driver(app).resume()
+                self.keeper(app).resume()
             self.tick()
             self.host.started()
             next_checkin = time.monotonic()
@@ -100,7 +112,7 @@ class Agent:
                         checked = True
                     self.tick()
                     self.host.ticked()
-                    if self.report_waits():  # an update just ended: say so, and hear what next
+                    if self.report_waits() or self.config_ended():  # say so, hear what next
                         next_checkin = time.monotonic()
                     busy = self.busy()
                     if once and checked and not busy:
@@ -152,8 +164,17 @@ class Agent:
             return False
         return any(self.driver(app).plan.pending for app in self.apps())  # what `cycle` sends
 
+    def config_ended(self) -> bool:
+        """A config trial just ended: its outcome goes to the server now, not at the poll."""
+        ended = [k.take_ended() for k in self.keepers.values()]
+        return any(ended) and not self.checkin_failures
+
     def busy(self) -> bool:
-        return self.looking is not None or any(d.busy for d in self.drivers.values())
+        return (
+            self.looking is not None
+            or any(d.busy for d in self.drivers.values())
+            or any(k.busy for k in self.keepers.values())
+        )
 
     def tick(self) -> None:
         """Look-ups first: an update they start has its fetch handed on in this same tick."""
@@ -170,13 +191,43 @@ class Agent:
                 self._answered(app, answer)
         for driver in list(self.drivers.values()):
             driver.tick()
+        for keeper in list(self.keepers.values()):
+            keeper.tick()
         self.operator.tick()
-        self.supervisor.tick([a for a in self.apps() if not self.driver(a).owns_process])
+        self.supervisor.tick([a for a in self.apps() if not self._owned(a)])
         self.spawn.close_idle()  # a child that got no next job this tick is done
 
     def apps(self) -> list[str]:
         directed = {d.app for d in self.directives.apps} if self.directives else set()
         return sorted(directed | set(self.layout.apps()))
+
+    def _owned(self, app: str) -> bool:
+        """An update or a config trial has the app's process: not the watchdog's to restart."""
+        keeper = self.keepers.get(app)
+        return self.driver(app).owns_process or (keeper is not None and keeper.owns_process)
+
+    def keeper(self, app: str) -> ConfigKeeper:
+        if app not in self.keepers:
+
+            def settled() -> str | None:  # (a clean-up job after an update does not count)
+                if not machine.is_settled(self.driver(app).plan):
+                    return None
+                return files.read_current(self.layout.app_dir(app))
+
+            def report(outcome: str, reason: str, log_tail: str) -> None:
+                driver = self.driver(app)
+                version = files.read_current(self.layout.app_dir(app)) or driver.plan.current
+                if version is not None:
+                    at = time.time()
+                    driver.save(
+                        decide.report(driver.plan, outcome, version, reason, log_tail, at=at)
+                    )
+
+            urls = (self.config.metadata_url, self.config.targets_url)
+            self.keepers[app] = ConfigKeeper(
+                self.layout, app, self.supervisor, self.spawn, urls, settled, report
+            )
+        return self.keepers[app]
 
     def driver(self, app: str) -> AppDriver:
         if app not in self.drivers:
@@ -251,6 +302,8 @@ class Agent:
             driver = self.driver(app)
             driver.save(decide.retry(driver.plan))
         asks = [ask for d in directives.apps if (ask := self.apply(d)) is not None]
+        for d in directives.apps:  # after the releases: a config waits for an update in flight
+            self.keeper(d.app).want(d.config_version, d.config_target)
         if asks and self.looking is None:
             pre = self.config.preconditions()
             url = self.config.metadata_url
@@ -263,6 +316,9 @@ class Agent:
     def apply(self, directive: AppDirective, answer: jobs.Answer | None = None) -> jobs.Ask | None:
         """Do what `decide` says for one directive; a look-up it asks for is returned."""
         driver = self.driver(directive.app)
+        keeper = self.keepers.get(directive.app)
+        if keeper is not None and keeper.busy:  # a config trial first; the next poll then
+            return None
         facts = self.facts(answer.facts if answer is not None else None)
         plan, move = decide.decide(directive, driver.plan, facts)
         driver.save(plan)
@@ -314,6 +370,11 @@ class Agent:
             status = app_status(
                 app, driver.plan, installed, alive, driver.detail(), self.unwritable, crashes
             )
+            applied, bad, failure = configplan.shown(self.keeper(app).state)
+            status = replace(status, config_version=applied, config_bad=bad)
+            stopped = app in self.operator.book.stopped  # "stopped by operator" says more
+            if failure and not stopped and status.state in (AppState.RUNNING, AppState.STOPPED):
+                status = replace(status, state=AppState.FAILED, reason=clean(failure, MAX_REASON))
             out.append(self.operator.status(status))
         return out
 

@@ -332,6 +332,17 @@ class Supervisor:
         proc = self._procs.get(app)
         return proc is not None and proc.exit_code() is None
 
+    def signal(self, app: str, signum: int) -> bool:
+        """Send `signum` to `app`'s process (a config reload); False if it does not run."""
+        proc = self._procs.get(app)
+        if proc is None or proc.process is None or proc.exit_code() is not None:
+            return False
+        try:
+            os.kill(proc.process.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
     def running_version(self, app: str) -> str | None:
         proc = self._procs.get(app)
         return proc.version if proc is not None and proc.exit_code() is None else None

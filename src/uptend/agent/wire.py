@@ -90,6 +90,8 @@ class AppStatus:
     bytes_total: int | None = None
     probation_left_s: float | None = None
     restarts: int = 0
+    config_version: int | None = None
+    config_bad: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +142,8 @@ class AppDirective:
     critical: bool = False
     hold: str | None = None  # a reason code: stage, but install nothing now
     hold_until: datetime | None = None
+    config_version: int | None = None  # the signed config to run with (`agent/configplan.py`)
+    config_target: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -32,6 +32,10 @@ GROUPS: dict[str, tuple[str, str]] = {
     "keys": ("uptend.cli.keys", "Show, rotate, renew and export the TUF signing keys of a server."),
     "group": ("uptend.cli.group", "Manage groups of agents and their policies."),
     "fleet": ("uptend.cli.fleet", "See the fleet: versions, states, failures."),
+    "config": (
+        "uptend.cli.config",
+        "Push signed configuration to apps; see, fetch and roll back its versions.",
+    ),
     "command": (
         "uptend.cli.command",
         "Send commands to agents (start, stop, restart, check-now) and see what became of them.",

@@ -24,6 +24,7 @@ from uptend.protocol import (
     error_from_body,
 )
 from uptend.protocol.commands import CommandSend, CommandView
+from uptend.protocol.configs import ConfigDocument, ConfigSet, ConfigView
 from uptend.protocol.credentials import AgentRef, TokenCreate, TokenCreated, TokenInfo
 from uptend.protocol.rollouts import ChannelPlan, ChannelPlanView, PreviewView, RolloutView
 
@@ -135,6 +136,24 @@ class Admin:
         params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in filters.items()}
         wanted = {k: v for k, v in params.items() if filters[k] is not None}
         return _typed(list[CommandView], self.call("GET", "/api/v1/commands", params=wanted))
+
+    def set_config(self, app: str, body: ConfigSet) -> ConfigView:
+        path = f"/api/v1/apps/{quote(app, safe='')}/config"
+        return _typed(ConfigView, self.call("POST", path, json=body.model_dump(mode="json")))
+
+    def rollback_config(self, app: str, to: int) -> ConfigView:
+        path = f"/api/v1/apps/{quote(app, safe='')}/config/rollback"
+        return _typed(ConfigView, self.call("POST", path, json={"to": to}))
+
+    def config_history(self, app: str, group: str | None) -> list[ConfigView]:
+        params = {"group": group, "limit": "1000"} if group else {"limit": "1000"}
+        path = f"/api/v1/apps/{quote(app, safe='')}/config"
+        return _typed(list[ConfigView], self.call("GET", path, params=params))
+
+    def config(self, app: str, version: int | None) -> ConfigDocument:
+        which = f"config/{version}" if version is not None else "config-current"
+        path = f"/api/v1/apps/{quote(app, safe='')}/{which}"
+        return _typed(ConfigDocument, self.call("GET", path))
 
     def create_token(self, body: TokenCreate) -> TokenCreated:
         data = self.call("POST", "/api/v1/tokens", json=body.model_dump(mode="json"))

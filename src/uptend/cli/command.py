@@ -37,6 +37,10 @@ def send(
     group: Annotated[
         str | None, typer.Option("--group", help="every agent of this group, instead of AGENT")
     ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option("--label", help="every agent with this label (KEY=VALUE), instead of AGENT"),
+    ] = None,
     expires: Annotated[
         str | None,
         typer.Option("--expires", help="not carried out after this long: 30s, 10m, 1h"),
@@ -52,7 +56,8 @@ def send(
     from uptend.errors import ConfigError
     from uptend.protocol.commands import CommandSend
 
-    if group is not None and action is None and agent is not None:  # `send --group G stop`
+    many = group is not None or label is not None
+    if many and action is None and agent is not None:  # `send --group G stop`
         action = _action(agent)
         agent = None
     if action is None:
@@ -62,7 +67,13 @@ def send(
         seconds = float(expires) if expires.replace(".", "", 1).isdigit() else None
         seconds = seconds if seconds is not None else parse_duration(expires)
     body = CommandSend(
-        action=action, agent=agent, by_id=by_id, group=group, app=app_name, expires_s=seconds
+        action=action,
+        agent=agent,
+        by_id=by_id,
+        group=group,
+        label=label,
+        app=app_name,
+        expires_s=seconds,
     )
     sent = Admin(server, token).send_command(body)
     if json_out:

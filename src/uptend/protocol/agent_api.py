@@ -117,6 +117,8 @@ class AppStatus(_Wire):
     bytes_total: Count | None = None  # fetching: the signed length
     probation_left_s: Seconds | None = None
     restarts: Count = 0  # crashes of the app since this version started (soak: any is a failure)
+    config_version: Count | None = None  # the signed config version the app runs with
+    config_bad: Count | None = None  # the newest config version refused or rolled back here
 
 
 class Report(_Wire):
@@ -176,6 +178,8 @@ class AppDirective(_Wire):
     critical: bool = False  # a critical release: installed at once, windows and freezes pass
     hold: str | None = None  # a reason code (outside_window, frozen): stage, but install nothing
     hold_until: datetime | None = None  # while held: when installs may start (look again then)
+    config_version: int | None = None  # the signed config the app should run with, if any
+    config_target: str | None = None  # its TUF target (`<app>/_config/<N>`)
 
 
 class Command(_Wire):

@@ -7,6 +7,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from uptend.protocol import limits, names
+from uptend.protocol.labels import KEY as LABEL_KEY
+from uptend.protocol.labels import VALUE as LABEL_VALUE
 
 
 class CommandAction(StrEnum):
@@ -28,12 +30,15 @@ class _Admin(BaseModel):
 
 
 class CommandSend(_Admin):
-    """Whom to command: one agent (by name, or id with `by_id`) or every agent of a group."""
+    """Whom to command: one agent (by name, or id with `by_id`), a group, or a label."""
 
     action: CommandAction
     agent: Annotated[str, StringConstraints(max_length=limits.MAX_AGENT_NAME)] | None = None
     by_id: bool = False
     group: Annotated[str, StringConstraints(pattern=rf"^{names.PATTERN}$")] | None = None
+    label: Annotated[str, StringConstraints(pattern=rf"^{LABEL_KEY}={LABEL_VALUE}$")] | None = (
+        Field(default=None, description="KEY=VALUE: every agent with this label")
+    )
     app: Annotated[str, StringConstraints(pattern=rf"^{names.PATTERN}$")] | None = None
     expires_s: float | None = Field(default=None, gt=0, le=limits.MAX_SECONDS)
 

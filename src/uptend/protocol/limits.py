@@ -27,3 +27,5 @@ MAX_UPLOAD_BYTES = 2 << 30  # default cap of a release archive's upload
 MAX_SENT_MANIFEST = 4096
 """Characters (ASCII) of a package's uptend.toml sent in its publish's query string: three
 times that once percent-encoded, well inside the HTTP parser's limit on a request line."""
+
+MAX_CONFIG_BYTES = 64 << 10  # a signed config document (`uptend config set`), UTF-8 encoded

@@ -3,6 +3,7 @@
 ```toml
 [app]
 command = ["python3", "app.py"]   # run with the version directory as working directory
+reload_signal = "HUP"              # optional: sent on a new config instead of a restart
 
 [health]
 probation = 10                     # seconds the new version must stay up
@@ -123,9 +124,21 @@ def _build(cls: type[T], loc: str, raw: object, problems: list[str]) -> T | None
     return cls(**values) if len(problems) == before else None
 
 
+RELOAD_SIGNALS = ("HUP", "USR1", "USR2")
+
+
+def _signal(loc: str, value: object, problems: list[str]) -> str | None:
+    if isinstance(value, str) and value.upper().removeprefix("SIG") in RELOAD_SIGNALS:
+        return value.upper().removeprefix("SIG")
+    problems.append(f"{loc}: Input should be one of {', '.join(RELOAD_SIGNALS)}")
+    return None
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AppSection:
     command: list[str] = field(metadata={"rule": _command})
+    # what tells the app to read UPTEND_CONFIG_FILE again (None: the agent restarts it)
+    reload_signal: str | None = field(default=None, metadata={"rule": _signal})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from uptend import __version__
 from uptend.server import errors
 from uptend.server.api import admin, agent, commands, ops
+from uptend.server.api import configs as config_api
 from uptend.server.api import rollouts as rollout_api
 from uptend.server.bodylimit import BodyLimit
 from uptend.server.generation import GenerationReader
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(agent.router)
     app.include_router(admin.router, dependencies=[Depends(commands.changed)])
     app.include_router(commands.router, dependencies=[Depends(commands.changed)])
+    app.include_router(config_api.router, dependencies=[Depends(commands.changed)])
     app.include_router(ops.router)
     app.include_router(rollout_api.router, dependencies=[Depends(commands.changed)])
     app.mount("/tuf/metadata", StaticFiles(directory=repo.metadata_dir), name="tuf-metadata")

@@ -97,6 +97,7 @@ class AppPlan:
     resolved: Resolved | None = None
     resolved_target: str | None = None  # the signed target of resolved.version
     rollout: "HeadRollout | None" = None  # the head's staged rollout, while it holds hosts
+    config: tuple[int, str] | None = None  # the group's config of the app: (version, target)
 
 
 @dataclass(frozen=True, slots=True)

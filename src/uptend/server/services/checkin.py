@@ -23,7 +23,7 @@ def _reported(body: CheckIn) -> tuple[bytes, dict[str, AppStatus]]:
     """
     by_app = {status.app: status for status in body.apps}
     canonical = [body.agent_version] + [
-        [app, s.version, s.state.value, s.target, s.reason, s.restarts]
+        [app, s.version, s.state.value, s.target, s.reason, s.restarts, s.config_bad]
         for app, s in sorted(by_app.items())
     ]
     return hashlib.sha256(json.dumps(canonical).encode()).digest(), by_app
@@ -165,7 +165,14 @@ async def checkin(
             return keep.model_copy(update={"unchanged": True, "commands": queued})
         return plan.unchanged
     gates = await rollout_gates(ctx, plan, agent.agent_id, known.installed, now)
+    bad = {app: s.config_bad for app, s in reported.items() if s.config_bad is not None}
     answer = directives_for(
-        plan, known.installed, generation=generation, retry=retry, now=now, gates=gates
+        plan,
+        known.installed,
+        generation=generation,
+        retry=retry,
+        now=now,
+        gates=gates,
+        bad_configs=bad,
     )
     return commands.with_commands(answer, queued)

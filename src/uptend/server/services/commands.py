@@ -11,6 +11,7 @@ from uptend.errors import ConfigError, NotFoundError
 from uptend.protocol import Directives
 from uptend.protocol.agent_api import Command, CommandAck
 from uptend.protocol.commands import CommandSend, CommandState, CommandView
+from uptend.protocol.labels import parse_label
 from uptend.server.services.agents import find as find_agent
 from uptend.server.services.context import Context, utcnow
 from uptend.server.storage import audit
@@ -21,22 +22,33 @@ STOPPED_BY_OPERATOR = "stopped by operator"  # what an agent says of an app it s
 
 
 async def send(ctx: Context, actor: str, body: CommandSend) -> list[CommandView]:
-    """Queue the command for one agent or a whole group; wake their long-polls."""
-    if (body.agent is None) is (body.group is None):
-        raise ConfigError("name one agent or one group", hint="pass AGENT or --group GROUP")
+    """Queue the command for one agent, a whole group or every agent with a label; wake them."""
+    if [body.agent, body.group, body.label].count(None) != 2:
+        raise ConfigError(
+            "name one agent, one group or one label",
+            hint="pass AGENT, --group GROUP or --label KEY=VALUE",
+        )
     now = utcnow()
     expires = None if body.expires_s is None else now + timedelta(seconds=body.expires_s)
     async with ctx.db.transaction() as tx:
         if body.agent is not None:
             agent = await find_agent(tx, body.agent, by_id=body.by_id)
             targets = [agent.id]
-        else:
-            assert body.group is not None
+        elif body.group is not None:
             targets = await rows.agents_of_group(await tx.connection(), body.group)
             if not targets:
                 raise NotFoundError(
                     f"group {body.group} has no agents",
                     hint="see the groups and their agents with `uptend fleet list`",
+                )
+        else:
+            assert body.label is not None
+            key, value = parse_label(body.label)
+            targets = await rows.agents_with_label(await tx.connection(), key, value)
+            if not targets:
+                raise NotFoundError(
+                    f"no agent has the label {body.label}",
+                    hint="see the agents and their labels with `uptend fleet list`",
                 )
         conn = await tx.connection()
         base = {
@@ -50,7 +62,7 @@ async def send(ctx: Context, actor: str, body: CommandSend) -> list[CommandView]
         }
         ids = await rows.add(conn, [{**base, "agent_id": a} for a in targets])
         await ctx.hub.notify_commands(conn, list(zip(targets, ids, strict=True)))
-        whom = body.agent if body.agent is not None else f"group {body.group}"
+        whom = body.agent or (f"group {body.group}" if body.group else f"label {body.label}")
         what = f"{body.action.value}{' ' + body.app if body.app else ''} -> {whom}"
         audit.record(tx, now, actor, "command.send", f"{what} (ids {ids[0]}..{ids[-1]})")
     for agent_id, command_id in zip(targets, ids, strict=True):

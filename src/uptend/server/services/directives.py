@@ -19,6 +19,7 @@ from uptend.server.services.context import Context
 from uptend.server.services.pins import resolutions
 from uptend.server.services.rollouts import parse_plan
 from uptend.server.services.schedule import schedule_of
+from uptend.server.storage import configs as config_rows
 from uptend.server.storage import hotpath
 from uptend.server.storage import rollouts as rollout_rows
 from uptend.server.storage import schedule as schedule_rows
@@ -38,6 +39,7 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
             pinned = await resolutions(conn, group)
             heads = [(app, channel, head) for app, channel, head, _ in rows if head is not None]
             rollouts = await rollout_rows.of_heads(conn, heads)
+            configs = await config_rows.effective(conn, group, [r[0] for r in rows])
         assert settings is not None  # agents.group is a foreign key; groups are never deleted
         keep = Directives(poll_interval_s=settings[0], generation=generation, unchanged=True)
         plan = GroupPlan(
@@ -54,6 +56,7 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
                     resolved=p.resolved if (p := pinned.get((group, app))) else None,
                     resolved_target=p.target if p else None,
                     rollout=_holding(rollouts.get(app)),
+                    config=configs.get(app),
                 )
                 for app, channel, head, target in rows
             ),
@@ -148,6 +151,7 @@ def directives_for(
     retry: list[str],
     now: datetime,
     gates: Mapping[str, tuple[policy.Gate, str | None]] | None = None,
+    bad_configs: Mapping[str, int] | None = None,
 ) -> Directives:
     """Per assigned app, the version to run (and its signed target when it is the head).
 
@@ -155,7 +159,9 @@ def directives_for(
     schedule says wait; a critical head passes. A staged rollout's gate (`rollout_gates`)
     comes first: a host outside the open wave or over a cap keeps its version; a halted
     rollout sends the hosts that took it back (`pinned`: the agent may go down). `valid_until`
-    is the first instant at which any of these answers changes.
+    is the first instant at which any of these answers changes. Each directive carries the
+    group's config of the app, unless this host reported that very version as bad
+    (`bad_configs`: it failed its health check there, or did not verify): not sent again.
     """
     apps = []
     changes: list[datetime] = []
@@ -201,6 +207,11 @@ def directives_for(
         elif decision.version is not None and decision.version != have:
             directive, change = _gated(plan, directive, now)
             changes += [change] if change is not None else []
+        config = a.config
+        if config is not None and (bad_configs or {}).get(a.app) != config[0]:
+            directive = directive.model_copy(
+                update={"config_version": config[0], "config_target": config[1]}
+            )
         apps.append(directive)
     return Directives(
         poll_interval_s=plan.poll_interval_s,

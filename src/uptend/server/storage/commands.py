@@ -7,6 +7,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 
 from uptend.server.storage.db import AsyncConnection
+from uptend.server.storage.labels import having as has_label
 from uptend.server.storage.tables import AgentRow, CommandRow
 
 COMMANDS = cast(Table, CommandRow.__table__)
@@ -90,4 +91,9 @@ async def listing(
 
 async def agents_of_group(conn: AsyncConnection, group: str) -> list[str]:
     query = select(AGENTS.c.id).where(AGENTS.c.group == group, AGENTS.c.revoked_at.is_(None))
+    return [r[0] for r in (await conn.execute(query.order_by(AGENTS.c.name))).all()]
+
+
+async def agents_with_label(conn: AsyncConnection, key: str, value: str) -> list[str]:
+    query = select(AGENTS.c.id).where(has_label(key, value), AGENTS.c.revoked_at.is_(None))
     return [r[0] for r in (await conn.execute(query.order_by(AGENTS.c.name))).all()]

@@ -304,3 +304,21 @@ class CommandRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConfigRow(Base):
+    """One version of an app's configuration document, signed as TUF target `target`."""
+
+    __tablename__ = "app_configs"
+    __table_args__ = (UniqueConstraint("app", "version", name="uq_app_configs_app_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    group: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: every group
+    target: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    length: Mapped[int] = mapped_column(Integer)
+    content: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    rollback_of: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -32,7 +32,9 @@ class Lane:
         return host
 
     def publish(self, version: str, **release: Any) -> None:
-        release.setdefault("probation", PROBATION_S)
+        # A crashing build must outlive a Python start on a loaded machine, or its probation
+        # ends first and it passes as healthy; its crash ends probation early, so this is free.
+        release.setdefault("probation", 3.0 if release.get("mode") == "crash" else PROBATION_S)
         self.fleet.publish(self.app, version, **release)
 
     def close(self) -> None:

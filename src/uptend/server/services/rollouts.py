@@ -118,7 +118,8 @@ async def on_publish(
         return
     plan = parse_plan(stored.plan)
     hosts = await rows.channel_hosts(tx, app, channel)
-    waves = policy.membership(stored.next_rollout, [a for a, _, _ in hosts], plan.waves)
+    ids = [a for a, _, _ in hosts]
+    waves = policy.membership(stored.next_rollout, ids, plan.waves)
     await rows.start(
         tx,
         rollout_id=stored.next_rollout,
@@ -130,6 +131,7 @@ async def on_publish(
         installed={a: v for a, _, v in hosts},
         now=now,
         max_concurrent=plan.max_concurrent,
+        cutoffs=policy.cutoffs(stored.next_rollout, ids, plan.waves),
     )
     audit.record(tx, now, actor, "rollout.start", f"{stored.next_rollout} {app} {version}")
 
@@ -257,13 +259,14 @@ async def evaluate_one(ctx: Context, rollout_id: str, now: datetime) -> bool:
                 await rows.mark(tx, r.id, h.agent_id, healthy_at=now, restarts_then=h.restarts)
         hosts = await rows.hosts(tx, r.id, r.app)
         phases = _phases(r, plan, hosts, now)
+        freeing = []
         for h in hosts:
             p = phases[h.agent_id]
-            done = p.value if p in policy.DONE and not h.outcome else None
-            if done is not None or (
-                h.slot and p not in (policy.Phase.INSTALLING, policy.Phase.DEFERRED)
-            ):
-                await rows.mark(tx, r.id, h.agent_id, outcome=done, free_slot=True)
+            if p in policy.DONE and not h.outcome:
+                await rows.mark(tx, r.id, h.agent_id, outcome=p.value)
+            if h.slot and p not in (policy.Phase.INSTALLING, policy.Phase.DEFERRED):
+                freeing.append((h.agent_id, h.slot_labels))
+        await rows.free_slots(tx, r.id, freeing)  # after the host rows: `tell`'s lock order
         rollout = policy.Rollout(
             r.id, policy.State(r.state), r.wave, r.wave_opened_at, len(plan.waves)
         )

@@ -419,7 +419,9 @@ async def tell(
             raise SlotFullError(f"{cap} hosts installing (cap {cap})")
     for key, value, n in sorted(label_slots):
         await conn.execute(
-            _insert(conn, SLOTS).values(rollout_id=rollout_id, key=key, value=value, installing=0)
+            _insert(conn, SLOTS).values(
+                rollout_id=rollout_id, key=key, value=value, installing=0, cap=n
+            )
         )
         taken = await conn.execute(
             update(SLOTS)

@@ -298,6 +298,7 @@ class RolloutSlotRow(Base):
     key: Mapped[str] = mapped_column(String(63), primary_key=True)
     value: Mapped[str] = mapped_column(String(63), primary_key=True)
     installing: Mapped[int] = mapped_column(Integer, default=0)
+    cap: Mapped[int] = mapped_column(Integer)  # the plan's cap for the key (the fleet view's)
 
 
 # -- operator commands (migration 0011) -------------------------------------------------------

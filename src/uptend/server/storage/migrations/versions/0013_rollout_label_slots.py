@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(63), nullable=False),
         sa.Column("value", sa.String(63), nullable=False),
         sa.Column("installing", sa.Integer(), nullable=False),
+        sa.Column("cap", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["rollout_id"], ["rollouts.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("rollout_id", "key", "value"),
     )

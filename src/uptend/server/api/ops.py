@@ -27,7 +27,7 @@ async def server_stats(ctx: Ctx, _: Admin, request: Request) -> dict[str, Any]:
     `held_long_polls` the `/wait` requests held open now; `in_flight` the requests being
     served now (this one included) and `shed` those answered 503 since the start.
     """
-    gauge = request.app.state.in_flight
+    gauge, ev = request.app.state.in_flight, ctx.evaluator
     memory = ctx.memory
     caches = {
         "generation": memory.plans.generation,
@@ -40,6 +40,7 @@ async def server_stats(ctx: Ctx, _: Admin, request: Request) -> dict[str, Any]:
         "auth": ctx.guard.as_json(),
         "held_long_polls": ctx.hub.held,
         "in_flight": gauge.now,
+        "evaluator": {"passes": ev.passes, "queried": ev.queried, "moved": ev.moved},
         "shed": gauge.shed,
         "agents_with_commands": len(ctx.hub.pending),
         "listener_pid": ctx.hub.listener_pid,  # PostgreSQL: the LISTEN connection's backend

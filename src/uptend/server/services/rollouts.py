@@ -9,6 +9,7 @@ no rollout is recorded.
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 
 from uptend.errors import ConfigError, ConflictError, NotFoundError
@@ -31,6 +32,7 @@ from uptend.server.storage.db import BACKGROUND, Tx
 log = logging.getLogger(__name__)
 
 EVALUATE_EVERY_S = 1.0
+RECHECK_S = 30.0  # with no rollout live, the evaluator still looks this often
 
 
 def to_policy(plan: ChannelPlan) -> policy.Plan:
@@ -288,8 +290,11 @@ async def evaluate_one(ctx: Context, rollout_id: str, now: datetime) -> bool:
     return True
 
 
-async def evaluate_all(ctx: Context) -> int:
-    """Evaluate every running rollout once; how many moved."""
+async def evaluate_all(ctx: Context) -> tuple[int, int]:
+    """Evaluate every live rollout once: (how many are live, how many moved).
+
+    When one moved, held long-polls hear of it at once (and replicas, by NOTIFY).
+    """
     async with ctx.db.transaction() as tx:
         await tx.connection(execution_options=BACKGROUND)  # not a check-in's read: counted apart
         ids = await rows.live(tx, states=("running", "paused"))
@@ -297,14 +302,33 @@ async def evaluate_all(ctx: Context) -> int:
     now = utcnow()
     for rollout_id in ids:
         moved += await evaluate_one(ctx, rollout_id, now)
-    return moved
+    if moved:
+        await ctx.hub.changed()  # after its commit: long-polls answer now, replicas are told
+    return len(ids), moved
 
 
-async def run_evaluator(ctx: Context, every_s: float = EVALUATE_EVERY_S) -> None:
-    """The periodic evaluator of one server process (others may run theirs: CAS decides)."""
+async def run_evaluator(
+    ctx: Context, every_s: float = EVALUATE_EVERY_S, recheck_s: float = RECHECK_S
+) -> None:
+    """The periodic evaluator of one server process (others may run theirs: CAS decides).
+
+    A rollout starts only with a new generation (the publish bumps it), which the hub hears
+    of at once (in-process, or LISTEN on PostgreSQL). So once a pass found no rollout live,
+    the next passes read nothing until the generation moves, or `recheck_s` passed (a
+    notification lost for good must not stop rollouts).
+    """
+    counts = ctx.evaluator
+    quiet: tuple[int, float] | None = None  # (generation, when) of a pass that found none
     while True:
-        try:
-            await evaluate_all(ctx)
-        except Exception:  # one bad pass must not stop rollouts for good
-            log.exception("rollout evaluation failed; next pass in %.1f s", every_s)
+        counts.passes += 1
+        seen = ctx.hub.generation
+        if quiet is None or quiet[0] != seen or time.monotonic() - quiet[1] > recheck_s:
+            try:
+                counts.queried += 1
+                live, moved = await evaluate_all(ctx)
+                counts.moved += moved
+                quiet = (seen, time.monotonic()) if live == 0 else None
+            except Exception:  # one bad pass must not stop rollouts for good
+                log.exception("rollout evaluation failed; next pass in %.1f s", every_s)
+                quiet = None
         await asyncio.sleep(every_s)

@@ -256,18 +256,26 @@ async def evaluate_one(ctx: Context, rollout_id: str, now: datetime) -> bool:
             return False  # a paused rollout's hosts still make progress (and free slots)
         plan = parse_plan(r.plan)
         hosts = await rows.hosts(tx, r.id, r.app)
-        for h in hosts:  # first healthy report: its soak starts now
-            if h.healthy_at is None and h.installed == r.version and h.state == "running":
-                await rows.mark(tx, r.id, h.agent_id, healthy_at=now, restarts_then=h.restarts)
-        hosts = await rows.hosts(tx, r.id, r.app)
+        healthy = [  # first healthy report: its soak starts now
+            (h.agent_id, now, h.restarts)
+            for h in hosts
+            if h.healthy_at is None and h.installed == r.version and h.state == "running"
+        ]
+        if healthy:
+            await rows.mark(tx, r.id, healthy=healthy)
+            hosts = await rows.hosts(tx, r.id, r.app)
         phases = _phases(r, plan, hosts, now)
-        freeing = []
-        for h in hosts:
-            p = phases[h.agent_id]
-            if p in policy.DONE and not h.outcome:
-                await rows.mark(tx, r.id, h.agent_id, outcome=p.value)
-            if h.slot and p not in (policy.Phase.INSTALLING, policy.Phase.DEFERRED):
-                freeing.append((h.agent_id, h.slot_labels))
+        done = [
+            (h.agent_id, p.value)
+            for h in hosts
+            if (p := phases[h.agent_id]) in policy.DONE and not h.outcome
+        ]
+        await rows.mark(tx, r.id, outcomes=done)
+        freeing = [
+            h.agent_id
+            for h in hosts
+            if h.slot and phases[h.agent_id] not in (policy.Phase.INSTALLING, policy.Phase.DEFERRED)
+        ]
         await rows.free_slots(tx, r.id, freeing)  # after the host rows: `tell`'s lock order
         rollout = policy.Rollout(
             r.id, policy.State(r.state), r.wave, r.wave_opened_at, len(plan.waves)

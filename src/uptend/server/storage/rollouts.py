@@ -9,12 +9,12 @@ evaluating the same rollout at once exactly one moves it.
 import json
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, and_, func, insert, null, select, update
+from sqlalchemy import Insert, Table, and_, bindparam, func, insert, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from uptend.server.storage.db import AsyncConnection, Tx
@@ -441,50 +441,58 @@ async def tell(
 async def mark(
     tx: Tx,
     rollout_id: str,
-    agent_id: str,
     *,
-    healthy_at: datetime | None = None,
-    restarts_then: int | None = None,
-    outcome: str | None = None,
+    healthy: Sequence[tuple[str, datetime, int]] = (),
+    outcomes: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """Record a host's progress."""
-    where = and_(HOSTS.c.rollout_id == rollout_id, HOSTS.c.agent_id == agent_id)
-    values: dict[str, Any] = {}
-    if healthy_at is not None:
-        values.update(healthy_at=healthy_at, restarts_then=restarts_then or 0)
-    if outcome is not None:
-        values["outcome"] = outcome
-    if values:
-        await tx.execute(update(HOSTS).where(where).values(**values))
+    """Record hosts' progress, each kind in one statement (the write lock is held briefly).
 
-
-async def free_slots(tx: Tx, rollout_id: str, held: Iterable[tuple[str, str]]) -> int:
-    """Free the slots of these (agent id, slot labels) hosts, once each; how many were freed.
-
-    Each host's flag is cleared by a conditional UPDATE (so of two evaluators only one frees
-    it), then the counts drop in one UPDATE each: host rows, rollout, label slots in key
-    order, the order `tell` locks them in.
+    `healthy`: (agent id, first healthy at, its restart count then); `outcomes`: (agent id,
+    succeeded | failed).
     """
-    freed = 0
-    labels: Counter[tuple[str, str]] = Counter()
-    for agent_id, slot_labels in held:
-        done = await tx.execute(
+    where = and_(HOSTS.c.rollout_id == rollout_id, HOSTS.c.agent_id == bindparam("b_agent"))
+    if healthy:
+        await tx.execute(
             update(HOSTS)
-            .where(
-                HOSTS.c.rollout_id == rollout_id,
-                HOSTS.c.agent_id == agent_id,
-                HOSTS.c.slot.is_(True),
-            )
-            .values(slot=False, slot_labels="")
+            .where(where)
+            .values(healthy_at=bindparam("b_at"), restarts_then=bindparam("b_restarts")),
+            [{"b_agent": a, "b_at": at, "b_restarts": n} for a, at, n in healthy],
         )
-        if getattr(done, "rowcount", 0):
-            freed += 1
-            labels.update((k, v) for k, v in (json.loads(slot_labels) if slot_labels else []))
-    if freed:
+    if outcomes:
+        await tx.execute(
+            update(HOSTS).where(where).values(outcome=bindparam("b_outcome")),
+            [{"b_agent": a, "b_outcome": o} for a, o in outcomes],
+        )
+
+
+async def free_slots(tx: Tx, rollout_id: str, agent_ids: Sequence[str]) -> int:
+    """Free the slots these hosts hold, once each (a second evaluator frees none); how many.
+
+    One UPDATE clears the hosts' flags and returns what each held, then the counts drop in
+    one UPDATE each: host rows, rollout, label slots in key order, the order `tell` locks
+    them in.
+    """
+    if not agent_ids:
+        return 0
+    done = await tx.execute(
+        update(HOSTS)
+        .where(
+            HOSTS.c.rollout_id == rollout_id,
+            HOSTS.c.agent_id.in_(list(agent_ids)),
+            HOSTS.c.slot.is_(True),
+        )
+        .values(slot=False, slot_labels="")
+        .returning(HOSTS.c.slot_labels)
+    )
+    held = [r[0] for r in done]
+    labels: Counter[tuple[str, str]] = Counter()
+    for slot_labels in held:
+        labels.update((k, v) for k, v in (json.loads(slot_labels) if slot_labels else []))
+    if held:
         await tx.execute(
             update(ROLLOUTS)
             .where(ROLLOUTS.c.id == rollout_id)
-            .values(installing=ROLLOUTS.c.installing - freed)
+            .values(installing=ROLLOUTS.c.installing - len(held))
         )
     for (key, value), n in sorted(labels.items()):
         await tx.execute(
@@ -492,7 +500,7 @@ async def free_slots(tx: Tx, rollout_id: str, held: Iterable[tuple[str, str]]) -
             .where(SLOTS.c.rollout_id == rollout_id, SLOTS.c.key == key, SLOTS.c.value == value)
             .values(installing=SLOTS.c.installing - n)
         )
-    return freed
+    return len(held)
 
 
 async def label_counts(conn: Conn, rollout_id: str) -> Mapping[tuple[str, str], int]:

@@ -9,9 +9,13 @@ import json
 import urllib.request
 from typing import Any
 
+from sqlalchemy import create_engine, text
+
 from tests.support.fleet import Fleet, make_release, wait_until
 from tests.support.sim import SimFleet
+from uptend.policy.rollout import wave_of
 from uptend.protocol.agent_api import WaitAnswer, WaitRequest
+from uptend.server.storage.db import sqlite_url
 
 APP = "evalapp"
 
@@ -62,5 +66,44 @@ def test_the_evaluator_reads_nothing_while_no_rollout_is_live_and_wakes_long_pol
             assert answer.ring  # woken by the evaluator's transition, not by its 50 s
             assert fleet.json("rollout", "status", APP)["state"] == "completed"
             assert evaluator(fleet)["moved"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_host_enrolled_after_the_start_joins_the_wave_its_rank_puts_it_in(fleet: Fleet) -> None:
+    async def scenario() -> None:
+        async with SimFleet(fleet.url, fleet.enroll_token) as sims:
+            fleet.cli("group", "set", "late", "--app", APP, "--poll-interval", "60")
+            publish(fleet, "1.0")
+            for _ in range(2):
+                await sims.enroll(5, group="late")
+            await sims.rounds_until(APP, "1.0")
+            await sims.round()
+            fleet.cli("channel", "set", APP, "stable", "--waves", "50,100", "--soak", "600")
+            publish(fleet, "2.0")
+            late = []
+            for _ in range(6):
+                late += await sims.enroll(5, group="late", prefix="late")
+            for _ in range(3):
+                await sims.round()
+            engine = create_engine(sqlite_url(fleet.server_dir))
+            with engine.connect() as conn:
+                rollout, cuts = conn.execute(text("SELECT id, cutoffs FROM rollouts")).one()
+                ids: dict[str, str] = dict(conn.execute(text("SELECT name, id FROM agents")).all())
+            engine.dispose()
+            wave = {h.name: wave_of(rollout, ids[h.name], json.loads(cuts)) for h in late}
+            assert set(wave.values()) == {0, 1}  # 30 late hosts: some rank into each wave
+            for h in late:
+                assert (h.installed(APP) == "2.0") == (wave[h.name] == 0), h.name
+            view = fleet.json("rollout", "status", APP)
+            assert [w["hosts"] for w in view["waves"]] == [
+                5 + sum(w == 0 for w in wave.values()),
+                5 + sum(w == 1 for w in wave.values()),
+            ]
+            outdated = fleet.json("fleet", "list", "--outdated")
+            codes = {a["name"]: a["apps"][0]["reason"]["code"] for a in outdated["agents"]}
+            assert {n for n, c in codes.items() if c == "waiting_wave"} == {
+                h.name for h in sims.hosts if h.installed(APP) != "2.0"
+            }  # a late host in wave 2 installs nothing before its wave opens
 
     asyncio.run(scenario())

@@ -138,6 +138,22 @@ async def on_publish(
     audit.record(tx, now, actor, "rollout.start", f"{stored.next_rollout} {app} {version}")
 
 
+async def join_late(tx: Tx, agent_id: str, group: str) -> None:
+    """In an enrollment's transaction: the new host joins each live rollout of its group.
+
+    It takes the wave its hash rank puts it in among the hosts ranked at the start (so a
+    late host is as likely as any to be in the first wave, and waits like the others while
+    its wave is not open): the fleet view and `rollout status` count it from now on. One
+    whose wave is open already gets its row when it is let through (its first check-in), so
+    the report deadline of a wave opened long ago does not count it as silent.
+    """
+    for r in await rows.live_for_group(tx, group):
+        cuts = r.cuts()
+        wave = None if cuts is None else policy.wave_of(r.id, agent_id, cuts)
+        if wave is not None and wave > r.wave:
+            await rows.join(tx, r.id, agent_id, wave)
+
+
 async def _find(tx: Tx, app: str, channel: str | None) -> rows.StoredRollout:
     r = await rows.latest(tx, app, channel)
     if r is None:

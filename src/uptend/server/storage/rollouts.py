@@ -221,6 +221,35 @@ async def live(
     return list((await conn.execute(stmt)).scalars())
 
 
+async def live_for_group(conn: Conn, group: str) -> list[StoredRollout]:
+    """The rollouts not yet over on the channels `group` follows."""
+    stmt = (
+        select(*_COLUMNS)
+        .join(
+            GROUP_APPS,
+            and_(GROUP_APPS.c.app == ROLLOUTS.c.app, GROUP_APPS.c.channel == ROLLOUTS.c.channel),
+        )
+        .where(GROUP_APPS.c.group == group, ROLLOUTS.c.state.in_(LIVE))
+    )
+    return [_stored(r) for r in await conn.execute(stmt)]
+
+
+async def join(tx: Tx, rollout_id: str, agent_id: str, wave: int) -> None:
+    """A host enrolled after the rollout started: its row, in the wave its rank gives it."""
+    await tx.execute(
+        insert(HOSTS).values(
+            rollout_id=rollout_id,
+            agent_id=agent_id,
+            wave=wave,
+            previous=None,
+            restarts_then=0,
+            slot=False,
+            outcome="",
+            slot_labels="",
+        )
+    )
+
+
 async def by_id(conn: Conn, rollout_id: str) -> StoredRollout | None:
     row = (await conn.execute(select(*_COLUMNS).where(ROLLOUTS.c.id == rollout_id))).first()
     return None if row is None else _stored(row)

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.support.fleet import Fleet
 from tests.support.pg import fresh_database
+from tests.support.slowest import SLOWEST_FIRST
 
 # Property tests run beside servers and agents on two shared cores, and under coverage in
 # scripts/test: the default 200 ms deadline per example then fails on load, not on a bug. A
@@ -18,6 +19,13 @@ settings.register_profile(
     "uptend", deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("uptend")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (a stable sort: each file keeps its own order)."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
 @pytest.fixture(autouse=True)

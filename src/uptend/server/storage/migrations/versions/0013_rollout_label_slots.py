@@ -7,14 +7,14 @@ remembers which ones a host holds, so freeing them does not depend on labels cha
 later falls into the wave its own rank puts it in.
 
 Revision ID: 0013
-Revises: 0012
+Revises: 0011 (re-chained at merge after the other branch's 0012)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0012"
+down_revision = "0011"
 
 
 def upgrade() -> None:

@@ -28,7 +28,17 @@ with open(out, "w") as f:
 """
 
 # What the server, the admin client and the agent's TUF stack pull in.
-HEAVY = {"fastapi", "sqlalchemy", "uvicorn", "tuf", "urllib3", "httpx", "cryptography"}
+HEAVY = {
+    "fastapi",
+    "sqlalchemy",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "tuf",
+    "urllib3",
+    "httpx",
+    "cryptography",
+}
 OURS = {"uptend.protocol", "uptend.server", "uptend.agent", "uptend.archive"}
 
 # What each group's module needs at import (so for its --help), beyond typer and rich.

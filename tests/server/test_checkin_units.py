@@ -4,6 +4,7 @@ and its driver-level read, the bounded caches, the pure directive decision."""
 import asyncio
 import gc
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,8 +38,19 @@ async def _accepted_nodelay(sock: socket.socket) -> int:
             writer.close()
 
 
-def test_accepted_connections_get_tcp_nodelay() -> None:
-    assert asyncio.run(_accepted_nodelay(listening_socket("127.0.0.1", 0))) != 0
+def _loops() -> list[Callable[[], asyncio.AbstractEventLoop]]:
+    """The loops uvicorn may serve on: its "auto" picks uvloop where it is installed."""
+    import uvloop
+
+    return [asyncio.new_event_loop, uvloop.new_event_loop]
+
+
+@pytest.mark.parametrize("loop_factory", _loops(), ids=["asyncio", "uvloop"])
+def test_accepted_connections_get_tcp_nodelay(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        assert runner.run(_accepted_nodelay(listening_socket("127.0.0.1", 0))) != 0
 
 
 def test_a_protocol_0_socket_would_not_get_it() -> None:

@@ -127,12 +127,13 @@ def test_a_slow_dpkg_holds_up_neither_check_ins_nor_commands(fleet: Fleet, tmp_p
     host = deb_host(fleet, root)
     publish_deb(fleet, root, "1.0", "1.0-1")
     host.start()
+    wait_until(lambda: host.running_version("demo") == "1.0", what="v1 running")
     wait_until(lambda: _settled_on(host, "1.0"), what="v1 committed")
     started, release = tmp_path / "postinst-started", tmp_path / "postinst-release"
     postinst = f"#!/bin/sh\ntouch {started}\nwhile [ ! -e {release} ]; do sleep 0.1; done\n"
     publish_deb(fleet, root, "2.0", "2.0-1", postinst=postinst)
     try:
-        wait_until(started.exists, what="dpkg -i of v2 in its postinst")
+        wait_until(started.exists, timeout_s=60, what="dpkg -i of v2 in its postinst")
         [sent] = json.loads(fleet.cli("command", "send", host.name, "check-now", "--json").stdout)
 
         def answered() -> bool:

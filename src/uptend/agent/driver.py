@@ -87,6 +87,9 @@ class AppDriver:
         self.timing: tuple[str, str, float] | None = None  # the observed job: name, version, start
         self.switching: _Switching | None = None
         self.activating: _Switching | None = None  # its installer runs in the worker child
+        # the package read back on a thread (`installed_as`): of which version, and the last
+        self.reading: tuple[str, Job[PackageState | None]] | None = None
+        self.package: tuple[str, PackageState | None] | None = None
         self.judging: _Judging | None = None
         self.attempt: AttemptLog | None = None
         self.deferred = ""  # why the installer cannot run now (another package manager)
@@ -170,14 +173,28 @@ class AppDriver:
     def installed_as(self) -> tuple[str | None, PackageState | None]:
         """The kind of the installed version and, settled, its package as the system says.
 
-        Read back once per check-in: drift made by hand on the host shows at the next one.
+        Read back at each check-in on a thread (`dpkg-query`, `rpm -q`: processes of up to
+        30 s each) and said at the next one: drift made by hand on the host shows within two
+        check-ins, and no package manager holds up the loop.
         """
-        if self.plan.current is None:
+        current = self.plan.current
+        if current is None:
             return None, None
-        installer = self._installer(self.plan.current)
+        installer = self._installer(current)
         if self.plan.phase is not machine.Phase.IDLE or self.job is not None:
+            self.reading = self.package = None  # what was read may change: read again after
             return installer.kind, None  # its package manager may be at work
-        return installer.kind, installer.read_back()
+        if self.reading is not None and self.reading[1].done():
+            version, job = self.reading
+            self.reading = None
+            try:
+                self.package = (version, job.result())
+            except Exception:  # read_back never raises: a bug, logged
+                log.exception("%s: reading its package back failed", self.app)
+        if self.reading is None and installer.activates_in_child:  # the package kinds
+            self.reading = (current, Job(f"{self.app}-read-back", lambda _j: installer.read_back()))
+        said = self.package
+        return installer.kind, said[1] if said is not None and said[0] == current else None
 
     # -- the tick ------------------------------------------------------------------------------
 

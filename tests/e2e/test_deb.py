@@ -152,5 +152,5 @@ def test_a_slow_dpkg_holds_up_neither_check_ins_nor_commands(fleet: Fleet, tmp_p
         release.touch()
     wait_until(lambda: _settled_on(host, "2.0"), what="v2 committed")
     assert query(root, PACKAGE) == "2.0-1 ii"
-    assert host.running_version("demo") == "2.0"
+    wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running")
     assert host.stop() == 0

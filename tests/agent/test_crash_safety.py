@@ -13,6 +13,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -246,61 +247,56 @@ def test_a_schema_1_journal_found_at_start_is_resumed(lane: Lane, point: str) ->
         wait_until(lambda: _outcomes(lane, host) == [outcome], what=f"{outcome} report")
 
 
-def test_deb_killed_between_dpkg_and_the_commit_ends_installed_and_running(
-    fleet: Fleet, tmp_path: Path
+@dataclass(frozen=True)
+class PackageKind:
+    """How a package kind's crash test makes its root, host and releases, and reads it back."""
+
+    root: Callable[[Path], Path]
+    host: Callable[[Fleet, Path], Host]
+    publish: Callable[..., Path]
+    installed: Callable[[Path], str]  # what the package manager has of PACKAGE
+    v2: str  # `installed` once 2.0-1 is installed
+
+
+PACKAGE_KINDS = {
+    "deb": PackageKind(
+        private_root, deb_host, publish_deb, lambda root: query(root, PACKAGE), "2.0-1 ii"
+    ),
+    # the repeated `rpm -U` of what rpm already has must succeed (--replacepkgs)
+    "rpm": PackageKind(
+        private_rpm_root, rpm_host, publish_rpm, lambda root: rpm_query(root, PACKAGE), "2.0-1"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(PACKAGE_KINDS))
+def test_a_package_killed_between_its_manager_and_the_commit_ends_installed_and_running(
+    fleet: Fleet, tmp_path: Path, kind: str
 ) -> None:
-    """D28/D29 for the deb kind: dpkg installed 2.0, `current` and the journal still say 1.0."""
-    root = private_root(tmp_path / "dpkg-root")
+    """D28/D29 for the package kinds: dpkg/rpm installed 2.0, `current` and the journal say 1.0.
+
+    The point is reached in the worker child, which runs the package manager: it kills the
+    agent first, as a power cut would.
+    """
+    k = PACKAGE_KINDS[kind]
+    root = k.root(tmp_path / f"{kind}-root")
     fleet.assign("demo")
-    host = deb_host(fleet, root)
-    publish_deb(fleet, root, "1.0", "1.0-1")
+    host = k.host(fleet, root)
+    k.publish(fleet, root, "1.0", "1.0-1")
     host.start()
     wait_settled(host, "demo", "1.0")
     assert host.stop() == 0
-    publish_deb(fleet, root, "2.0", "2.0-1")
+    k.publish(fleet, root, "2.0", "2.0-1")
 
     host.start(env={ARM_ENV: DEB_CRASHPOINTS[0]})
     agent_died_of_sigkill(host)
-    assert query(root, PACKAGE) == "2.0-1 ii"  # dpkg finished...
+    assert k.installed(root) == k.v2  # the package manager finished...
     assert host.current("demo") == "1.0"  # ...nothing else did
     assert host.journal("demo")["phase"] == "activating"
 
     host.start()
     wait_settled(host, "demo", "2.0")
-    assert query(root, PACKAGE) == "2.0-1 ii"
-    wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running")
-    assert len(app_pids(host, "demo")) == 1
-    wait_until(
-        lambda: (
-            [r["outcome"] for r in reports(fleet, host) if r["version"] == "2.0"] == ["installed"]
-        ),
-        what="one installed report",
-    )
-    assert host.stop() == 0
-
-
-def test_rpm_killed_between_rpm_and_the_commit_ends_installed_and_running(
-    fleet: Fleet, tmp_path: Path
-) -> None:
-    """D28/D29 for the rpm kind: the repeated `rpm -U` of what rpm already has must succeed."""
-    root = private_rpm_root(tmp_path / "rpm-root")
-    fleet.assign("demo")
-    host = rpm_host(fleet, root)
-    publish_rpm(fleet, root, "1.0", "1.0-1")
-    host.start()
-    wait_settled(host, "demo", "1.0")
-    assert host.stop() == 0
-    publish_rpm(fleet, root, "2.0", "2.0-1")
-
-    host.start(env={ARM_ENV: DEB_CRASHPOINTS[0]})
-    agent_died_of_sigkill(host)
-    assert rpm_query(root, PACKAGE) == "2.0-1"  # rpm finished...
-    assert host.current("demo") == "1.0"  # ...nothing else did
-    assert host.journal("demo")["phase"] == "activating"
-
-    host.start()
-    wait_settled(host, "demo", "2.0")
-    assert rpm_query(root, PACKAGE) == "2.0-1"
+    assert k.installed(root) == k.v2
     wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running")
     assert len(app_pids(host, "demo")) == 1
     wait_until(

@@ -11,12 +11,14 @@ from tuf.api.metadata import TargetFile
 from tests.support.debs import HeldLock, build_deb, manifest_for, private_root, query
 from tests.support.fleet import wait_until
 from uptend import debmeta
+from uptend.agent import installers
 from uptend.agent.installers import for_version
-from uptend.agent.installers.base import InstallFailedError, Signed
+from uptend.agent.installers.base import InstallFailedError, PackageState, Signed
 from uptend.agent.installers.deb import DebInstaller
 from uptend.agent.layout import Layout
+from uptend.agent.supervisor import read_manifest
 from uptend.errors import ConfigError
-from uptend.protocol.manifest import parse_manifest
+from uptend.protocol.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from uptend.protocol.targets import ArchiveFormat, InstallKind, TargetCustom
 from uptend.server.services.releases import describe
 
@@ -117,6 +119,14 @@ def test_private_root_install_is_read_back_and_a_failure_keeps_dpkgs_words(
     assert layout.current("demo").readlink().name == "1.0"  # not switched
     installer.activate("1.0", said.append)  # the rollback: dpkg -i of the older file
     assert query(root, "uptend-demo") == "1.0-1 ii"
+    assert installer.read_back() == PackageState("uptend-demo", "1.0-1", "1.0-1")
+    by_hand = build_deb(tmp_path / "by-hand", "uptend-demo", "1.1-3", "1.1")
+    subprocess.run(
+        ["dpkg", f"--root={root}", "--force-script-chrootless", "-i", str(by_hand)],
+        check=True,
+        capture_output=True,
+    )
+    assert installer.read_back() == PackageState("uptend-demo", "1.0-1", "1.1-3")  # drift
 
 
 def test_system_dpkg_installs_a_harmless_package_then_it_is_purged(tmp_path: Path) -> None:
@@ -158,3 +168,30 @@ def test_a_dpkg_lock_held_by_another_process_makes_the_installer_busy(tmp_path: 
         finally:
             lock.release()
         assert installer.busy() is None
+
+
+def test_the_kind_of_a_staged_version_is_read_once_until_its_manifest_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver asks at every tick and check-in: the manifest is parsed once per staging."""
+    layout = _layout(tmp_path)
+    where = layout.version_dir("demo", "1.0")
+    where.mkdir(parents=True)
+    deb = manifest_for("/", "uptend-demo") + '[deb]\npackage = "uptend-demo"\nversion = "1.0-1"\n'
+    (where / MANIFEST_NAME).write_text(deb)
+    reads: list[Path] = []
+
+    def counted(version_dir: Path) -> Manifest:  # a spy: the real read, counted
+        reads.append(version_dir)
+        return read_manifest(version_dir)
+
+    monkeypatch.setattr(installers, "read_manifest", counted)
+    assert [installers.kind_of(layout, "demo", "1.0") for _ in range(3)] == ["deb"] * 3
+    assert reads == [where]
+    # the version dropped and staged again, as a bundle: a new file, read again
+    staged = where / "staged.toml"
+    staged.write_text(manifest_for("/", "uptend-demo"))
+    staged.replace(where / MANIFEST_NAME)
+    assert installers.kind_of(layout, "demo", "1.0") == "bundle"
+    assert installers.kind_of(layout, "demo", "2.0") == "bundle"  # not staged: not remembered
+    assert reads == [where, where]

@@ -1,15 +1,18 @@
 """The driver against real files: what it stages is what was verified (docs/faults.md B17)."""
 
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from tuf.api.metadata import TargetFile
 
+from tests.support.fleet import wait_until
 from uptend import archive
 from uptend.agent import artifacts, decide, jobs, machine
 from uptend.agent.driver import AppDriver
 from uptend.agent.installers import Signed
+from uptend.agent.installers.base import PackageState
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.supervisor import Supervisor
@@ -144,3 +147,41 @@ def test_the_observer_sees_each_phase_and_each_timed_step(
     assert ("stage", "2.0") in seen.spans
     assert ("activate", None) in seen.spans
     assert seen.spans.count(("journal", "2.0")) >= 4
+
+
+class _SlowPackageManager:
+    """A fake installer, named as such: its read-back blocks until the test lets it go."""
+
+    kind = "deb"
+    activates_in_child = True
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.reads = 0
+
+    def read_back(self) -> PackageState:
+        self.reads += 1
+        self.release.wait(60)
+        return PackageState("uptend-demo", "2.0-1", "2.1-3")
+
+
+def test_a_package_read_back_never_holds_up_a_check_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dpkg-query and rpm -q run on a thread: the check-in says the last read, never waits."""
+    layout = Layout(tmp_path / "agent")
+    layout.make()
+    driver = AppDriver(layout, "demo", Supervisor(layout), "http://127.0.0.1:9/", facts, in_thread)
+    driver.plan = machine.Plan(current="2.0")
+    slow = _SlowPackageManager()
+    monkeypatch.setattr(driver, "_installer", lambda _version: slow)
+    assert driver.installed_as() == ("deb", None)  # the read blocks: nothing to say yet
+    wait_until(lambda: slow.reads == 1, what="the read-back started")
+    assert driver.installed_as() == ("deb", None)  # still reading: not started twice
+    assert slow.reads == 1
+    slow.release.set()
+    wait_until(lambda: driver.reading is not None and driver.reading[1].done(), what="read")
+    assert driver.installed_as() == ("deb", PackageState("uptend-demo", "2.0-1", "2.1-3"))
+    # an update begins: what was read may change, so it is not said
+    driver.plan = machine.Plan(machine.Phase.FETCHING, current="2.0", target="3.0")
+    assert driver.installed_as() == ("deb", None)

@@ -11,7 +11,7 @@ from tests.support.debs import HeldLock, manifest_for
 from tests.support.rpms import DBPATH, build_rpm, private_rpm_root, rpm_query
 from uptend import rpmmeta
 from uptend.agent.installers import for_version
-from uptend.agent.installers.base import InstallFailedError, Signed
+from uptend.agent.installers.base import InstallFailedError, PackageState, Signed
 from uptend.agent.installers.rpm import RpmInstaller
 from uptend.agent.layout import Layout
 from uptend.errors import ConfigError
@@ -120,7 +120,7 @@ def test_an_upgrade_is_rpm_u_a_rollback_adds_oldpackage_and_failures_keep_rpms_w
     assert len(runs) == 2
     assert all(r.startswith(prefix) and "--oldpackage" not in r for r in runs)
     assert said[-1] == "rpm reports uptend-demo 2.0-1"
-    assert installer.read_back() == "rpm uptend-demo 2.0-1"
+    assert installer.read_back() == PackageState("uptend-demo", "2.0-1", "2.0-1")
 
     with pytest.raises(InstallFailedError) as refused:
         installer.activate("3.0", said.append)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.agent_builds import BASE_VERSION, SharedBuilds
+from tests.support.agent_builds import BASE_VERSION, SharedBuilds, share_env
 from tests.support.agent_hosts import NEW, Installed, alive
 from tests.support.fleet import UPTEND, Fleet, wait_until
 from uptend.agent.crashpoints import LOG_ENV, SELF_CRASHPOINTS
@@ -46,6 +46,22 @@ def test_the_running_agent_becomes_the_new_version_and_the_app_keeps_its_pid(
     assert any(r["app"] == "uptend-agent" and r["outcome"] == "installed" for r in reports)
     # the companion of the crash-point test: one self-update reaches every point
     assert set(SELF_CRASHPOINTS) <= set(reached.read_text().split())
+
+
+def test_install_enrolls_the_agent_with_its_labels(
+    fleet: Fleet, agent_builds: SharedBuilds
+) -> None:
+    prefix = fleet.root / "labelled-prefix"
+    share_env(agent_builds.env, prefix)  # the session's build, which the install finds in place
+    out = fleet.json(
+        *("agent", "install", str(prefix), "--server", fleet.url, "--token", fleet.enroll_token),
+        *("--name", "labelled", "--wheelhouse", str(agent_builds.base)),
+        *("--label", "zone=eu-1", "--label", "rack=r7", "--label", "zone=eu-2"),
+    )
+    assert out["name"] == "labelled"
+    agent = fleet.json("fleet", "show", "labelled")["agent"]
+    assert agent["labels"] == {"zone": "eu-2", "rack": "r7"}  # a key given twice: the last
+    assert agent["id"] == out["agent_id"]
 
 
 def test_install_service_writes_a_unit_that_keeps_the_apps(tmp_path: Path) -> None:

@@ -65,3 +65,15 @@ def test_install_refuses_a_prefix_that_is_already_enrolled(tmp_path: Path) -> No
     )
     assert done.returncode == 2
     assert "already holds an enrolled agent" in done.stderr
+
+
+def test_install_refuses_a_bad_label_before_anything_is_built(tmp_path: Path) -> None:
+    prefix = tmp_path / "p"
+    done = _uptend(
+        *("agent", "install", str(prefix), "--server", "http://127.0.0.1:9", "--token", "t"),
+        *("--label", "zone=eu-1", "--label", "rack=has space"),
+    )
+    assert done.returncode == 2, done.stderr
+    assert "invalid label 'rack=has space'" in done.stderr
+    assert "KEY=VALUE" in done.stderr  # the hint says what a label is
+    assert not prefix.exists()  # no environment, launcher or data dir half made

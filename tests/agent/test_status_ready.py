@@ -1,6 +1,7 @@
 """What a host says of an app whose new version is staged and held (deferred, with why), or
 failed (with the version that failed)."""
 
+from uptend.agent.installers.base import PackageState
 from uptend.agent.machine import Hold, HoldState, Phase, Plan
 from uptend.agent.status import app_status
 from uptend.agent.wire import AppState
@@ -38,3 +39,26 @@ def test_a_failed_update_is_reported_failed_with_the_version_that_failed() -> No
     assert (status.state, status.target) == (AppState.DEFERRED, "2.0")
     running = app_status("demo", Plan(current="1.0"), "1.0", True, (None, None, None), "")
     assert (running.state, running.target) == (AppState.RUNNING, None)
+
+
+def test_a_package_is_reported_with_its_kind_as_its_manager_said_it_inside_the_bounds() -> None:
+    said = PackageState("uptend-demo", "2.0-1", "2.1-3\x1b[2J")  # dpkg's words: hostile too
+    status = app_status(
+        "demo", Plan(current="2.0"), "2.0", True, (None,) * 3, "", kind="deb", package=said
+    )
+    assert (status.state, status.reason) == (AppState.RUNNING, "")  # not in the reason any more
+    assert (status.kind, status.package, status.package_expected) == ("deb", "uptend-demo", "2.0-1")
+    assert status.package_version == "2.1-3??2J"
+    gone = app_status(
+        "demo",
+        Plan(current="2.0"),
+        "2.0",
+        True,
+        (None,) * 3,
+        "",
+        kind="deb",
+        package=PackageState("uptend-demo", "2.0-1", None),
+    )
+    assert (gone.package, gone.package_version) == ("uptend-demo", None)
+    bundle = app_status("demo", Plan(current="2.0"), "2.0", True, (None,) * 3, "", kind="bundle")
+    assert (bundle.kind, bundle.package) == ("bundle", None)

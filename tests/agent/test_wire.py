@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from uptend.agent import wire
-from uptend.protocol import agent_api, limits
+from uptend.protocol import agent_api, limits, packages
 from uptend.protocol.reasons import Outcome
 
 PAIRS = [(cls, getattr(agent_api, cls.__name__)) for cls in wire.MESSAGES]
@@ -113,6 +113,10 @@ BY_NAME: dict[str, st.SearchStrategy[Any]] = {
     "log_tail": TEXT,
     "result": TEXT,
     "wait_s": st.floats(min_value=0, max_value=wire.MAX_WAIT_S),
+    "kind": st.from_regex(rf"\A{packages.KIND}\Z"),
+    "package": st.from_regex(rf"\A{packages.NAME}\Z"),
+    "package_expected": st.from_regex(rf"\A{packages.VERSION}\Z"),
+    "package_version": st.from_regex(rf"\A{packages.FOUND}\Z"),
 }
 WIRE_MESSAGES = {
     wire.EnrollRequest,

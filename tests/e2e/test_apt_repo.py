@@ -84,10 +84,12 @@ def test_apt_repository_mode_installs_what_the_server_decides_and_refuses_a_bad_
             f"127.0.0.1:{port}_._Packages",
         }
 
-        def says() -> str:
-            return str(fleet.agent_app(host, "demo").get("reason", {}).get("message"))
+        def shown() -> tuple[str | None, dict[str, Any] | None]:
+            app = fleet.agent_app(host, "demo")
+            return app.get("kind"), app.get("package")
 
-        wait_until(lambda: says() == f"apt {PACKAGE} 2.0-1", what="the package in fleet list")
+        package = {"name": PACKAGE, "version": "2.0-1", "expected": "2.0-1", "drift": None}
+        wait_until(lambda: shown() == ("apt", package), what="the package in fleet list")
 
         # 3.0 comes from the repository too, crashes in probation: back to 2.0's kept file
         _publish(fleet, root, "3.0", probation=3.0)

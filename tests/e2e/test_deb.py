@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from tests.server.test_admin_cli import wide
 from tests.support.debs import (
     PACKAGE,
     HeldLock,
@@ -59,20 +60,26 @@ def test_deb_installs_refuses_and_rolls_back_with_real_dpkg(fleet: Fleet, tmp_pa
     kept = host.dir / "apps/demo/versions/2.0"
     assert sorted(p.name for p in kept.iterdir()) == ["package.deb", "uptend.toml"]
 
-    # what dpkg says is reported at each check-in: a package changed by hand shows
-    def says() -> str:
-        return str(fleet.agent_app(host, "demo").get("reason", {}).get("message"))
+    # the kind and what dpkg says are reported at each check-in: a package changed by hand shows
+    def package() -> dict[str, Any] | None:
+        return fleet.agent_app(host, "demo").get("package")
 
-    wait_until(lambda: says() == f"deb {PACKAGE} 2.0-1", what="the package in fleet list")
+    expected = {"name": PACKAGE, "version": "2.0-1", "expected": "2.0-1", "drift": None}
+    wait_until(lambda: package() == expected, what="the package in fleet list")
+    [shown] = fleet.json("fleet", "show", host.name)["agent"]["apps"]
+    assert (shown["kind"], shown["package"]) == ("deb", expected)
+    assert f"deb {PACKAGE} 2.0-1" in wide(fleet, "fleet", "show", host.name)
     by_hand = build_deb(tmp_path / "by-hand", PACKAGE, "2.1-3", "2.1")
     subprocess.run(
         ["dpkg", f"--root={root}", "--force-script-chrootless", "-i", str(by_hand)],
         check=True,
         capture_output=True,
     )
-    wait_until(lambda: says() == "installed by hand: 2.1-3, expected 2.0-1", what="drift shown")
-    shown = fleet.json("fleet", "show", host.name)
-    assert "installed by hand: 2.1-3, expected 2.0-1" in json.dumps(shown)
+    drift = "installed by hand: 2.1-3, expected 2.0-1"
+    wait_until(lambda: (package() or {}).get("drift") == drift, what="drift shown")
+    [shown] = fleet.json("fleet", "show", host.name)["agent"]["apps"]
+    assert (shown["kind"], shown["package"]["version"]) == ("deb", "2.1-3")  # as dpkg has it
+    assert f"deb {PACKAGE}: {drift}" in wide(fleet, "fleet", "list")
     # (v3's rollback below puts 2.0-1 back)
 
     # v3 needs a package nobody has: dpkg -i refuses it; the agent puts v2's package back
@@ -110,4 +117,40 @@ def test_deb_installs_refuses_and_rolls_back_with_real_dpkg(fleet: Fleet, tmp_pa
     wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running again")
     assert host.journal("demo")["bad"] == ["3.0", "3.5", "4.0"]
 
+    assert host.stop() == 0
+
+
+def test_a_slow_dpkg_holds_up_neither_check_ins_nor_commands(fleet: Fleet, tmp_path: Path) -> None:
+    """dpkg runs in the worker child: while v2's postinst blocks, the agent's loop goes on."""
+    root = private_root(tmp_path / "dpkg-root")
+    fleet.assign("demo")
+    host = deb_host(fleet, root)
+    publish_deb(fleet, root, "1.0", "1.0-1")
+    host.start()
+    wait_until(lambda: host.running_version("demo") == "1.0", what="v1 running")
+    wait_until(lambda: _settled_on(host, "1.0"), what="v1 committed")
+    started, release = tmp_path / "postinst-started", tmp_path / "postinst-release"
+    postinst = f"#!/bin/sh\ntouch {started}\nwhile [ ! -e {release} ]; do sleep 0.1; done\n"
+    publish_deb(fleet, root, "2.0", "2.0-1", postinst=postinst)
+    try:
+        wait_until(started.exists, timeout_s=60, what="dpkg -i of v2 in its postinst")
+        [sent] = json.loads(fleet.cli("command", "send", host.name, "check-now", "--json").stdout)
+
+        def answered() -> bool:
+            return any(
+                c["id"] == sent["id"] and c["state"] == "done"
+                for c in fleet.json("command", "list")
+            )
+
+        wait_until(answered, what="check-now carried out while dpkg still runs")
+        assert not release.exists()  # (only this test ends the postinst)
+        assert host.journal("demo")["phase"] == "activating"
+        app = fleet.agent_app(host, "demo")  # the check-in that acked it said where it is
+        assert (app["state"], app["reason"]["code"]) == ("updating", "updating")
+        assert app["reason"].get("phase") == "activating 2.0"
+    finally:
+        release.touch()
+    wait_until(lambda: _settled_on(host, "2.0"), what="v2 committed")
+    assert query(root, PACKAGE) == "2.0-1 ii"
+    wait_until(lambda: host.running_version("demo") == "2.0", what="v2 running")
     assert host.stop() == 0

@@ -66,15 +66,18 @@ def test_rpm_installs_refuses_and_rolls_back_with_real_rpm(fleet: Fleet, tmp_pat
     assert f"running rpm --root={root} --dbpath={DBPATH} -U " in _attempt(host, "2.0")
     assert "--oldpackage" not in _attempt(host, "2.0")  # an upgrade needs none
 
-    # what rpm says is reported at each check-in: a package changed by hand shows
-    def says() -> str:
-        return str(fleet.agent_app(host, "demo").get("reason", {}).get("message"))
+    # the kind and what rpm says are reported at each check-in: a package changed by hand shows
+    def package() -> dict[str, Any] | None:
+        return fleet.agent_app(host, "demo").get("package")
 
-    wait_until(lambda: says() == f"rpm {PACKAGE} 2.0-1", what="the package in fleet list")
+    expected = {"name": PACKAGE, "version": "2.0-1", "expected": "2.0-1", "drift": None}
+    wait_until(lambda: package() == expected, what="the package in fleet list")
+    assert fleet.agent_app(host, "demo")["kind"] == "rpm"
     by_hand = build_rpm(tmp_path / "by-hand", PACKAGE, "2.1-3", "2.1")
     subprocess.run(rpm_argv(root, "-U", str(by_hand)), check=True, capture_output=True)
-    wait_until(lambda: says() == "installed by hand: 2.1-3, expected 2.0-1", what="drift shown")
-    assert "installed by hand: 2.1-3, expected 2.0-1" in json.dumps(fleet.json("fleet", "list"))
+    drift = "installed by hand: 2.1-3, expected 2.0-1"
+    wait_until(lambda: (package() or {}).get("drift") == drift, what="drift shown")
+    assert drift in json.dumps(fleet.json("fleet", "show", host.name))
     # (v3's rollback below puts 2.0-1 back: a downgrade from 2.1-3)
 
     # v3 needs a package nobody has: rpm -U refuses it; the agent puts v2's package back

@@ -499,7 +499,7 @@ def test_fleet_list_show_and_retry(server: Fleet) -> None:
         for app in agent["apps"]:
             assert set(app) == {
                 "app", "installed", "desired", "newest", "state", "reason", "log_tail", "critical",
-                "stopped_by_operator",
+                "stopped_by_operator", "kind", "package",
             }  # fmt: skip
     [ok] = agents["ops-current"]["apps"]
     assert (ok["installed"], ok["desired"], ok["newest"], ok["state"]) == (

@@ -100,6 +100,15 @@ def stored(server: Fleet) -> dict[str, Any]:
         (checkin(apps=[{"app": APP, "version": "latest"}]), "apps.0.version"),
         (checkin(apps=[{"app": APP, "target": "1.0+local"}]), "apps.0.target"),
         (checkin(reports=[report(version="1" * 65)]), "reports.0.version"),
+        # the install kind and the package read back: short words, package names and versions
+        (checkin(apps=[{"app": APP, "kind": "Deb"}]), "apps.0.kind"),
+        (checkin(apps=[{"app": APP, "kind": "k" * 17}]), "apps.0.kind"),
+        (checkin(apps=[{"app": APP, "package": "[red]pkg"}]), "apps.0.package"),
+        (checkin(apps=[{"app": APP, "package": "p" * 101}]), "apps.0.package"),
+        (checkin(apps=[{"app": APP, "package_expected": "2.0 -1"}]), "apps.0.package_expected"),
+        (checkin(apps=[{"app": APP, "package_version": "2.1\x1b[2J"}]), "apps.0.package_version"),
+        (checkin(apps=[{"app": APP, "package_version": "1" * 256}]), "apps.0.package_version"),
+        (checkin(apps=[{"app": APP, "package_version": ""}]), "apps.0.package_version"),
         # outcomes and states as enums
         (checkin(reports=[report(outcome="exploded")]), "reports.0.outcome"),
         (checkin(apps=[{"app": APP, "state": "dancing"}]), "apps.0.state"),

@@ -37,8 +37,12 @@ def build_deb(
     depends: str = "",
     manifest: str | None = None,
     fields: str = "",
+    postinst: str = "",
 ) -> Path:
-    """<where>/<package>_<deb_version>/<package>.deb, with an uptend.toml beside it unless ''."""
+    """<where>/<package>_<deb_version>/<package>.deb, with an uptend.toml beside it unless ''.
+
+    `postinst`: the text of its maintainer script run by `dpkg -i` (none if '').
+    """
     out = where / f"{package}_{deb_version}"
     tree = out / "tree"
     (tree / "DEBIAN").mkdir(parents=True)
@@ -51,6 +55,9 @@ def build_deb(
     )
     control += f"Depends: {depends}\n" if depends else ""
     (tree / "DEBIAN" / "control").write_text(control + fields)
+    if postinst:
+        (tree / "DEBIAN" / "postinst").write_text(postinst)
+        (tree / "DEBIAN" / "postinst").chmod(0o755)
     deb = out / f"{package}.deb"
     subprocess.run(
         ["dpkg-deb", "--build", "--root-owner-group", str(tree), str(deb)],

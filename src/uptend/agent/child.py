@@ -1,12 +1,15 @@
 """The worker child: `python -m uptend.agent.child` does jobs one after another, then exits.
 
 The agent starts it (`worker.Workers`) for the work that needs TUF, HTTPS and the archive
-code, so that only this short-lived process ever imports them; the look-up, fetch and
+code, so that only this short-lived process ever imports them, and for the system's
+installers (dpkg, rpm, an installer command: `activate`); the look-up, fetch and
 stage of one update run in one child, which exits when the agent closes its input. Each
 request is one JSON line on stdin; it says progress and each result as JSON lines on
 stdout (`agent/worker.py` has the protocol, `agent/jobs.py` the shapes) and classifies its
 own failures with `faults.classify`; a bug ends it with a traceback on stderr, which the
-agent takes as a transient fault. It never writes the journal (the agent alone does) and
+agent takes as a transient fault. It never writes the journal (the agent alone does; an
+activation points `current` once the package manager succeeded, the journal still says
+activating, so a kill between the two repeats the idempotent install) and
 never takes the data-dir lock (its agent holds it for both of them); it dies with its
 agent, so no orphan keeps writing into staging.
 """
@@ -49,6 +52,12 @@ def answer(kind: str, request: dict[str, Any], ctx: Context, span: Span = no_spa
             request["path"],
             ctx,
         )
+    if kind == "activate":  # the system's installer (dpkg, rpm, ...): no release code either
+        from uptend.agent import jobs
+        from uptend.agent.installers import for_version
+
+        version = request["version"]
+        return jobs.activation(for_version(layout, request["app"], version), version)
     from uptend.agent import artifacts, jobs, lookup  # the release code: tuf, pydantic, archives
     from uptend.agent.installers import for_kind
 

@@ -4,10 +4,10 @@
 (no finally, no atexit, no flush: like a power cut for the process). `UPTEND_CRASHPOINT_LOG=file`
 appends every point reached, so a test can prove no point goes untested.
 
-A point reached in a worker child (`download:mid`, `unpack:*`) kills the agent that started
-it first (named by `UPTEND_WORKER_OF`, which `worker.ChildJob` sets), then the child: the
-whole agent dies there, as in a power cut. (A child killed alone is a transient fault:
-tests/agent/test_worker_e2e.py kills one mid-download.)
+A point reached in a worker child (`download:mid`, `unpack:*`, `dpkg:installed`) kills the
+agent that started it first (named by `UPTEND_WORKER_OF`, which `worker.ChildJob` sets),
+then the child: the whole agent dies there, as in a power cut. (A child killed alone is a
+transient fault: tests/agent/test_worker_e2e.py kills one mid-download.)
 """
 
 import os

@@ -2,14 +2,15 @@
 
 Nothing here blocks the loop for long: fetch and stage run in a worker child (`jobs`, so the
 agent never loads TUF, HTTPS or the archive code; the stage follows the fetch in the same
-tick, so in the same child), clean-up on a worker thread, and probation is judged at each
-tick against the deadline in the plan (process alive, then the probes, polled), and an
-activation waits across ticks for the old process to be gone (`Supervisor.stop` returns at
-once; the tick polls `stopped`). Each action is idempotent, because after kill -9 `resume`
-repeats the last one: a fetch resumes into the same staging file, a stage starts over, a
-switch stops whatever runs and activates again, a probation runs again. An `Observer`
-(`agent/observe.py`) is told each phase entered and each timed step: the public hook for
-benchmarks.
+tick, so in the same child), and so does the system's installer of a package or command
+kind (dpkg, rpm, an installer command: `Installer.activates_in_child`); clean-up runs on a
+worker thread, probation is judged at each tick against the deadline in the plan (process
+alive, then the probes, polled), and an activation waits across ticks for the old process
+to be gone (`Supervisor.stop` returns at once; the tick polls `stopped`). Each action is
+idempotent, because after kill -9 `resume` repeats the last one: a fetch resumes into the
+same staging file, a stage starts over, a switch stops whatever runs and activates again, a
+probation runs again. An `Observer` (`agent/observe.py`) is told each phase entered and each
+timed step: the public hook for benchmarks.
 """
 
 import json
@@ -23,6 +24,7 @@ from uptend.agent import decide, faults, jobs, machine, selfupdate
 from uptend.agent.attempts import AttemptLog
 from uptend.agent.crashpoints import crashpoint
 from uptend.agent.installers import InstallBusyError, Installer, InstallFailedError, for_version
+from uptend.agent.installers.base import PackageState
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.observe import NO_OBSERVER, Observer, spans
@@ -35,6 +37,7 @@ from uptend.errors import ConfigError
 log = logging.getLogger("uptend.agent")
 PROBE_PAUSE_S = 0.5  # between rounds of probes that failed, until their timeout
 BUSY_RETRY_S = 30.0  # a busy installer (msiexec's 1618) is run again after this long
+ACTIVATE_STOP_WAIT_S = 20.0  # a stopping agent waits this long for dpkg, rpm, ... to finish
 OWNS_PROCESS = {machine.Phase.ACTIVATING, machine.Phase.PROBATION, machine.Phase.ROLLING_BACK}
 
 
@@ -83,6 +86,10 @@ class AppDriver:
         self.job: Work[Any] | None = None
         self.timing: tuple[str, str, float] | None = None  # the observed job: name, version, start
         self.switching: _Switching | None = None
+        self.activating: _Switching | None = None  # its installer runs in the worker child
+        # the package read back on a thread (`installed_as`): of which version, and the last
+        self.reading: tuple[str, Job[PackageState | None]] | None = None
+        self.package: tuple[str, PackageState | None] | None = None
         self.judging: _Judging | None = None
         self.attempt: AttemptLog | None = None
         self.deferred = ""  # why the installer cannot run now (another package manager)
@@ -140,22 +147,54 @@ class AppDriver:
         self._step(machine.Cleared())
 
     def stop(self) -> None:
-        """The agent stops: let go of running work; the journal resumes it at the next start."""
-        if self.job is not None:
+        """The agent stops: let go of running work; the journal resumes it at the next start.
+
+        The system's installer is not cancelled (a dpkg killed mid-way leaves a package
+        half-configured): it is given up to ACTIVATE_STOP_WAIT_S to finish, and if it runs
+        on, the next agent repeats the (idempotent) install, deferred while it holds its lock.
+        """
+        if self.activating is not None and self.job is not None:
+            deadline = time.monotonic() + ACTIVATE_STOP_WAIT_S
+            while not self.job.done() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        elif self.job is not None:
             self.job.cancel(wait_s=0.3)
         if self.judging is not None and self.judging.probe is not None:
             self.judging.probe.cancel()
 
     def detail(self) -> Detail:
-        """Bytes done and total of a fetch, seconds of probation left; a package read back."""
+        """Bytes done and total of a fetch, seconds of probation left."""
         if self.plan.phase is machine.Phase.FETCHING and self.job is not None:
             return self.job.progress.done, self.job.progress.total, None
         if self.judging is not None and self.plan.deadline:
             return None, None, max(0.0, self.plan.deadline - time.time())
-        if self.plan.phase is machine.Phase.IDLE and self.plan.current is not None:
-            # once per check-in: drift made by hand on the host shows at the next one
-            return None, None, None, self._installer(self.plan.current).read_back()
         return None, None, None
+
+    def installed_as(self) -> tuple[str | None, PackageState | None]:
+        """The kind of the installed version and, settled, its package as the system says.
+
+        Read back at each check-in on a thread (`dpkg-query`, `rpm -q`: processes of up to
+        30 s each) and said at the next one: drift made by hand on the host shows within two
+        check-ins, and no package manager holds up the loop.
+        """
+        current = self.plan.current
+        if current is None:
+            return None, None
+        installer = self._installer(current)
+        if self.plan.phase is not machine.Phase.IDLE or self.job is not None:
+            self.reading = self.package = None  # what was read may change: read again after
+            return installer.kind, None  # its package manager may be at work
+        if self.reading is not None and self.reading[1].done():
+            version, job = self.reading
+            self.reading = None
+            try:
+                self.package = (version, job.result())
+            except Exception:  # read_back never raises: a bug, logged
+                log.exception("%s: reading its package back failed", self.app)
+        if self.reading is None and installer.activates_in_child:  # the package kinds
+            self.reading = (current, Job(f"{self.app}-read-back", lambda _j: installer.read_back()))
+        said = self.package
+        return installer.kind, said[1] if said is not None and said[0] == current else None
 
     # -- the tick ------------------------------------------------------------------------------
 
@@ -172,7 +211,10 @@ class AppDriver:
                 name, version, started = self.timing
                 self.observer.span(self.app, name, version, started, time.perf_counter())
                 self.timing = None
-            if (event := self._outcome_of(job)) is not None:
+            if self.activating is not None:
+                switching, self.activating = self.activating, None
+                self._activated(switching, job)
+            elif (event := self._outcome_of(job)) is not None:
                 self._step(event)
         elif self.switching is not None:
             if not self.supervisor.stopped(self.app):
@@ -302,13 +344,21 @@ class AppDriver:
         return None  # a clean-up
 
     def _switched(self, switching: _Switching) -> None:
-        """The old process is gone: make `version` installed, start it, then judge or go on."""
+        """The old process is gone: make `version` installed, start it, then judge or go on.
+
+        A kind whose installer is the system's (dpkg, rpm, an installer command) installs in
+        the worker child, off the loop: `tick` takes its outcome (`_activated`).
+        """
         version = switching.version
         self.observer.span(self.app, "stop", version, switching.since, time.perf_counter())
         crashpoint("switch:stopped")
         installer = self._installer(version)
-        span = spans(self.observer, self.app, version)
-        with span("activate"):
+        if version is not None and installer.activates_in_child:
+            self.activating = switching
+            job = jobs.activate(self.spawn, self.layout, self.app, version)
+            self.job = self._observed("activate", version, job)
+            return
+        with spans(self.observer, self.app, version)("activate"):
             if version is None:
                 installer.deactivate()
             else:
@@ -318,14 +368,50 @@ class AppDriver:
                     self._deferred(switching, e.reason)
                     return
                 except InstallFailedError as e:  # the system's installer refused: roll back
-                    self._log(version, f"install failed: {e.reason}")
-                    self._step(machine.Failed(e.reason, release_at_fault=True, log_tail=e.output))
+                    self._install_failed(version, e.reason, e.output)
                     return
+        self._pointed(switching)
+
+    def _activated(self, switching: _Switching, job: Work[Any]) -> None:
+        """The worker child's install of `switching.version` ended: go on as `_switched`."""
+        version = switching.version
+        assert version is not None
+        try:
+            done: jobs.Activated = job.result()
+        except CancelledError:
+            return  # the agent stops: the journal (activating) repeats the switch
+        except Exception as e:
+            found = faults.classify(e, staging=True)
+            if found is None:
+                raise
+            if found.fault is faults.Fault.WORKER:  # the child died: not the release's fault
+                self._deferred(switching, f"the installer's worker failed: {found.reason}")
+            else:
+                self._install_failed(version, found.reason, "", found.fault is faults.Fault.RELEASE)
+            return
+        for line in done.said:
+            self._log(version, line)
+        if done.busy:  # another installation runs: not a failure
+            self._deferred(switching, done.busy)
+        elif done.failed:  # the system's installer refused: roll back
+            self._install_failed(version, done.failed, done.output)
+        else:
+            self._pointed(switching)
+
+    def _install_failed(
+        self, version: str, reason: str, output: str, release_at_fault: bool = True
+    ) -> None:
+        self._log(version, f"install failed: {reason}")
+        self._step(machine.Failed(reason, release_at_fault=release_at_fault, log_tail=output))
+
+    def _pointed(self, switching: _Switching) -> None:
+        """`current` names the version: start it, then judge it or go on."""
+        version = switching.version
         crashpoint("switch:pointed")
         if version is None:
             self._step(machine.Switched())
             return
-        with span("start"):
+        with spans(self.observer, self.app, version)("start"):
             self.supervisor.start(self.app)
         if switching.verify:  # a rollback: the old version must stay up too
             self._begin_judging(version, machine.Switched())

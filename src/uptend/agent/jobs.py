@@ -5,6 +5,7 @@
     fetch    root, app, version, targets_url                  "fetched"
     stage    root, app, version                               "staged"
     config   root, metadata_url, targets_url, app, version, path   "fetched"
+    activate root, app, version                               {said, busy, failed, output}
 
 An answer is `{"facts": <Found | LookupFailed>, "record": <signed record> | null}`; the
 record is what the signed metadata says about the target, kept beside its download
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from uptend.agent import decide, files, machine
+from uptend.agent.installers.base import InstallBusyError, Installer, InstallFailedError
 from uptend.agent.layout import Layout
 from uptend.agent.preconditions import Preconditions
 from uptend.agent.worker import Spawn, Work
@@ -171,3 +173,53 @@ def config(
         "path": path,
     }
     return spawn(f"{app}-config", "config", request, _str)
+
+
+# -- activate -------------------------------------------------------------------------------
+
+MAX_SAID = 200  # lines of what the system's installer printed, the last ones, into the log
+MAX_SAID_LINE = 500  # characters of each
+MAX_OUTPUT = 8192  # characters of its output's tail, for the report
+
+
+@dataclass(frozen=True, slots=True)
+class Activated:
+    """What the system's installer made of a version, in the worker child (dpkg, rpm, ...).
+
+    `busy`: InstallBusyError's reason (deferred); `failed`: InstallFailedError's, with
+    `output` the tail of what the installer printed; both empty: installed, `current`
+    points at the version. `said`: the lines for the attempt log.
+    """
+
+    said: list[str]
+    busy: str = ""
+    failed: str = ""
+    output: str = ""
+
+
+def activate(spawn: Spawn, layout: Layout, app: str, version: str) -> Work[Activated]:
+    request = {"root": str(layout.root), "app": app, "version": version}
+    return spawn(f"{app}-activate", "activate", request, _activated)
+
+
+def activation(installer: Installer, version: str) -> dict[str, Any]:
+    """Run `installer.activate(version)` (in the child): its outcome as the job's result."""
+    said: list[str] = []
+    outcome = Activated(said)
+    try:
+        installer.activate(version, said.append)
+    except InstallBusyError as e:
+        outcome = Activated(said, busy=e.reason)
+    except InstallFailedError as e:
+        outcome = Activated(said, failed=e.reason, output=e.output[-MAX_OUTPUT:])
+    kept = [line[:MAX_SAID_LINE] for line in said[-MAX_SAID:]]
+    if len(said) > MAX_SAID:
+        kept.insert(0, f"({len(said) - MAX_SAID} earlier lines left out)")
+    return {"said": kept, "busy": outcome.busy, "failed": outcome.failed, "output": outcome.output}
+
+
+def _activated(value: Any) -> Activated:
+    if not isinstance(value, dict) or not isinstance(value.get("said"), list):
+        raise ValueError("not an activation result")
+    said = [_str(line) for line in value["said"]]
+    return Activated(said, _str(value["busy"]), _str(value["failed"]), _str(value["output"]))

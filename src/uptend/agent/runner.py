@@ -367,8 +367,17 @@ class Agent:
             installed = self.host.installed(app, files.read_current(self.layout.app_dir(app)))
             alive = self.supervisor.alive(app)
             crashes = self.supervisor.crashes(app)
+            kind, package = driver.installed_as()
             status = app_status(
-                app, driver.plan, installed, alive, driver.detail(), self.unwritable, crashes
+                app,
+                driver.plan,
+                installed,
+                alive,
+                driver.detail(),
+                self.unwritable,
+                crashes,
+                kind=kind,
+                package=package,
             )
             applied, bad, failure = configplan.shown(self.keeper(app).state)
             status = replace(status, config_version=applied, config_bad=bad)

@@ -8,18 +8,17 @@ cannot be made to fit is dropped rather than sent.
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from uptend.agent.installers.base import PackageState
 from uptend.agent.machine import HoldState, Pending, Phase, Plan
 from uptend.agent.wire import AppState, AppStatus, Outcome, Report, clean
-from uptend.protocol import limits
+from uptend.protocol import limits, packages
 from uptend.protocol.versions import is_version
 
 _EARLIEST = datetime(limits.MIN_YEAR, 1, 1, tzinfo=UTC)
 _LATEST = datetime(limits.MAX_YEAR, 12, 31, tzinfo=UTC)
 
 
-Progress = tuple[int | None, int | None, float | None]  # bytes done, total, probation left
-# ... and optionally what the installer reads back (a package: "deb hello 2.0-1", or drift)
-Detail = Progress | tuple[int | None, int | None, float | None, str]
+Detail = tuple[int | None, int | None, float | None]  # bytes done, total, probation left
 
 
 def app_status(
@@ -30,10 +29,35 @@ def app_status(
     detail: Detail,
     unwritable: str,
     restarts: int = 0,
+    kind: str | None = None,
+    package: PackageState | None = None,
 ) -> AppStatus:
-    """What the check-in says of `app`; `restarts`: its crashes since its version started."""
-    done, total, left = detail[:3]
-    package = detail[3] if len(detail) == 4 else ""
+    """What the check-in says of `app`; `restarts`: its crashes since its version started.
+
+    `kind`: the install kind of the installed version; `package`: its package as the
+    package manager reports it (settled apps of a package kind only).
+    """
+    status = replace(_state(app, plan, installed, alive, detail, unwritable, restarts), kind=kind)
+    if package is None:
+        return status
+    return replace(
+        status,
+        package=package.name,
+        package_expected=package.expected,
+        package_version=None if package.found is None else packages.fit(package.found),
+    )
+
+
+def _state(
+    app: str,
+    plan: Plan,
+    installed: str | None,
+    alive: bool,
+    detail: Detail,
+    unwritable: str,
+    restarts: int,
+) -> AppStatus:
+    done, total, left = detail
     if plan.phase is Phase.READY:  # staged; the directive says "not now"
         reason = plan.waiting or f"deferred: {plan.target} is staged"
         return AppStatus(
@@ -69,8 +93,8 @@ def app_status(
         # the version held back: a staged rollout counts the host failed on its release
         # (state failed, target its version), whether it failed to install or rolled back
         reason, target = plan.hold.reason, plan.hold.version
-    elif alive:  # the server shows a running app's reason as its message: the package's
-        state, reason = AppState.RUNNING, unwritable or package
+    elif alive:
+        state, reason = AppState.RUNNING, unwritable
     elif installed is None:
         state, reason = AppState.PENDING, ""
     else:

@@ -92,6 +92,10 @@ class AppStatus:
     restarts: int = 0
     config_version: int | None = None
     config_bad: int | None = None
+    kind: str | None = None  # protocol/packages.py bounds these four
+    package: str | None = None
+    package_expected: str | None = None
+    package_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

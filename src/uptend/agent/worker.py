@@ -6,10 +6,11 @@ The loop starts a job, polls `done()` at each tick, takes its `result()`, shows 
 `Job` runs a function on a daemon thread of this process: probes and clean-up, work that
 needs nothing heavy. A `ChildJob` runs in a worker child (`python -m uptend.agent.child`,
 started by `Workers`) for the work that needs TUF, HTTPS and the archive code, so that the
-long-lived agent never imports them. The child serves one job after another: it reads a
+long-lived agent never imports them, and for the system's installers (dpkg, rpm), so that
+however long they take the loop goes on. The child serves one job after another: it reads a
 request line on stdin, writes JSON lines on stdout, and exits at the end of its input:
 
-    agent -> child   {"kind": "lookup" | "fetch" | "stage", "request": {...}}
+    agent -> child   {"kind": "lookup" | "fetch" | "stage" | "config" | "activate", ...}
     child -> agent   {"progress": [done, total]}      any number of times
                      {"span": [step, start, end]}     any number of times
                      {"result": <json>}               or {"fault": "<faults.Fault>",

@@ -21,6 +21,14 @@ def install(
     token: Annotated[str, typer.Option(help="enrollment token from `uptend server init`")],
     name: Annotated[str, typer.Option(help="agent name (default: host name)")] = "",
     group: Annotated[str, typer.Option(help="group to join")] = "default",
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            metavar="KEY=VALUE",
+            help="a label of this agent, e.g. zone=eu-1 (repeatable)",
+        ),
+    ] = None,
     wheelhouse: Annotated[
         Path | None,
         typer.Option(
@@ -40,7 +48,10 @@ def install(
     from uptend.agent.config import enroll
     from uptend.agent.layout import Layout
     from uptend.errors import ConfigError
+    from uptend.protocol.labels import parse_labels
 
+    labels = label or []
+    parse_labels(labels)  # a bad label is refused before anything is built or written
     prefix = prefix.resolve()
     layout = Layout(prefix / "data")
     if layout.config.exists():
@@ -60,7 +71,7 @@ def install(
     state = launcher.load(prefix)
     state.update(current=version, good=version, boots=0)
     launcher.save(prefix, state)
-    config = enroll(layout, server, token, name or socket.gethostname(), group)
+    config = enroll(layout, server, token, name or socket.gethostname(), group, labels=labels)
     out = {
         "prefix": str(prefix),
         "agent_version": version,
@@ -106,7 +117,7 @@ def register(app: typer.Typer) -> None:
     """Add the commands to the `uptend agent` group."""
     app.command(
         epilog="Example: uptend agent install /opt/uptend-agent --server http://srv:8470 "
-        "--token ute_... --name web-01"
+        "--token ute_... --name web-01 --label zone=eu-1"
     )(install)
     app.command(
         "install-service",

@@ -48,9 +48,21 @@ def _state(state: str) -> Text:
     return _cell(state, COLOUR.get(state, ""))
 
 
+def _kind(app: dict[str, Any]) -> Text:
+    """The install kind; for a package, its name and version as dpkg/rpm report it, or drift."""
+    kind, package = app.get("kind"), app.get("package")
+    if package is None:
+        return _cell(kind)
+    if package["drift"] is not None:
+        return literal(f"{kind} {package['name']}: {package['drift']}", "yellow")
+    return literal(f"{kind} {package['name']} {package['version']}")
+
+
 def fleet_table(agents: list[dict[str, Any]]) -> Table:
     last_seen = f"last seen (≤{LAST_SEEN_MAX_LAG_S:g}s late)"
-    table = Table("agent", "group", last_seen, "app", "installed", "desired", "state", "reason")
+    table = Table(
+        "agent", "group", last_seen, "app", "installed", "kind", "desired", "state", "reason"
+    )
     for agent in agents:
         apps = agent["apps"] or [None]
         for i, a in enumerate(apps):
@@ -60,13 +72,14 @@ def fleet_table(agents: list[dict[str, Any]]) -> Table:
                 _cell((agent["last_seen"] or "never")[:19].replace("T", " ")),
             ]
             if a is None:
-                table.add_row(*head, _cell(None), Text(), Text(), Text(), Text())
+                table.add_row(*head, _cell(None), Text(), Text(), Text(), Text(), Text())
                 continue
             reason = a["reason"]
             table.add_row(
                 *(head if i == 0 else [Text(), Text(), Text()]),
                 _cell(a["app"]),
                 _cell(a["installed"]),
+                _kind(a),
                 _desired(a),
                 _state("stopped by operator" if a.get("stopped_by_operator") else a["state"]),
                 literal(f"{reason['code']}: {reason['message']}"),

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         GroupApp,
         GroupSet,
         LabelChange,
+        PackageView,
         Release,
         ReportView,
     )
@@ -76,7 +77,7 @@ if TYPE_CHECKING:
 _MODULES = {
     "admin_api": (
         "Agent AgentApp AgentDetail AgentPage AppSummary FleetSummary FreezeSet FreezeView Group"
-        " GroupApp GroupSet LabelChange Release ReportView"
+        " GroupApp GroupSet LabelChange PackageView Release ReportView"
     ),
     "agent_api": (
         "AppDirective AppState AppStatus CheckIn Command CommandAck CommandOutcome Directives"
@@ -146,6 +147,7 @@ __all__ = [
     "Offline",
     "Outcome",
     "OutsideWindow",
+    "PackageView",
     "Pinned",
     "Reason",
     "ReasonCode",

@@ -57,6 +57,15 @@ class Group(_Wire):
     windows: list[str] = []  # maintenance windows, canonical; none: installs at any time
 
 
+class PackageView(_Wire):
+    """A package kind's package on one host, as its package manager reported it."""
+
+    name: str
+    version: str | None  # as dpkg-query / rpm -q report it; None: not installed
+    expected: str  # what the installed release's manifest declares
+    drift: str | None = None  # e.g. "installed by hand: 2.1-3, expected 2.0-1"; None: none
+
+
 class AgentApp(_Wire):
     app: str
     installed: str | None
@@ -67,6 +76,8 @@ class AgentApp(_Wire):
     log_tail: str = ""
     critical: bool = False  # the newest release is critical
     stopped_by_operator: bool = False  # stopped by `uptend command send ... stop` until `start`
+    kind: str | None = None  # the install kind of the installed version, as the agent says
+    package: PackageView | None = None  # for a package kind (deb, rpm, apt), once read back
 
 
 class Agent(_Wire):

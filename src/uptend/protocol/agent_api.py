@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from uptend.errors import ConfigError
-from uptend.protocol import limits, names, versions
+from uptend.protocol import limits, names, packages, versions
 from uptend.protocol.labels import MAX_LABELS, parse_labels
 from uptend.protocol.reasons import Outcome
 
@@ -65,6 +65,10 @@ _AGENT_VERSION = rf"^[0-9A-Za-z][0-9A-Za-z.+!_\-]{{0,{limits.MAX_AGENT_VERSION -
 AgentVersion = Annotated[str, StringConstraints(pattern=_AGENT_VERSION)]
 Count = Annotated[int, Field(ge=0, le=limits.MAX_INT)]
 Seconds = Annotated[float, Field(ge=0, le=limits.MAX_SECONDS)]
+PackageKind = Annotated[str, StringConstraints(pattern=rf"^{packages.KIND}$")]
+PackageName = Annotated[str, StringConstraints(pattern=rf"^{packages.NAME}$")]
+PackageVersion = Annotated[str, StringConstraints(pattern=rf"^{packages.VERSION}$")]
+PackageFound = Annotated[str, StringConstraints(pattern=rf"^{packages.FOUND}$")]
 # No control characters, no bidirectional overrides: a name is printed on operators' screens.
 _PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$"
 
@@ -119,6 +123,13 @@ class AppStatus(_Wire):
     restarts: Count = 0  # crashes of the app since this version started (soak: any is a failure)
     config_version: Count | None = None  # the signed config version the app runs with
     config_bad: Count | None = None  # the newest config version refused or rolled back here
+    # What is installed, and how (protocol/packages.py): the kind of the installed version;
+    # for a package kind, its name, the version its manifest expects and the one the system's
+    # package manager reports (None: not installed), read back while the app is settled
+    kind: PackageKind | None = None
+    package: PackageName | None = None
+    package_expected: PackageVersion | None = None
+    package_version: PackageFound | None = None
 
 
 class Report(_Wire):

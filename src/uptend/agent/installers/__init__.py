@@ -1,6 +1,7 @@
 """Install kinds: one `Installer` per signed `custom.kind`, chosen by `for_kind`."""
 
 from collections.abc import Callable
+from pathlib import Path
 
 from uptend.agent.installers.agent import AgentInstaller
 from uptend.agent.installers.apt import AptInstaller
@@ -19,6 +20,7 @@ from uptend.agent.layout import Layout
 from uptend.agent.selfupdate import AGENT_APP
 from uptend.agent.supervisor import read_manifest
 from uptend.errors import ConfigError
+from uptend.protocol.manifest import MANIFEST_NAME, Manifest
 
 KINDS: dict[str, Callable[[Layout, str], Installer]] = {
     BundleInstaller.kind: BundleInstaller,
@@ -39,16 +41,42 @@ def for_kind(kind: str, layout: Layout, app: str) -> Installer:
     return KINDS[kind](layout, app)
 
 
+_KINDS: dict[Path, tuple[tuple[int, int, int], str]] = {}  # manifest -> (its stat, kind)
+MAX_KINDS = 512  # manifests remembered (a long-lived agent stages many versions)
+
+
 def kind_of(layout: Layout, app: str, version: str | None) -> str:
-    """The kind of a staged version, from its signed manifest: [deb], [rpm], [apt] are packages."""
+    """The kind of a staged version, from its signed manifest: [deb], [rpm], [apt] are packages.
+
+    A staged version never changes, so its kind is read once (the driver asks at every
+    tick and check-in): remembered by the manifest's path, checked against its inode, size
+    and mtime, so that a version dropped and staged again is read again.
+    """
     if app == AGENT_APP:
         return AgentInstaller.kind  # the agent itself, whatever is staged
     if version is None:
         return BundleInstaller.kind
+    where = layout.version_dir(app, version)
+    path = where / MANIFEST_NAME
     try:
-        manifest = read_manifest(layout.version_dir(app, version))
+        st = path.stat()
+    except OSError:
+        return BundleInstaller.kind  # nothing staged there: health() reports it
+    seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+    known = _KINDS.get(path)
+    if known is not None and known[0] == seen:
+        return known[1]
+    try:
+        kind = _kind(read_manifest(where))
     except ConfigError:
         return BundleInstaller.kind  # health() reports the broken manifest
+    if len(_KINDS) >= MAX_KINDS:
+        _KINDS.clear()
+    _KINDS[path] = (seen, kind)
+    return kind
+
+
+def _kind(manifest: Manifest) -> str:
     if manifest.installer is not None:
         return CommandInstaller.kind
     if manifest.apt is not None:

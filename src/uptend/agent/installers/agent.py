@@ -17,7 +17,7 @@ from pathlib import Path
 from uptend import __version__
 from uptend.agent import files, launcher, selfupdate, selfupdate_env
 from uptend.agent.crashpoints import ARM_ENV, WORKER_ENV, crashpoint
-from uptend.agent.installers.base import Say, Signed, ignore
+from uptend.agent.installers.base import PackageState, Say, Signed, ignore
 from uptend.agent.layout import Layout
 from uptend.agent.observe import Span, no_span
 from uptend.agent.worker import Context
@@ -30,6 +30,7 @@ TRIAL_ENV = "UPTEND_AGENT_TRIAL"  # set in the trial: a version can tell it is o
 
 class AgentInstaller:
     kind = "agent"
+    activates_in_child = False  # the launcher's pointer: instant
 
     def __init__(self, layout: Layout, app: str) -> None:
         self.layout = layout
@@ -112,8 +113,8 @@ class AgentInstaller:
     def busy(self) -> str | None:
         return None  # the switch is a pointer write and an exec: nobody to wait for
 
-    def read_back(self) -> str:
-        return ""  # the launcher's pointer is the whole truth
+    def read_back(self) -> PackageState | None:
+        return None  # the launcher's pointer is the whole truth
 
     def deactivate(self) -> None:
         state = launcher.load(self.prefix)

@@ -31,6 +31,15 @@ class Signed:
     custom: "TargetCustom"
 
 
+@dataclass(frozen=True, slots=True)
+class PackageState:
+    """A package kind's package as its manager reports it (protocol/packages.py)."""
+
+    name: str  # the package the installed version's manifest declares
+    expected: str  # the version that manifest declares
+    found: str | None  # the version the package manager has; None: not installed
+
+
 def ignore(_message: str) -> None:
     """A `Say` that drops what it is told."""
 
@@ -64,6 +73,9 @@ class InstallBusyError(Exception):
 
 class Installer(Protocol):
     kind: str
+    # activate runs the system's installer (dpkg, rpm, a command): in the worker child, so
+    # that however long it takes the agent's loop goes on (check-ins, commands, other apps)
+    activates_in_child: bool
 
     def staged(self, version: str) -> bool:
         """Whether `version` is complete on this host (staged before a crash, or earlier)."""
@@ -89,8 +101,8 @@ class Installer(Protocol):
 
     def deactivate(self) -> None: ...
 
-    def read_back(self) -> str:
-        """What the system says is installed, for the status ("" when the kind says nothing)."""
+    def read_back(self) -> PackageState | None:
+        """What the package manager says is installed, for the status (None: not a package)."""
         ...
 
     def installed(self) -> str | None: ...

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from uptend.agent import files
 from uptend.agent.crashpoints import crashpoint
-from uptend.agent.installers.base import Say, Signed, ignore
+from uptend.agent.installers.base import PackageState, Say, Signed, ignore
 from uptend.agent.layout import Layout
 from uptend.agent.observe import Span, no_span
 from uptend.agent.supervisor import read_manifest
@@ -25,6 +25,7 @@ Keep = Callable[[Manifest, Path], tuple[str, Path]]
 
 class BundleInstaller:
     kind = "bundle"
+    activates_in_child = False  # a symlink switch: instant
 
     def __init__(self, layout: Layout, app: str) -> None:
         self.layout = layout
@@ -125,8 +126,8 @@ class BundleInstaller:
     def busy(self) -> str | None:
         return None  # a rename never waits for anyone
 
-    def read_back(self) -> str:
-        return ""  # `current` is the whole truth
+    def read_back(self) -> PackageState | None:
+        return None  # `current` is the whole truth
 
     def deactivate(self) -> None:
         files.point_current_at(self.layout.app_dir(self.app), None)

@@ -40,6 +40,7 @@ def _section(where: Path) -> InstallerSection:
 
 class CommandInstaller(BundleInstaller):
     kind = "command"
+    activates_in_child = True  # the vendor's installer, up to its timeout
 
     def stage(self, signed: Signed, artifact: Path, job: Context, span: Span = no_span) -> None:
         def keep(manifest: Manifest, artifact: Path) -> tuple[str, Path]:

@@ -17,7 +17,14 @@ from typing import Protocol
 
 from uptend.agent import files
 from uptend.agent.crashpoints import crashpoint
-from uptend.agent.installers.base import InstallFailedError, Say, Signed, ignore, tail
+from uptend.agent.installers.base import (
+    InstallFailedError,
+    PackageState,
+    Say,
+    Signed,
+    ignore,
+    tail,
+)
 from uptend.agent.installers.bundle import BundleInstaller
 from uptend.agent.layout import Layout
 from uptend.agent.observe import Span, no_span
@@ -63,6 +70,7 @@ class Tool(Protocol):
 
 class PackageInstaller(BundleInstaller):
     tool: Tool
+    activates_in_child = True  # dpkg -i, rpm -U: up to TIMEOUT_S
 
     def __init__(self, layout: Layout, app: str, tool: Tool) -> None:
         super().__init__(layout, app)
@@ -165,21 +173,16 @@ class PackageInstaller(BundleInstaller):
         crashpoint("dpkg:installed")
         files.point_current_at(self.layout.app_dir(self.app), version)
 
-    def read_back(self) -> str:
-        """`<kind> <package> <version>` as the tool reports it, or the drift from the expected."""
+    def read_back(self) -> PackageState | None:
+        """The installed version's package as the tool reports it (drift shows: by hand)."""
         current = self.installed()
         if current is None:
-            return ""
+            return None
         try:
             section = self.declared(self.layout.version_dir(self.app, current))
         except ConfigError:
-            return ""
-        found = self.tool.installed(section.package)
-        if found is None:
-            return f"package {section.package} is not installed, expected {section.version}"
-        if found != section.version:
-            return f"installed by hand: {found}, expected {section.version}"
-        return f"{self.kind} {section.package} {found}"
+            return None
+        return PackageState(section.package, section.version, self.tool.installed(section.package))
 
     def package_version(self, version: str) -> str | None:
         """`package version` as the tool reports it for the package of `version`, if installed."""

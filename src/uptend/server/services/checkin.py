@@ -23,20 +23,21 @@ def _reported(body: CheckIn) -> tuple[bytes, dict[str, AppStatus]]:
     """
     by_app = {status.app: status for status in body.apps}
     canonical = [body.agent_version] + [
-        [app, s.version, s.state.value, s.target, s.reason, s.restarts, s.config_bad]
-        for app, s in sorted(by_app.items())
+        [app, *_said(s), s.config_bad] for app, s in sorted(by_app.items())
     ]
     return hashlib.sha256(json.dumps(canonical).encode()).digest(), by_app
 
 
+def _said(s: AppStatus) -> tuple[object, ...]:
+    """What an app's status says that the server records, in `AppRecord.said`'s order."""
+    return (
+        s.version, s.state.value, s.target, s.reason, s.restarts, s.kind, s.package,
+        s.package_expected, s.package_version,
+    )  # fmt: skip
+
+
 def _same(before: hotpath.AppRecord, status: AppStatus) -> bool:
-    return (before.installed, before.state, before.target, before.reason, before.restarts) == (
-        status.version,
-        status.state.value,
-        status.target,
-        status.reason,
-        status.restarts,
-    )
+    return before.said == _said(status)
 
 
 def _changes(
@@ -57,6 +58,10 @@ def _changes(
             status.reason,
             before.log_tail if before is not None and keep_tail else "",
             status.restarts,
+            status.kind,
+            status.package,
+            status.package_expected,
+            status.package_version,
         )
         (changed if before is not None else new)[app] = after
     for report in reports:  # a failure's log tail stays on the app's row for `fleet list`

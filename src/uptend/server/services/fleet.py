@@ -27,10 +27,12 @@ from uptend.protocol import (
     AgentPage,
     AppSummary,
     FleetSummary,
+    PackageView,
     ReasonCode,
     ReportView,
 )
 from uptend.protocol.labels import parse_labels
+from uptend.protocol.packages import drift
 from uptend.protocol.reasons import FINE_CODES
 from uptend.server.services.agents import find as find_agent
 from uptend.server.services.commands import STOPPED_BY_OPERATOR
@@ -118,6 +120,17 @@ def _rollout_held(p: queries.Pair) -> Held | None:
     return Held(p.rollout, p.wave, why)
 
 
+def _package(p: queries.Pair) -> PackageView | None:
+    if p.package is None or p.package_expected is None:
+        return None
+    return PackageView(
+        name=p.package,
+        version=p.package_version,
+        expected=p.package_expected,
+        drift=drift(p.package, p.package_version, p.package_expected),
+    )
+
+
 def _held(waits: dict[str, Wait]) -> queries.Held:
     return {g: w.code for g, w in waits.items()}
 
@@ -171,6 +184,8 @@ async def _views(tx: Tx, agents: list[AgentRow], app: str | None, now: datetime)
                     log_tail=p.log_tail,
                     critical=p.critical,
                     stopped_by_operator=p.state == "stopped" and p.said == STOPPED_BY_OPERATOR,
+                    kind=p.kind,
+                    package=_package(p),
                 )
             )
         out.append(

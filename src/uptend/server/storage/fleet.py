@@ -102,6 +102,10 @@ class Pair:
     rollout: str | None = None  # the head's rollout, if it may hold the host back
     wave: int = 0  # the host's wave in it, from 0
     open_wave: int = 0  # its open wave
+    kind: str | None = None  # what the agent reported: the installed version's install kind
+    package: str | None = None  # ... and a package kind's package, as its manager has it
+    package_expected: str | None = None
+    package_version: str | None = None
 
 
 def _pair_in(agent: Any, keys: Iterable[tuple[str, str]]) -> ColumnElement[bool]:
@@ -189,6 +193,10 @@ def _pairs(
         func.coalesce(AgentAppRow.reason, "").label("said"),
         func.coalesce(AgentAppRow.log_tail, "").label("log_tail"),
         GroupRow.auto_update.label("auto_update"),
+        AgentAppRow.kind,
+        AgentAppRow.package,
+        AgentAppRow.package_expected,
+        AgentAppRow.package_version,
     )
     assigned = (
         select(
@@ -324,7 +332,7 @@ async def pairs_of(
     stmt = select(
         p.c.agent_id, p.c.app, p.c.assigned, p.c.channel, p.c.head, p.c.installed, p.c.state,
         p.c.target, p.c.said, p.c.log_tail, p.c.code, p.c.critical, p.c.rollout, p.c.wave,
-        p.c.open_wave,
+        p.c.open_wave, p.c.kind, p.c.package, p.c.package_expected, p.c.package_version,
     ).order_by(p.c.agent_id, p.c.app)  # fmt: skip
     for r in await tx.execute(stmt):
         out[r.agent_id].append(
@@ -344,6 +352,10 @@ async def pairs_of(
                 rollout=r.rollout,
                 wave=int(r.wave or 0),
                 open_wave=int(r.open_wave or 0),
+                kind=r.kind,
+                package=r.package,
+                package_expected=r.package_expected,
+                package_version=r.package_version,
             )
         )
     return out

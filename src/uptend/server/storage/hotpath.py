@@ -27,6 +27,8 @@ REPORTS = cast(Table, ReportRow.__table__)
 GROUPS = cast(Table, GroupRow.__table__)
 GROUP_APPS = cast(Table, GroupAppRow.__table__)
 HEADS = cast(Table, ChannelHeadRow.__table__)
+PACKAGE_FIELDS = ("kind", "package", "package_expected", "package_version")
+PACKAGE_COLUMNS = [AGENT_APPS.c[name] for name in PACKAGE_FIELDS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,18 @@ class AppRecord:
     reason: str
     log_tail: str
     restarts: int = 0  # the app's crashes since its version started, as the agent counts
+    kind: str | None = None  # the install kind of the installed version
+    package: str | None = None  # a package kind's package, its expected and reported versions
+    package_expected: str | None = None
+    package_version: str | None = None
+
+    @property
+    def said(self) -> tuple[object, ...]:
+        """What the agent says of the app, as a check-in compares it (not the log tail)."""
+        return (
+            self.installed, self.state, self.target, self.reason, self.restarts, self.kind,
+            self.package, self.package_expected, self.package_version,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +77,7 @@ _RECORDED = (
         AGENT_APPS.c.log_tail,
         AGENT_APPS.c.retry,
         AGENT_APPS.c.restarts,
+        *PACKAGE_COLUMNS,
     )
     .select_from(AGENTS.outerjoin(AGENT_APPS, AGENT_APPS.c.agent_id == AGENTS.c.id))
     .where(AGENTS.c.id == bindparam("agent_id"))
@@ -78,6 +93,7 @@ _UPDATE_APP = (
         reason=bindparam("reason"),
         log_tail=bindparam("log_tail"),
         restarts=bindparam("restarts"),
+        **{name: bindparam(name) for name in PACKAGE_FIELDS},
         updated_at=bindparam("updated_at"),
     )
 )
@@ -131,7 +147,13 @@ async def recorded(conn: AsyncConnection, agent_id: str) -> Recorded:
         agent_version, seen = row.agent_version, row.last_seen is not None
         if row.app is not None:
             apps[row.app] = AppRecord(
-                row.installed, row.state, row.target, row.reason, row.log_tail, row.restarts or 0
+                row.installed,
+                row.state,
+                row.target,
+                row.reason,
+                row.log_tail,
+                row.restarts or 0,
+                *(getattr(row, name) for name in PACKAGE_FIELDS),
             )
             if row.retry:
                 retry.add(row.app)
@@ -171,6 +193,7 @@ def _values(r: AppRecord) -> dict[str, Any]:
         "reason": r.reason,
         "log_tail": r.log_tail,
         "restarts": r.restarts,
+        **{name: getattr(r, name) for name in PACKAGE_FIELDS},
     }
 
 

@@ -156,6 +156,11 @@ class AgentAppRow(Base):
     retry: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # app crashes
+    # how the installed version is installed, and its package as the agent read it back
+    kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    package: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    package_expected: Mapped[str | None] = mapped_column(String(140), nullable=True)
+    package_version: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class ReportRow(Base):

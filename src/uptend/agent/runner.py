@@ -10,7 +10,6 @@ for a tick, in the same worker child (`worker.Workers`).
 """
 
 import logging
-import os
 import random
 import threading
 import time
@@ -22,6 +21,7 @@ from uptend.agent import configplan, decide, faults, files, jobs, machine, outbo
 from uptend.agent.commands import CommandBook
 from uptend.agent.configs import ConfigKeeper
 from uptend.agent.control import ControlClient
+from uptend.agent.datadir import unwritable
 from uptend.agent.driver import AppDriver
 from uptend.agent.installers import supported
 from uptend.agent.layout import Layout
@@ -29,7 +29,7 @@ from uptend.agent.lock import DataDirLock
 from uptend.agent.longpoll import WAIT_S, LongPoll
 from uptend.agent.operate import Operator
 from uptend.agent.selfupdate import AGENT_APP, SelfHost, handover
-from uptend.agent.settingskeeper import SettingsKeeper, effective
+from uptend.agent.settingskeeper import SettingsKeeper, effective, log_at
 from uptend.agent.status import app_status, fit, report_of
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.wire import (
@@ -46,7 +46,7 @@ from uptend.errors import AuthError, TransientError, UptendError
 from uptend.policy.backoff import jittered_s, retry_delay_s
 from uptend.protocol import limits
 from uptend.protocol.limits import MAX_REASON
-from uptend.protocol.settings import LOG_LEVELS, AgentSettings
+from uptend.protocol.settings import AgentSettings
 
 log = logging.getLogger("uptend.agent")
 TICK_S = 0.5  # idle: supervise the apps twice a second
@@ -72,7 +72,7 @@ class Agent:
         )
         self.settings = self.settings_keeper.settings
         self.config = effective(self.base_config, self.settings)
-        _log_level(self.config.log_level)
+        log_at(self.config.log_level)
         self.control = self._control()
         self.directives = self._last_directives()
         self.operator = Operator(
@@ -161,7 +161,7 @@ class Agent:
             keep_apps_on_exit=old.keep_apps_on_exit,  # `agent run --keep-apps-on-exit`
             credential=self.control.credential or old.credential,  # rotated meanwhile
         )
-        _log_level(self.config.log_level)
+        log_at(self.config.log_level)
         if self.config.server != old.server:
             log.info("checking in with %s from now on", self.config.server)
             self.control.close()
@@ -290,7 +290,7 @@ class Agent:
 
     def cycle(self) -> float:
         """Check in and act on the answer; return seconds until the next check-in."""
-        self.unwritable = self._unwritable()
+        self.unwritable = unwritable(self.layout)
         legacy = outbox.legacy(self.layout)
         sent: dict[str, int] = {}
         reports: list[Report] = []
@@ -401,22 +401,6 @@ class Agent:
             if directive.app == app:
                 self.apply(directive, answer)
 
-    def _unwritable(self) -> str:
-        """Why updates cannot be recorded durably now (read-only or full state), or ''.
-
-        statvfs, not a probe file: an idle cycle writes nothing to disk.
-        """
-        for where in (self.layout.state_dir, self.layout.tuf_dir):
-            try:
-                st = os.statvfs(where)
-            except OSError as e:
-                return f"updates held back: cannot write to {where}: {e.strerror or e}"
-            if st.f_flag & os.ST_RDONLY:
-                return f"updates held back: cannot write to {where}: Read-only file system"
-            if st.f_bfree == 0:
-                return f"updates held back: cannot write to {where}: No space left on device"
-        return ""
-
     def poll_interval(self) -> float:
         """A signed setting's, else the group's (as last heard), else enrollment's."""
         if self.settings.poll_interval_s is not None:
@@ -448,13 +432,6 @@ class Agent:
             return wire.decode(Directives, self.layout.directives.read_bytes())
         except (OSError, wire.WireError):
             return None
-
-
-def _log_level(level: str) -> None:
-    if level.lower() not in LOG_LEVELS:  # agent.json edited by hand: say so, keep running
-        log.warning("unknown log_level %r in agent.json; logging at info", level)
-        level = "info"
-    logging.getLogger("uptend").setLevel(level.upper())
 
 
 __all__ = ["Agent", "UptendError"]

@@ -30,7 +30,7 @@ from uptend.agent.wire import Outcome, Report, clean
 from uptend.agent.worker import CancelledError, Spawn, Work
 from uptend.errors import ConfigError
 from uptend.protocol import limits
-from uptend.protocol.settings import AgentSettings, parse
+from uptend.protocol.settings import LOG_LEVELS, AgentSettings, parse
 
 log = logging.getLogger("uptend.agent")
 TRANSIENT = (faults.Fault.NETWORK, faults.Fault.WORKER, faults.Fault.HOST)
@@ -78,6 +78,14 @@ def in_force(layout: Layout, state: ConfigState) -> AgentSettings:
     except (OSError, ConfigError) as e:
         log.warning("agent settings %d are unreadable (%s); using agent.json's", version, e)
         return AgentSettings()
+
+
+def log_at(level: str) -> None:
+    """Set the agent's log level (agent.json's, or a signed setting's)."""
+    if level.lower() not in LOG_LEVELS:  # agent.json edited by hand: say so, keep running
+        log.warning("unknown log_level %r in agent.json; logging at info", level)
+        level = "info"
+    logging.getLogger("uptend").setLevel(level.upper())
 
 
 def effective(base: AgentConfig, settings: AgentSettings) -> AgentConfig:

@@ -8,12 +8,12 @@ from uptend.agent import config as agent_config
 from uptend.agent import files
 from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
-from uptend.agent.settingskeeper import settings_state
+from uptend.agent.settingskeeper import effective_config, settings_state
 
 
 def status(layout: Layout) -> dict[str, object]:
     """What `uptend agent status` shows, read from disk only (works while the agent runs)."""
-    cfg = agent_config.load(layout)
+    cfg = effective_config(layout, agent_config.load(layout))  # the server in force
     apps = {}
     for app in layout.apps():
         p = Journal(layout.journal(app), layout.app_dir(app)).load()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.agent.crash_support import attempt_logs
 from tests.e2e.test_agent_loop import alive_pid
 from tests.e2e.test_hostile import edit_agent_json
 from tests.support.fleet import UPTEND, Fleet, Host, wait_until
@@ -29,10 +30,10 @@ def proxy(fleet: Fleet) -> Iterator[TamperProxy]:
         yield p
 
 
-def host_with_two_apps(fleet: Fleet, server: str = "") -> Host:
+def host_with_two_apps(fleet: Fleet, server: str = "", probation: float = 0.3) -> Host:
     for app in (APP, SIDE):
         fleet.assign(app, poll=POLL)
-        fleet.publish(app, "1.0", probation=0.3)
+        fleet.publish(app, "1.0", probation=probation)
     host = fleet.add_host()
     if server:
         edit_agent_json(host, server=server)
@@ -101,8 +102,11 @@ def test_stop_start_and_restart_each_take_effect_within_2s_on_a_60s_poll(fleet: 
     within(EFFECT_S, lambda: alive_pid(host, APP) not in (None, before), "demo started")
     started = alive_pid(host, APP)
 
-    send(fleet, host, "restart", "--app", APP)
+    restart = send(fleet, host, "restart", "--app", APP)
     within(EFFECT_S, lambda: alive_pid(host, APP) not in (None, started), "demo restarted")
+    wait_until(is_done(fleet, restart["id"]), what="restart acknowledged")
+    [acked] = [c for c in fleet.json("command", "list") if c["id"] == restart["id"]]
+    assert acked["result"] == f"restart: {APP} up"  # acknowledged once back up and healthy
 
     [shown] = [
         c for c in fleet.json("fleet", "show", host.name)["commands"] if c["id"] == stop["id"]
@@ -168,3 +172,47 @@ def test_a_command_whose_answer_or_ack_is_lost_is_carried_out_exactly_once(
         check = send(fleet, host, "check-now")
         wait_until(is_done(fleet, check["id"]), what="check-now done")
         assert starts(host, APP) == before + 1, host.log_text()[-3000:]
+
+
+def test_a_retry_survives_a_dropped_answer_and_runs_once(fleet: Fleet, proxy: TamperProxy) -> None:
+    host = host_with_two_apps(fleet, server=proxy.url)
+    fleet.publish(APP, "2.0", mode="crash", probation=0.3)
+    wait_until(lambda: len(attempt_logs(host, APP, "2.0")) == 1, what="2.0 tried")
+    wait_until(lambda: "2.0" in host.journal(APP)["bad"], what="2.0 failed here")
+    wait_until(lambda: host.journal(APP)["phase"] == "idle", what="back on 1.0")
+    wait_until(lambda: row(fleet, host, APP).get("state") == "failed", what="failure shown")
+
+    proxy.drop_answer("/api/v1/checkin", b"")  # the answer that hands the retry out is lost
+    sent = json.loads(fleet.cli("fleet", "retry", host.name, APP, "--json").stdout)
+    assert (sent["action"], sent["app"], sent["state"]) == ("retry", APP, "pending")
+    wait_until(is_done(fleet, sent["id"]), what="retry acknowledged")
+    dropped = [s for s in proxy.requests_for("/api/v1/checkin") if s.fault == "drop"]
+    assert len(dropped) == 1, dropped  # the fault did happen
+    wait_until(lambda: len(attempt_logs(host, APP, "2.0")) == 2, what="2.0 tried again")
+    wait_until(lambda: host.journal(APP)["phase"] == "idle", what="back on 1.0 again")
+
+    check = send(fleet, host, "check-now")  # a second run would show by now
+    wait_until(is_done(fleet, check["id"]), what="check-now done")
+    assert len(attempt_logs(host, APP, "2.0")) == 2
+    assert host.log_text().count(f"command {sent['id']}: retry: {APP}") == 1
+
+
+def test_a_damaged_command_record_never_runs_a_command_twice(fleet: Fleet) -> None:
+    host = host_with_two_apps(fleet, probation=4.0)  # a restart is acked 4 s after it
+    before, pid = starts(host, APP), alive_pid(host, APP)
+    sent = send(fleet, host, "restart", "--app", APP)
+    wait_until(moved(host, APP, pid), what="restarted")
+    host.kill()  # it ran; its ack was still to come, so the server holds it pending
+    assert state_of(fleet, sent["id"]) == "pending"
+    for name in ("commands.json", "commands.json.bak"):  # both copies: no record to trust
+        damaged = host.dir / "state" / name
+        assert APP.encode() in damaged.read_bytes()
+        damaged.write_bytes(damaged.read_bytes().replace(APP.encode(), b"dem0"))
+
+    host.start()
+    wait_until(lambda: state_of(fleet, sent["id"]) == "failed", what="refused, not run again")
+    [shown] = [c for c in fleet.json("command", "list") if c["id"] == sent["id"]]
+    assert "command record was damaged" in shown["result"]
+    check = send(fleet, host, "check-now")  # and the record is trusted again after that
+    wait_until(is_done(fleet, check["id"]), what="check-now done")
+    assert starts(host, APP) == before + 1, host.log_text()[-3000:]

@@ -557,10 +557,11 @@ def test_fleet_list_show_and_retry(server: Fleet) -> None:
         3,
         "agent ops-current has not reported app other-app",
     )
-    assert "will retry ops-app" in server.cli("fleet", "retry", "ops-behind", "ops-app").stdout
-    again = check_in(server, behind, [failed])
-    assert again.json()["retry"] == ["ops-app"]
-    assert check_in(server, behind, [failed]).json()["retry"] == []  # once
+    said = server.cli("fleet", "retry", "ops-behind", "ops-app").stdout
+    assert "ops-behind will retry ops-app" in said
+    [command] = check_in(server, behind, [failed]).json()["commands"]
+    assert (command["action"], command["app"]) == ("retry", "ops-app")
+    assert f"command {command['id']}:" in said
 
 
 @SQLITE_ONLY

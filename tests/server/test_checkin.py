@@ -124,19 +124,25 @@ def test_a_state_change_is_recorded_with_one_write_and_a_full_answer(server: Fle
     assert stats(server.url, server.admin_token)["statements"]["write"] == writes
 
 
-def test_a_retry_is_delivered_once_then_cleared(server: Fleet) -> None:
+def test_a_retry_is_a_command_handed_out_until_acknowledged(server: Fleet) -> None:
     group_with_release(server, "retrying", "retry-app")
     credential = enrolled(server, "retry-1", group="retrying")
     failed = {**running("retry-app", "0.9"), "state": "failed", "reason": "1.0 failed"}
     generation = answer(check_in(server, credential, [failed]))["generation"]
-    server.cli("fleet", "retry", "retry-1", "retry-app")
-    delivered = answer(check_in(server, credential, [failed], generation=generation))
-    assert delivered["retry"] == ["retry-app"]
-    assert delivered["generation"] > generation
-    assert query(server, "SELECT retry FROM agent_apps WHERE app = 'retry-app'") == [(False,)]
-    later = answer(check_in(server, credential, [failed], generation=delivered["generation"]))
+    sent = server.json("fleet", "retry", "retry-1", "retry-app")
+    assert (sent["action"], sent["app"], sent["state"]) == ("retry", "retry-app", "pending")
+    for _lost in range(2):  # an answer lost on the way: the retry is handed out again
+        delivered = answer(check_in(server, credential, [failed], generation=generation))
+        assert [(c["id"], c["action"], c["app"]) for c in delivered["commands"]] == [
+            (sent["id"], "retry", "retry-app")
+        ]
+        assert delivered["retry"] == []
+    ack = {"id": sent["id"], "state": "done", "result": "retry: retry-app"}
+    taken = answer(check_in(server, credential, [failed], generation=generation, acks=[ack]))
+    assert taken["commands"] == []
+    later = answer(check_in(server, credential, [failed], generation=generation))
     assert later["unchanged"] is True
-    assert later["retry"] == []
+    assert later["commands"] == []
 
 
 def test_the_control_client_keeps_its_directives_while_nothing_changes(

@@ -134,3 +134,63 @@ def test_a_config_change_wakes_a_held_long_poll_at_once(server: Fleet) -> None:
 def test_config_routes_need_the_admin_token(server: Fleet) -> None:
     response = httpx.get(f"{server.url}/api/v1/apps/demo/config", timeout=10)
     assert response.status_code == 401
+
+
+def test_the_agents_own_settings_go_to_every_host_of_the_group_apart_from_any_app(
+    server: Fleet,
+) -> None:
+    group_with_release(server, "cfs", "cfs-app")
+    credential = enrolled(server, "cfs-1", group="cfs")
+    with admin_client(server) as http:  # assigned too: its releases are the agent's own
+        http.put("/api/v1/groups/cfs", json={"app": "uptend-agent"}).raise_for_status()
+        for content, refused in (
+            ('{"poll_interval_s": 0}', "poll_interval_s"),
+            ('{"pol_interval_s": 5}', "unknown agent setting 'pol_interval_s'"),
+            ('{"server": "ftp://x"}', "not an http:// or https:// URL"),
+            ("[1]", "not a JSON object"),
+        ):
+            response = http.post(
+                "/api/v1/apps/uptend-agent/config", json={"content": content, "group": "cfs"}
+            )
+            assert response.status_code == 422, response.text
+            assert refused in response.json()["message"]
+    assert (
+        answer(check_in(server, credential, [running("cfs-app", "1.0")])).get("settings_version")
+        is None
+    )  # nothing signed for the refused documents
+
+    made = set_config(server, "uptend-agent", '{"poll_interval_s": 5}', group="cfs")
+    assert made["target"] == "uptend-agent/_config/1"
+    assert signed_role(server, "uptend-agent")["targets"][made["target"]]["custom"] == {
+        "app": "uptend-agent",
+        "config": 1,
+        "group": "cfs",
+    }
+    got = answer(check_in(server, credential, [running("cfs-app", "1.0")]))
+    assert (got["settings_version"], got["settings_target"]) == (1, "uptend-agent/_config/1")
+    [agent_app] = [d for d in got["apps"] if d["app"] == "uptend-agent"]
+    assert agent_app.get("config_version") is None  # the settings are not the app's config
+
+    # Reported bad (rolled back, with a report): not sent again, even on an otherwise
+    # unchanged check-in; a newer version is
+    report = {
+        "app": "uptend-agent",
+        "version": "0.1.0",
+        "outcome": "rolled_back",
+        "reason": "agent settings 1 rolled back: no check-in succeeded within 3s with them",
+        "at": "2026-01-01T00:00:00+00:00",
+    }
+    gave_up = {"settings_bad": 1, "generation": got["generation"]}
+    later = answer(
+        check_in(server, credential, [running("cfs-app", "1.0")], reports=[report], **gave_up)
+    )
+    assert later.get("settings_version") is None
+    again = answer(check_in(server, credential, [running("cfs-app", "1.0")], **gave_up))
+    assert again["unchanged"] is False
+    assert again.get("settings_version") is None
+    with admin_client(server) as http:
+        shown = http.get("/api/v1/agents/cfs-1").json()
+    assert [(r["app"], r["outcome"]) for r in shown["reports"]] == [("uptend-agent", "rolled_back")]
+    set_config(server, "uptend-agent", '{"poll_interval_s": 6}', group="cfs")
+    newer = answer(check_in(server, credential, [running("cfs-app", "1.0")], **gave_up))
+    assert newer["settings_version"] == 2

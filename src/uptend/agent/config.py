@@ -35,6 +35,10 @@ class AgentConfig:
     # an installed agent's new version that has not checked in this long after its switch
     # is rolled back (agent/selfupdate.py)
     self_confirm_s: float = 300.0
+    log_level: str = "info"  # debug | info | warning | error (also a signed agent setting)
+    # new signed agent settings (`uptend config set uptend-agent`) with which no check-in
+    # succeeds this long after they came into force are rolled back (agent/settingsplan.py)
+    settings_confirm_s: float = 120.0
     dpkg_root: str = ""  # deb kind: dpkg --root (empty: the system's; read by installers/deb.py)
     dpkg_admindir: str = ""  # deb kind: dpkg --admindir (empty: <root>/var/lib/dpkg)
     rpm_root: str = ""  # rpm kind: rpm --root (empty: the system's; read by installers/rpm.py)

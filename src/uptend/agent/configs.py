@@ -22,15 +22,14 @@ from typing import Any
 
 from uptend.agent import configplan, faults, files, jobs
 from uptend.agent.configplan import ConfigState
+from uptend.agent.healthwatch import HealthWatch, health_of
 from uptend.agent.layout import Layout
-from uptend.agent.probes import ProbeRound
 from uptend.agent.supervisor import Supervisor, read_manifest, tail
 from uptend.agent.worker import CancelledError, Spawn, Work
 from uptend.errors import ConfigError
 from uptend.protocol.manifest import HealthSection
 
 log = logging.getLogger("uptend.agent")
-PROBE_PAUSE_S = 0.5
 TRANSIENT = (faults.Fault.NETWORK, faults.Fault.WORKER, faults.Fault.HOST)
 Reporter = Callable[[str, str, str], None]  # outcome, reason, log tail
 
@@ -84,8 +83,7 @@ class ConfigKeeper:
         self.job: Work[str] | None = None
         self.fetching: int | None = None
         self.restarting = False  # stopped for a new (or restored) document: start when gone
-        self.probe: ProbeRound | None = None
-        self.next_round = 0.0
+        self.watch: HealthWatch | None = None  # the trial's health judgement
         self.why = ""  # the last reason logged for doing nothing
         self.ended = False  # a trial ended (and its restart too): the server should hear now
 
@@ -191,26 +189,13 @@ class ConfigKeeper:
         return configplan.Fetched(version) if version is not None else None
 
     def _judge(self) -> None:
-        if not self.supervisor.alive(self.app):
-            self._fail(f"{self.app} {self.supervisor.ended(self.app) or 'is not running'}")
-            return
-        now = time.time()
-        if now < self.state.deadline:
-            return
-        found = self._health()
-        if found is None:
-            self._fail("its version's manifest is unreadable")
-            return
-        health, cwd = found
-        if self.probe is None:
-            if now < self.next_round:
-                return
-            env = {"UPTEND_APP": self.app, "UPTEND_CONFIG_FILE": str(self._config())}
-            self.probe = ProbeRound(health, cwd, env)
-        finished, why = self.probe.poll()
+        """Alive through the probation, then the probes (`healthwatch`, as a restart is)."""
+        if self.watch is None or self.watch.deadline != self.state.deadline:
+            self.watch = HealthWatch(self.layout, self.supervisor, self.app, self.state.deadline)
+        finished, why = self.watch.poll()
         if not finished:
             return
-        self.probe = None
+        self.watch = None
         if why is None:
             version = self.state.trying
             self._save(configplan.judged(self.state, healthy=True))  # durable, then said
@@ -218,10 +203,7 @@ class ConfigKeeper:
             self._clean()
             self.ended = True
             return
-        if now >= self.state.deadline + health.timeout:
-            self._fail(why)
-            return
-        self.next_round = now + PROBE_PAUSE_S
+        self._fail(why)
 
     def _fail(self, reason: str) -> None:
         """Restore the previous document, restart the app, report with the log tail."""
@@ -248,14 +230,7 @@ class ConfigKeeper:
         return self.layout.app_config(self.app)
 
     def _health(self) -> tuple[HealthSection, Path] | None:
-        version = self.settled()
-        if version is None:
-            return None
-        where = self.layout.version_dir(self.app, version)
-        try:
-            return read_manifest(where).health, where
-        except ConfigError:
-            return None
+        return health_of(self.layout, self.app) if self.settled() is not None else None
 
     def _probation(self) -> float:
         found = self._health()

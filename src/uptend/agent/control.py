@@ -78,13 +78,10 @@ class ControlClient:
         nor the agent's state moved since it last recorded them, and `last` has not outlived
         its `valid_until` (a maintenance window opening or closing) by the server's clock.
         """
-        sent = CheckIn(
-            agent_version=body.agent_version,
-            apps=body.apps,
-            reports=body.reports,
+        sent = dataclasses.replace(
+            body,
             generation=last.generation if last else None,
             valid_until=last.valid_until if last else None,
-            acks=body.acks,
         )
         try:
             answer = self.post("api/v1/checkin", sent, Directives)

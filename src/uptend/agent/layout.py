@@ -5,6 +5,8 @@ state/<app>.journal        the update plan of each app (atomic write + fsync)
 state/trusted-root         the TUF trust anchor (not *.json: never the ngclient cache)
 state/outbox.json          reports not yet delivered
 state/directives.json      the last directives, to keep running while offline
+state/settings.json        the agent's own signed settings: applied, in trial, bad versions
+state/settings/<N>         their verified documents (`uptend config set uptend-agent`)
 tuf/                       ngclient's metadata cache
 logs/agent.log             the agent's own log
 logs/updates/              one log per update attempt
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PRIVATE_DIR = 0o700
+SETTINGS_APP = "uptend-agent"  # the config "app" whose documents are the agent's settings
 
 
 def private_dir(path: Path) -> None:
@@ -115,7 +118,13 @@ class Layout:
         return self.app_dir(app) / "config.json"
 
     def configs(self, app: str) -> Path:
-        """Verified config documents (`configs/<N>`) and the one before a trial (`previous`)."""
+        """Verified config documents (`configs/<N>`) and the one before a trial (`previous`).
+
+        The agent's own settings are kept in `state/settings/`: not under `apps/`, where a
+        directory is an app the agent runs.
+        """
+        if app == SETTINGS_APP:
+            return self.state_dir / "settings"
         return self.app_dir(app) / "configs"
 
     def app_log(self, app: str, version: str) -> Path:

@@ -9,10 +9,7 @@ A worker job that ends wakes the loop at once, so the next step starts without w
 for a tick, in the same worker child (`worker.Workers`).
 """
 
-import contextlib
-import json
 import logging
-import os
 import random
 import threading
 import time
@@ -24,14 +21,15 @@ from uptend.agent import configplan, decide, faults, files, jobs, machine, outbo
 from uptend.agent.commands import CommandBook
 from uptend.agent.configs import ConfigKeeper
 from uptend.agent.control import ControlClient
+from uptend.agent.datadir import unwritable
 from uptend.agent.driver import AppDriver
 from uptend.agent.installers import supported
-from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.lock import DataDirLock
 from uptend.agent.longpoll import WAIT_S, LongPoll
 from uptend.agent.operate import Operator
-from uptend.agent.selfupdate import SelfHost, handover
+from uptend.agent.selfupdate import AGENT_APP, SelfHost, handover
+from uptend.agent.settingskeeper import SettingsKeeper, effective, log_at
 from uptend.agent.status import app_status, fit, report_of
 from uptend.agent.supervisor import Supervisor
 from uptend.agent.wire import (
@@ -48,6 +46,7 @@ from uptend.errors import AuthError, TransientError, UptendError
 from uptend.policy.backoff import jittered_s, retry_delay_s
 from uptend.protocol import limits
 from uptend.protocol.limits import MAX_REASON
+from uptend.protocol.settings import AgentSettings
 
 log = logging.getLogger("uptend.agent")
 TICK_S = 0.5  # idle: supervise the apps twice a second
@@ -59,19 +58,26 @@ class Agent:
         self, layout: Layout, stop: threading.Event | None = None, spawn: Spawn | None = None
     ) -> None:
         self.layout = layout
-        self.config = agent_config.load(layout)
+        self.base_config = agent_config.load(layout)  # agent.json, as enrolled and edited
         self.stop = stop or threading.Event()
         self.wake = threading.Event()  # set when a worker job ends, or to stop: tick now
         self.spawn = spawn or Workers(on_done=self.wake.set)  # look-ups, fetches, stages
         self.supervisor = Supervisor(layout)
-        self.control = ControlClient(
-            self.config.server,
-            self.config.credential,
-            store=lambda credential: agent_config.store_credential(layout, credential),
-            ca_file=layout.ca_file(),
+        self.settings_keeper = SettingsKeeper(  # the signed settings over agent.json's
+            layout,
+            self.spawn,
+            (self.base_config.metadata_url, self.base_config.targets_url),
+            self.base_config.settings_confirm_s,
+            self._settings_changed,
         )
+        self.settings = self.settings_keeper.settings
+        self.config = effective(self.base_config, self.settings)
+        log_at(self.config.log_level)
+        self.control = self._control()
         self.directives = self._last_directives()
-        self.operator = Operator(CommandBook(layout.state_dir / "commands.json"), self.supervisor)
+        self.operator = Operator(
+            CommandBook(layout.state_dir / "commands.json"), self.supervisor, retry=self._retry
+        )
         self.rung = threading.Event()  # the long-poll says: something changed, check in now
         self.longpoll: LongPoll | None = None
         self.drivers: dict[str, AppDriver] = {}
@@ -94,7 +100,8 @@ class Agent:
             self.host.before_resume(self.driver)
             for app in self.layout.apps():
                 self.driver(app).resume()
-                self.keeper(app).resume()
+                if app != AGENT_APP:  # its config is the agent's settings (settings_keeper)
+                    self.keeper(app).resume()
             self.tick()
             self.host.started()
             next_checkin = time.monotonic()
@@ -112,7 +119,11 @@ class Agent:
                         checked = True
                     self.tick()
                     self.host.ticked()
-                    if self.report_waits() or self.config_ended():  # say so, hear what next
+                    if (
+                        self.report_waits()
+                        or self.config_ended()
+                        or self.settings_keeper.take_check_now()  # try the settings in force
+                    ):  # say so, hear what next
                         next_checkin = time.monotonic()
                     busy = self.busy()
                     if once and checked and not busy:
@@ -131,6 +142,33 @@ class Agent:
                 keep = self.config.keep_apps_on_exit or handover() is not None
                 self.supervisor.shut_down(keep_apps=keep)
                 self.control.close()
+
+    def _control(self) -> ControlClient:
+        layout = self.layout
+        return ControlClient(
+            self.config.server,
+            self.config.credential,
+            store=lambda credential: agent_config.store_credential(layout, credential),
+            ca_file=layout.ca_file(),
+        )
+
+    def _settings_changed(self, settings: AgentSettings) -> None:
+        """Other signed settings in force (a trial's, or the previous ones back)."""
+        old = self.config
+        self.settings = settings
+        self.config = replace(
+            effective(self.base_config, settings),
+            keep_apps_on_exit=old.keep_apps_on_exit,  # `agent run --keep-apps-on-exit`
+            credential=self.control.credential or old.credential,  # rotated meanwhile
+        )
+        log_at(self.config.log_level)
+        if self.config.server != old.server:
+            log.info("checking in with %s from now on", self.config.server)
+            self.control.close()
+            self.control = self._control()
+            if self.longpoll is not None:
+                self.longpoll.close()
+                self.longpoll = self._longpoll()
 
     def _longpoll(self) -> LongPoll:
         def ring() -> None:
@@ -174,6 +212,8 @@ class Agent:
             self.looking is not None
             or any(d.busy for d in self.drivers.values())
             or any(k.busy for k in self.keepers.values())
+            or self.settings_keeper.busy
+            or self.operator.busy
         )
 
     def tick(self) -> None:
@@ -193,6 +233,7 @@ class Agent:
             driver.tick()
         for keeper in list(self.keepers.values()):
             keeper.tick()
+        self.settings_keeper.tick()
         self.operator.tick()
         self.supervisor.tick([a for a in self.apps() if not self._owned(a)])
         self.spawn.close_idle()  # a child that got no next job this tick is done
@@ -249,7 +290,7 @@ class Agent:
 
     def cycle(self) -> float:
         """Check in and act on the answer; return seconds until the next check-in."""
-        self.unwritable = self._unwritable()
+        self.unwritable = unwritable(self.layout)
         legacy = outbox.legacy(self.layout)
         sent: dict[str, int] = {}
         reports: list[Report] = []
@@ -264,9 +305,19 @@ class Agent:
                 sent[app] = len(pending)
                 budget -= len(pending)
                 reports += [r for p in pending if (r := report_of(app, p)) is not None]
+            if budget > 0:  # of the agent's own settings: at most one
+                reports += self.settings_keeper.reports()
         book = self.operator.book
         acks = book.acks(limits.MAX_REPORTS)
-        body = CheckIn(agent_version=__version__, apps=self.statuses(), reports=reports, acks=acks)
+        applied, bad = self.settings_keeper.shown()
+        body = CheckIn(
+            agent_version=__version__,
+            apps=self.statuses(),
+            reports=reports,
+            acks=acks,
+            settings_version=applied,
+            settings_bad=bad,
+        )
         if self.longpoll is not None:
             self.longpoll.checked.set()  # this check-in answers its ring: it may ask again
         try:
@@ -278,14 +329,18 @@ class Agent:
                 self.checkin_failures, base_s=1.0, cap_s=cap, rand=self._rand.random()
             )
             log.warning("check-in failed (%s); next try in %.1fs", e.message, delay)
+            self.settings_keeper.checked_in(ok=False, error=e.message)
             return delay
         self.checkin_failures = 0
         self.host.checked_in()
+        self.settings_keeper.checked_in(ok=True)
+        self.settings_keeper.delivered(reports)
         book.delivered(acks)
         commands, directives = directives.commands, replace(directives, commands=[])
         if commands:
             busy = lambda app: self.driver(app).owns_process  # noqa: E731
             self.operator.carry_out(commands, self.apps(), busy)
+        book.resynced()  # after a damaged record: this answer held every pending command
         for app, count in sent.items():
             driver = self.driver(app)
             driver.save(decide.delivered(driver.plan, count))
@@ -298,12 +353,13 @@ class Agent:
             return jittered_s(self.poll_interval(), self._rand.random())
         if changed:  # the idle check-in path writes nothing when nothing changed
             files.write_atomically(self.layout.directives, wire.encode(directives))
-        for app in directives.retry:
-            driver = self.driver(app)
-            driver.save(decide.retry(driver.plan))
+        for app in directives.retry:  # from a server before `retry` was a command
+            self._retry(app)
         asks = [ask for d in directives.apps if (ask := self.apply(d)) is not None]
         for d in directives.apps:  # after the releases: a config waits for an update in flight
-            self.keeper(d.app).want(d.config_version, d.config_target)
+            if d.app != AGENT_APP:  # the agent's config is its settings, never an app's
+                self.keeper(d.app).want(d.config_version, d.config_target)
+        self.settings_keeper.want(directives.settings_version, directives.settings_target)
         if asks and self.looking is None:
             pre = self.config.preconditions()
             url = self.config.metadata_url
@@ -312,6 +368,10 @@ class Agent:
         if book.unacked:  # say what became of the commands now, not at the next poll
             return 0.0
         return jittered_s(self.poll_interval(), self._rand.random())
+
+    def _retry(self, app: str) -> None:
+        driver = self.driver(app)
+        driver.save(decide.retry(driver.plan))
 
     def apply(self, directive: AppDirective, answer: jobs.Answer | None = None) -> jobs.Ask | None:
         """Do what `decide` says for one directive; a look-up it asks for is returned."""
@@ -341,23 +401,10 @@ class Agent:
             if directive.app == app:
                 self.apply(directive, answer)
 
-    def _unwritable(self) -> str:
-        """Why updates cannot be recorded durably now (read-only or full state), or ''.
-
-        statvfs, not a probe file: an idle cycle writes nothing to disk.
-        """
-        for where in (self.layout.state_dir, self.layout.tuf_dir):
-            try:
-                st = os.statvfs(where)
-            except OSError as e:
-                return f"updates held back: cannot write to {where}: {e.strerror or e}"
-            if st.f_flag & os.ST_RDONLY:
-                return f"updates held back: cannot write to {where}: Read-only file system"
-            if st.f_bfree == 0:
-                return f"updates held back: cannot write to {where}: No space left on device"
-        return ""
-
     def poll_interval(self) -> float:
+        """A signed setting's, else the group's (as last heard), else enrollment's."""
+        if self.settings.poll_interval_s is not None:
+            return self.settings.poll_interval_s
         return self.directives.poll_interval_s if self.directives else self.config.poll_interval_s
 
     def statuses(self) -> list[AppStatus]:
@@ -379,7 +426,9 @@ class Agent:
                 kind=kind,
                 package=package,
             )
-            applied, bad, failure = configplan.shown(self.keeper(app).state)
+            applied, bad, failure = (
+                configplan.shown(self.keeper(app).state) if app != AGENT_APP else (None, None, "")
+            )
             status = replace(status, config_version=applied, config_bad=bad)
             stopped = app in self.operator.book.stopped  # "stopped by operator" says more
             if failure and not stopped and status.state in (AppState.RUNNING, AppState.STOPPED):
@@ -394,29 +443,4 @@ class Agent:
             return None
 
 
-def status(layout: Layout) -> dict[str, object]:
-    """What `uptend agent status` shows, read from disk only (works while the agent runs)."""
-    cfg = agent_config.load(layout)
-    apps = {}
-    for app in layout.apps():
-        p = Journal(layout.journal(app), layout.app_dir(app)).load()
-        run: dict[str, object] = {}
-        with contextlib.suppress(OSError, ValueError):
-            run = json.loads(layout.run_file(app).read_text())
-        apps[app] = {
-            "current": files.read_current(layout.app_dir(app)),
-            "phase": p.phase.value,
-            "target": p.target,
-            "failure": p.failure,
-            "bad": list(p.bad),
-            "pid": run.get("pid"),
-        }
-    return {
-        "agent_id": cfg.agent_id,
-        "name": cfg.name,
-        "server": cfg.server,
-        "apps": apps,
-    }
-
-
-__all__ = ["Agent", "UptendError", "status"]
+__all__ = ["Agent", "UptendError"]

@@ -23,6 +23,7 @@ from uptend.agent.journal import Journal
 from uptend.agent.layout import Layout
 from uptend.agent.machine import Plan
 from uptend.agent.runner import Agent  # noqa: F401 - the resident agent's code must load
+from uptend.agent.settingskeeper import effective_config
 from uptend.agent.status import app_status
 from uptend.agent.wire import CheckIn, Directives
 
@@ -44,7 +45,7 @@ def _alive(layout: Layout, app: str) -> bool:
 
 def trial(root: Path) -> int:
     layout = Layout(root)
-    config = agent_config.load(layout)
+    config = effective_config(layout, agent_config.load(layout))  # signed settings too
     plans = {app: Journal(layout.journal(app), layout.app_dir(app)).load() for app in layout.apps()}
     last: Directives | None = None
     if layout.directives.exists():

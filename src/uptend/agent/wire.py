@@ -134,6 +134,8 @@ class CheckIn:
     generation: int | None = None
     valid_until: datetime | None = None
     acks: list[CommandAck] = field(default_factory=list)
+    settings_version: int | None = None  # the agent's own signed settings applied here
+    settings_bad: int | None = None  # the newest settings version refused or rolled back
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,6 +170,8 @@ class Directives:
     credential: str | None = None  # a rotated credential: store it, then use it
     valid_until: datetime | None = None
     commands: list[Command] = field(default_factory=list)
+    settings_version: int | None = None  # the agent's own signed settings (settingskeeper.py)
+    settings_target: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.poll_interval_s <= MAX_POLL_S:  # 0 would spin the agent

@@ -34,11 +34,13 @@ GROUPS: dict[str, tuple[str, str]] = {
     "fleet": ("uptend.cli.fleet", "See the fleet: versions, states, failures."),
     "config": (
         "uptend.cli.config",
-        "Push signed configuration to apps; see, fetch and roll back its versions.",
+        "Push signed configuration to apps (and the agents' own settings); see, fetch and roll"
+        " back its versions.",
     ),
     "command": (
         "uptend.cli.command",
-        "Send commands to agents (start, stop, restart, check-now) and see what became of them.",
+        "Send commands to agents (start, stop, restart, check-now, retry) and see what became"
+        " of them.",
     ),
     "channel": ("uptend.cli.channel", "Set and show each channel's staged rollout plan."),
     "rollout": (

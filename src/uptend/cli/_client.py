@@ -112,8 +112,9 @@ class Admin:
         path = f"/api/v1/agents/{quote(key, safe='')}/labels"
         return _typed(Agent, self.call("POST", path, params=params, json=body))
 
-    def retry(self, agent: str, app: str, *, by_id: bool = False) -> None:
-        self._on_agent("POST", agent, f"/apps/{quote(app, safe='')}/retry", by_id)
+    def retry(self, agent: str, app: str, *, by_id: bool = False) -> CommandView:
+        data = self._on_agent("POST", agent, f"/apps/{quote(app, safe='')}/retry", by_id)
+        return _typed(CommandView, data)
 
     def revoke_agent(self, key: str, *, by_id: bool = False) -> AgentRef:
         return _typed(AgentRef, self._on_agent("POST", key, "/revoke", by_id))

@@ -98,7 +98,7 @@ def status(
 ) -> None:
     """Show what this agent runs, read from its data dir (works while it runs)."""
     from uptend.agent.layout import Layout
-    from uptend.agent.runner import status as read_status
+    from uptend.agent.localstatus import status as read_status
     from uptend.agent.selfupdate import status as self_status
 
     data = read_status(Layout(data_dir)) | self_status(Layout(data_dir))

@@ -15,7 +15,8 @@ from uptend.protocol.commands import CommandAction, CommandState
 
 app = typer.Typer(
     add_completion=False,  # the root command owns shell completion (it has none)
-    help="Send commands to agents (start, stop, restart, check-now) and see what became of them.",
+    help="Send commands to agents (start, stop, restart, check-now, retry) and see what became"
+    " of them.",
     epilog="Example: uptend command send web-01 restart --app demo",
 )
 
@@ -29,7 +30,7 @@ def send(
         typer.Argument(metavar="[AGENT]", help="agent name (or id, with --id); or use --group"),
     ] = None,
     action: Annotated[
-        CommandAction | None, typer.Argument(help="start | stop | restart | check-now")
+        CommandAction | None, typer.Argument(help="start | stop | restart | check-now | retry")
     ] = None,
     app_name: Annotated[
         str | None, typer.Option("--app", help="only this app (default: every app of the agent)")
@@ -50,7 +51,11 @@ def send(
     token: TokenOpt = "",
     json_out: JsonOpt = False,
 ) -> None:
-    """Queue a command; `stop` lasts (across agent restarts) until `start`."""
+    """Queue a command; `stop` lasts (across agent restarts) until `start`.
+
+    `retry --app APP` lets a version of APP that failed there be tried again (as `uptend
+    fleet retry`); `restart` is acknowledged once the app is back up and healthy.
+    """
     from uptend.cli._client import Admin
     from uptend.cli.token import parse_duration  # here: `command --help` stays light
     from uptend.errors import ConfigError
@@ -61,7 +66,7 @@ def send(
         action = _action(agent)
         agent = None
     if action is None:
-        raise ConfigError("no command given", hint="say start, stop, restart or check-now")
+        raise ConfigError("no command given", hint="say start, stop, restart, check-now or retry")
     seconds = None
     if expires is not None:
         seconds = float(expires) if expires.replace(".", "", 1).isdigit() else None
@@ -91,7 +96,7 @@ def _action(text: str) -> CommandAction:
         return CommandAction(text)
     except ValueError:
         raise ConfigError(
-            f"unknown command {text!r}", hint="say start, stop, restart or check-now"
+            f"unknown command {text!r}", hint="say start, stop, restart, check-now or retry"
         ) from None
 
 

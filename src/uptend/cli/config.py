@@ -17,7 +17,8 @@ from uptend.cli._output import console, literal, literal_lines, print_json
 
 app = typer.Typer(
     add_completion=False,
-    help="Push signed configuration to apps; see, fetch and roll back its versions.",
+    help="Push signed configuration to apps (and the agents' own settings); see, fetch and roll"
+    " back its versions.",
     epilog="Example: uptend config set demo demo.toml --group canary",
 )
 AppArg = Annotated[str, typer.Argument(metavar="APP", help="the app whose config it is")]
@@ -35,7 +36,13 @@ def set_config(
     token: TokenOpt = "",
     json_out: JsonOpt = False,
 ) -> None:
-    """Sign FILE as the app's next config version; agents apply it within a second."""
+    """Sign FILE as the app's next config version; agents apply it within a second.
+
+    APP `uptend-agent` is the agents' own settings: a JSON object with any of poll_interval_s,
+    log_level, precondition_commands, check_reboot, check_disk and server (docs/config.md),
+    e.g. `uptend config set uptend-agent settings.json`; an agent that cannot check in with
+    new settings puts its previous ones back and reports it.
+    """
     from uptend.cli._client import Admin
     from uptend.errors import ConfigError
     from uptend.protocol.configs import ConfigSet

@@ -199,10 +199,18 @@ def retry(
     by_id: ByIdOpt = False,
     server: ServerOpt = "",
     token: TokenOpt = "",
+    json_out: JsonOpt = False,
 ) -> None:
-    """Let AGENT try again a version of APP that failed its health check there."""
-    Admin(server, token).retry(agent, app_name, by_id=by_id)
-    console.print(literal(f"{agent} will retry {app_name} at its next check-in"))
+    """Let AGENT try again a version of APP that failed there.
+
+    A `retry` command (see `uptend command list`): delivered at once to a long-polling agent,
+    again until it is acknowledged, and carried out once.
+    """
+    sent = Admin(server, token).retry(agent, app_name, by_id=by_id)
+    if json_out:
+        print_json(sent.model_dump(mode="json"))
+        return
+    console.print(literal(f"command {sent.id}: {agent} will retry {app_name}"))
 
 
 @app.command(

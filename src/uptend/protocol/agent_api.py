@@ -178,6 +178,13 @@ class CheckIn(_Wire):
     acks: list[CommandAck] = Field(
         default=[], max_length=limits.MAX_REPORTS, description="commands carried out, by id"
     )
+    settings_version: Count | None = Field(
+        default=None, description="the agent's own signed settings version applied here"
+    )
+    settings_bad: Count | None = Field(
+        default=None,
+        description="the newest version of the agent's settings refused or rolled back here",
+    )
 
 
 class AppDirective(_Wire):
@@ -225,6 +232,13 @@ class Directives(_Wire):
     )
     commands: list[Command] = Field(
         default=[], description="operator commands not yet acknowledged (redelivered until then)"
+    )
+    settings_version: int | None = Field(
+        default=None,
+        description="the agent's own signed settings to run with (`config set uptend-agent`)",
+    )
+    settings_target: str | None = Field(
+        default=None, description="their TUF target (`uptend-agent/_config/<N>`)"
     )
 
 

@@ -16,6 +16,7 @@ class CommandAction(StrEnum):
     STOP = "stop"  # lasts until `start`: the agent does not restart the app meanwhile
     RESTART = "restart"
     CHECK_NOW = "check-now"  # check in at once (and look for updates)
+    RETRY = "retry"  # try again a version of the app that failed here (`fleet retry`)
 
 
 class CommandState(StrEnum):

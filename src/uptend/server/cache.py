@@ -119,6 +119,7 @@ class GroupPlan:
     apps: tuple[AppPlan, ...]
     unchanged: bytes  # the serialized "keep what you have" answer of this plan's generation
     schedule: Schedule = field(default_factory=Schedule)  # judged against the clock per answer
+    settings: tuple[int, str] | None = None  # the agents' own signed settings: version, target
 
 
 class Known(NamedTuple):

@@ -19,6 +19,7 @@ from uptend.protocol import (
     LabelChange,
     Release,
 )
+from uptend.protocol.commands import CommandView
 from uptend.protocol.credentials import AgentRef, TokenCreate, TokenCreated, TokenInfo
 from uptend.protocol.labels import MAX_LABELS
 from uptend.protocol.limits import MAX_AGENT_NAME, MAX_NAME, MAX_SENT_MANIFEST, MAX_VERSION
@@ -225,7 +226,6 @@ async def rotate_agent(ctx: Ctx, actor: Admin, key: AgentKey, by_id: ById = Fals
 
 @router.post(
     "/agents/{key}/apps/{app}/retry",
-    status_code=204,
     responses=responses({**_DENIED, **_INVALID, 404: "no such agent, or it does not run the app"}),
 )
 async def retry(
@@ -234,9 +234,9 @@ async def retry(
     key: AgentKey,
     app: Annotated[str, Path(max_length=MAX_NAME)],
     by_id: ById = False,
-) -> None:
-    """Let the agent try again a version that failed its health check there."""
-    await fleet.retry(ctx, actor, key, app, by_id=by_id)
+) -> CommandView:
+    """Let the agent try again a version that failed there: a `retry` command, run once."""
+    return await fleet.retry(ctx, actor, key, app, by_id=by_id)
 
 
 @router.get("/agents/{key:path}", responses=_ON_AGENT)

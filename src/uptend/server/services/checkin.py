@@ -8,6 +8,7 @@ from datetime import datetime
 from uptend.errors import ConfigError
 from uptend.protocol import AppState, AppStatus, CheckIn, Directives, Report
 from uptend.protocol.reasons import FAILED_OUTCOMES
+from uptend.protocol.targets import AGENT_APP
 from uptend.server.cache import Caller, GroupPlan, Known
 from uptend.server.services import commands
 from uptend.server.services.context import Context, utcnow
@@ -22,7 +23,7 @@ def _reported(body: CheckIn) -> tuple[bytes, dict[str, AppStatus]]:
     Computed here from the parsed body: what is recorded never rests on a client's digest.
     """
     by_app = {status.app: status for status in body.apps}
-    canonical = [body.agent_version] + [
+    canonical = [body.agent_version, body.settings_version, body.settings_bad] + [
         [app, *_said(s), s.config_bad] for app, s in sorted(by_app.items())
     ]
     return hashlib.sha256(json.dumps(canonical).encode()).digest(), by_app
@@ -103,7 +104,9 @@ async def _record(
     """
     async with ctx.db.read() as conn:
         recorded = await hotpath.recorded(conn, agent_id)
-        unknown = {*reported, *(r.app for r in body.reports)} - recorded.apps.keys()
+        # a report of uptend-agent may be of the agent's own settings, on any agent
+        reports = {r.app for r in body.reports if r.app != AGENT_APP}
+        unknown = {*reported, *reports} - recorded.apps.keys()
         unknown -= {a.app for a in plan.apps} if unknown else set()
         if unknown:  # rare: an app published but not assigned, or an agent making names up
             _refuse_unknown(plan, unknown - await release_rows.published(conn, unknown))
@@ -163,7 +166,10 @@ async def checkin(
         queued = await commands.at_checkin(ctx, agent.agent_id, body.acks)
     # What the agent holds stays true until its generation moves or its valid_until passes.
     still_valid = body.valid_until is None or now < body.valid_until
-    if body.generation == generation and same and not retry and still_valid:
+    # Settings the agent gave up are not on record: while they are the newest, it hears in
+    # full that it should not run them (rare: until an operator sets newer ones).
+    gave_up = plan.settings is not None and plan.settings[0] == body.settings_bad
+    if body.generation == generation and same and not retry and still_valid and not gave_up:
         ctx.checkins.unchanged += 1
         if queued:
             keep = Directives(poll_interval_s=plan.poll_interval_s, generation=generation)
@@ -179,5 +185,6 @@ async def checkin(
         now=now,
         gates=gates,
         bad_configs=bad,
+        bad_settings=body.settings_bad,
     )
     return commands.with_commands(answer, queued)

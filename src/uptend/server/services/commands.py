@@ -10,7 +10,7 @@ from datetime import timedelta
 from uptend.errors import ConfigError, NotFoundError
 from uptend.protocol import Directives
 from uptend.protocol.agent_api import Command, CommandAck
-from uptend.protocol.commands import CommandSend, CommandState, CommandView
+from uptend.protocol.commands import CommandAction, CommandSend, CommandState, CommandView
 from uptend.protocol.labels import parse_label
 from uptend.server.services.agents import find as find_agent
 from uptend.server.services.context import Context, utcnow
@@ -28,6 +28,8 @@ async def send(ctx: Context, actor: str, body: CommandSend) -> list[CommandView]
             "name one agent, one group or one label",
             hint="pass AGENT, --group GROUP or --label KEY=VALUE",
         )
+    if body.action is CommandAction.RETRY and body.app is None:
+        raise ConfigError("retry needs the app to retry", hint="pass --app APP")
     now = utcnow()
     expires = None if body.expires_s is None else now + timedelta(seconds=body.expires_s)
     async with ctx.db.transaction() as tx:

@@ -23,6 +23,8 @@ from uptend.protocol.configs import (
     config_target,
 )
 from uptend.protocol.names import check_name
+from uptend.protocol.settings import parse as parse_settings
+from uptend.protocol.targets import AGENT_APP
 from uptend.server.services.context import Context, utcnow
 from uptend.server.storage import audit, generation
 from uptend.server.storage import configs as rows
@@ -63,6 +65,8 @@ async def set_config(
             f"the config of {app} is {len(data)} bytes, over the limit of {MAX_CONFIG_BYTES}",
             hint="keep large data in a release; the config is for settings",
         )
+    if app == AGENT_APP:  # the agents' own settings: signed only if an agent would take them
+        parse_settings(content)
     staged = _staged(ctx.settings.upload_dir, data)
     try:
         async with ctx.publish_lock, ctx.db.transaction() as tx:

@@ -14,6 +14,7 @@ from uptend.policy import rollout as policy
 from uptend.policy.desired import desired_version
 from uptend.policy.schedule import Wait, may_install
 from uptend.protocol import AppDirective, Directives, ReasonCode
+from uptend.protocol.targets import AGENT_APP
 from uptend.server.cache import AppPlan, GroupPlan, HeadRollout
 from uptend.server.services.context import Context
 from uptend.server.services.pins import resolutions
@@ -39,7 +40,8 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
             pinned = await resolutions(conn, group)
             heads = [(app, channel, head) for app, channel, head, _ in rows if head is not None]
             rollouts = await rollout_rows.of_heads(conn, heads)
-            configs = await config_rows.effective(conn, group, [r[0] for r in rows])
+            # the agent's own settings are the config "app" uptend-agent (assigned or not)
+            configs = await config_rows.effective(conn, group, [r[0] for r in rows] + [AGENT_APP])
         assert settings is not None  # agents.group is a foreign key; groups are never deleted
         keep = Directives(poll_interval_s=settings[0], generation=generation, unchanged=True)
         plan = GroupPlan(
@@ -56,7 +58,7 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
                     resolved=p.resolved if (p := pinned.get((group, app))) else None,
                     resolved_target=p.target if p else None,
                     rollout=_holding(rollouts.get(app)),
-                    config=configs.get(app),
+                    config=configs.get(app) if app != AGENT_APP else None,  # never an app's
                 )
                 for app, channel, head, target in rows
             ),
@@ -64,6 +66,7 @@ async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
                 exclude_none=True
             ).encode(),  # no nulls: credential, valid_until
             schedule=schedule_of(windows.get(group, []), freeze),
+            settings=configs.get(AGENT_APP),
         )
         ctx.memory.plans.put(generation, group, plan)
     return plan
@@ -152,6 +155,7 @@ def directives_for(
     now: datetime,
     gates: Mapping[str, tuple[policy.Gate, str | None]] | None = None,
     bad_configs: Mapping[str, int] | None = None,
+    bad_settings: int | None = None,
 ) -> Directives:
     """Per assigned app, the version to run (and its signed target when it is the head).
 
@@ -162,6 +166,8 @@ def directives_for(
     is the first instant at which any of these answers changes. Each directive carries the
     group's config of the app, unless this host reported that very version as bad
     (`bad_configs`: it failed its health check there, or did not verify): not sent again.
+    The agent's own settings go the same way (`bad_settings`: it could not check in with
+    them, or refused them).
     """
     apps = []
     changes: list[datetime] = []
@@ -213,12 +219,15 @@ def directives_for(
                 update={"config_version": config[0], "config_target": config[1]}
             )
         apps.append(directive)
+    settings = plan.settings if plan.settings and plan.settings[0] != bad_settings else None
     return Directives(
         poll_interval_s=plan.poll_interval_s,
         apps=apps,
         retry=retry,
         generation=generation,
         valid_until=min(changes, default=None),
+        settings_version=settings[0] if settings else None,
+        settings_target=settings[1] if settings else None,
     )
 
 

@@ -31,16 +31,17 @@ from uptend.protocol import (
     ReasonCode,
     ReportView,
 )
+from uptend.protocol.commands import CommandAction, CommandSend, CommandView
 from uptend.protocol.labels import parse_labels
 from uptend.protocol.packages import drift
 from uptend.protocol.reasons import FINE_CODES
+from uptend.server.services import commands
 from uptend.server.services.agents import find as find_agent
 from uptend.server.services.commands import STOPPED_BY_OPERATOR
 from uptend.server.services.context import Context, utcnow
 from uptend.server.services.pins import PinPlan, resolutions
 from uptend.server.services.schedule import schedule_of
 from uptend.server.storage import agents as rows
-from uptend.server.storage import audit, generation
 from uptend.server.storage import fleet as queries
 from uptend.server.storage import labels as label_rows
 from uptend.server.storage import schedule as schedule_rows
@@ -314,7 +315,14 @@ async def show(ctx: Context, key: str, *, by_id: bool = False) -> AgentDetail:
     )
 
 
-async def retry(ctx: Context, actor: str, key: str, app: str, *, by_id: bool = False) -> None:
+async def retry(
+    ctx: Context, actor: str, key: str, app: str, *, by_id: bool = False
+) -> CommandView:
+    """A `retry` command: delivered at least once and run once, like every command.
+
+    (It was a flag on the app's row, cleared when the directives were computed: an answer
+    lost on the way lost the retry.)
+    """
     async with ctx.db.transaction() as tx:
         agent = await find_agent(tx, key, by_id=by_id)
         row = await rows.app_row(tx, agent.id, app)
@@ -323,6 +331,6 @@ async def retry(ctx: Context, actor: str, key: str, app: str, *, by_id: bool = F
                 f"agent {agent.name} has not reported app {app}",
                 hint=f"see its apps with `uptend fleet show {agent.name}`",
             )
-        row.retry = True
-        await generation.bump(tx)
-        audit.record(tx, utcnow(), actor, "fleet.retry", f"{agent.name} {app}")
+    body = CommandSend(action=CommandAction.RETRY, agent=agent.id, by_id=True, app=app)
+    [sent] = await commands.send(ctx, actor, body)
+    return sent

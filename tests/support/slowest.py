@@ -16,14 +16,16 @@ the 900 s timeouts say how long they may take); they go first.
 SLOWEST_FIRST: tuple[str, ...] = (
     "tests/e2e/test_rollouts.py",  # 3 tests of 200 simulated hosts, many rounds
     "tests/e2e/test_rollouts_replicas.py",  # 60 hosts on two servers
+    "tests/server/test_credentials.py",  # 508 s (CLI processes of its own, both dialects)
+    "tests/server/test_admin_cli.py",  # 410 s
     "tests/e2e/test_hostile.py",  # 376 s (878 s before, -n 0)
+    "tests/agent/test_self_update_trial.py",  # 369 s, the first to need the builds
     "tests/e2e/test_schedule.py",  # 357 s
     "tests/e2e/test_pins.py",  # 295 s
     "tests/agent/test_self_update_kill9.py",  # five kills in two self-updates
     "tests/agent/test_self_update_rollout.py",  # two installed agents
     "tests/agent/test_self_update_fallback.py",
-    "tests/agent/test_self_update_trial.py",
-    "tests/agent/test_self_update.py",
+    "tests/agent/test_self_update.py",  # 256 s
     "tests/agent/test_crash_safety.py",
     "tests/e2e/test_keys.py",  # 183 s
     "tests/e2e/test_agent_credentials.py",  # 164 s

@@ -16,7 +16,7 @@ SLOWEST_FIRST: tuple[str, ...] = (
     "tests/e2e/test_rollouts.py",  # 609 s: 200 simulated hosts, many rounds, both dialects
     "tests/server/test_credentials.py",  # 508 s (CLI processes of its own, both dialects)
     "tests/server/test_admin_cli.py",  # 410 s
-    "tests/e2e/test_hostile.py",  # 376 s (878 s before, -n 0)
+    "tests/e2e/test_hostile.py",  # 376 s (alone at -n 0 beside the tree before: 175 s, 287 s)
     "tests/agent/test_self_update_trial.py",  # 369 s, the first to need the builds
     "tests/e2e/test_schedule.py",  # 357 s
     "tests/e2e/test_pins.py",  # 295 s

@@ -2,8 +2,10 @@
 
 `Fleet` initialises a server data dir as `uptend server init` does (in this process), starts
 `uptend server run --port 0` and reads the port from its first stdout line,
-so nothing sleeps waiting for it. `Fleet.publish` goes through the real CLI. Each `Host`
-has its own data dir and runs `uptend agent run` as a real process.
+so nothing sleeps waiting for it. `Fleet.cli` and `Fleet.publish` go through the real CLI
+(its entry point in this process: tests/support/inproc.py). Each `Host`
+has its own data dir and runs `uptend agent run` as a real process. The server and the
+agents are forked from an interpreter that has imported them (tests/support/zygote.py).
 """
 
 import json
@@ -17,10 +19,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.support import zygote
+from tests.support.inproc import cli_in_process, in_process_ok
 from uptend.server.services.setup import init_data_dir
 from uptend.server.settings import Settings
 
 UPTEND = [sys.executable, "-m", "uptend"]
+AGENT_MODULE = "uptend.agent.resident"  # what `uptend agent run` execs into
 
 APP_TEMPLATE = """
 import http.server, json, os, signal, sys, threading, time
@@ -101,15 +106,15 @@ class Host:
     def start(
         self, env: dict[str, str] | None = None, args: list[str] | None = None
     ) -> subprocess.Popen[bytes]:
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [*UPTEND, "agent", "run", str(self.dir), *(args or [])],
-            stdout=out,
-            stderr=out,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-        )
-        out.close()
+        """`uptend agent run DIR ARGS`: what it execs into, forked by the zygote."""
+        with self.log.open("ab") as out:
+            self.proc = zygote.popen(
+                AGENT_MODULE,
+                [str(self.dir), *(args or [])],
+                stdout=out,
+                stderr=out,
+                env={**os.environ, **(env or {})},
+            )
         return self.proc
 
     def stop(self) -> int:
@@ -200,15 +205,9 @@ class Fleet:
         self.stop_server()
 
     def start_server(self, port: int = 0) -> None:
-        log = (self.root / "server.log").open("ab")
-        run = [*UPTEND, "server", "run", str(self.server_dir), "--port", str(port)]
-        self.server = subprocess.Popen(
-            [*run, *self.server_args],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
+        run = ["server", "run", str(self.server_dir), "--port", str(port), *self.server_args]
+        with (self.root / "server.log").open("ab") as log:
+            self.server = zygote.popen("uptend", run, stdout=subprocess.PIPE, stderr=log)
         assert self.server.stdout is not None
         line = self.server.stdout.readline().decode().strip()
         assert line.startswith("listening on "), (line, self.server_log())
@@ -234,10 +233,21 @@ class Fleet:
     def env(self) -> dict[str, str]:
         return {**os.environ, "UPTEND_SERVER": self.url, "UPTEND_TOKEN": self.admin_token}
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [*UPTEND, *args], capture_output=True, text=True, env=self.env(), check=False
-        )
+    def cli(
+        self, *args: str, check: bool = True, process: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """`uptend ARGS` as the operator runs it, with this fleet's server and admin token.
+
+        In this process (`cli_in_process`) unless `process` or the command is one that
+        must be its own process: the same entry point, arguments, environment, output and
+        exit code, without an interpreter start and the imports per call.
+        """
+        if process or not in_process_ok(args):
+            done = subprocess.run(
+                [*UPTEND, *args], capture_output=True, text=True, env=self.env(), check=False
+            )
+        else:
+            done = cli_in_process(args, self.env())
         if check and done.returncode != 0:
             raise AssertionError(f"uptend {' '.join(args)} failed: {done.stdout}{done.stderr}")
         return done

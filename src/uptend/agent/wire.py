@@ -164,10 +164,13 @@ class Directives:
     credential: str | None = None  # a rotated credential: store it, then use it
     valid_until: datetime | None = None
     commands: list[Command] = field(default_factory=list)
+    retry_after_s: float | None = None  # the server is busy: the least wait before the next
 
     def __post_init__(self) -> None:
         if not 0 < self.poll_interval_s <= MAX_POLL_S:  # 0 would spin the agent
             raise WireError(f"poll_interval_s: {self.poll_interval_s} is not in (0, {MAX_POLL_S}]")
+        if self.retry_after_s is not None and not 0 < self.retry_after_s <= MAX_POLL_S:
+            raise WireError(f"retry_after_s: {self.retry_after_s} is not in (0, {MAX_POLL_S}]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

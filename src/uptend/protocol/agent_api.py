@@ -215,6 +215,12 @@ class Directives(_Wire):
     commands: list[Command] = Field(
         default=[], description="operator commands not yet acknowledged (redelivered until then)"
     )
+    retry_after_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=limits.MAX_POLL_S,
+        description="the server is busy: check in again no sooner than this many seconds",
+    )
 
 
 class WaitRequest(_Wire):

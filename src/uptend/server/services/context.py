@@ -17,6 +17,15 @@ from uptend.server.tuf_repo import TufRepo
 
 
 @dataclass(slots=True)
+class EvaluatorCounts:
+    """The rollout evaluator's passes, and how many of them read the database."""
+
+    passes: int = 0
+    queried: int = 0
+    moved: int = 0
+
+
+@dataclass(slots=True)
 class Context:
     settings: Settings
     db: Database
@@ -30,6 +39,7 @@ class Context:
     publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     memory: Memory = field(default_factory=Memory)
     checkins: CheckinCounters = field(default_factory=CheckinCounters)
+    evaluator: EvaluatorCounts = field(default_factory=EvaluatorCounts)
 
 
 def utcnow() -> datetime:

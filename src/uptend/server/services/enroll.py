@@ -15,7 +15,7 @@ from uptend.protocol import EnrollRequest, EnrollResponse
 from uptend.protocol.labels import parse_labels
 from uptend.protocol.names import check_name
 from uptend.server import tokens
-from uptend.server.services import auth
+from uptend.server.services import auth, rollouts
 from uptend.server.services.context import Context, utcnow
 from uptend.server.services.tokens import state_of
 from uptend.server.settings import ENROLLS_ENV
@@ -117,6 +117,7 @@ async def enroll(
         )
         await rows.add(tx, agent)
         await label_rows.change(tx, agent.id, parse_labels(request.labels))
+        await rollouts.join_late(tx, agent.id, group.name)
         audit.record(tx, now, f"token#{token.id}", "agent.enroll", f"{name} into {group.name}")
     return EnrollResponse(
         agent_id=agent.id,

@@ -1,12 +1,31 @@
 """Shared fixtures: a database URL over SQLite and PostgreSQL, and the fleet harness."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.fleet import Fleet
 from tests.support.pg import fresh_database
+from tests.support.slowest import SLOWEST_FIRST
+
+# Property tests run beside servers and agents on two shared cores, and under coverage in
+# scripts/test: the default 200 ms deadline per example then fails on load, not on a bug. A
+# deadline stays (an example that hangs or goes quadratic still fails), with room for load;
+# a test's own @settings (max_examples, deadline=None) builds on this profile.
+settings.register_profile(
+    "uptend", deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("uptend")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (a stable sort: each file keeps its own order)."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
 @pytest.fixture(autouse=True)

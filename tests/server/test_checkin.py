@@ -6,7 +6,6 @@ assumed. Tests share one real server per dialect and keep to their own agents an
 
 import signal
 import subprocess
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.server.test_agent_api import (
+from tests.support.fleet import UPTEND, Fleet, wait_until
+from tests.support.servers import (
     admin_client,
     check_in,
     enrolled,
@@ -23,18 +23,9 @@ from tests.server.test_agent_api import (
     running,
     upload,
 )
-from tests.support.fleet import UPTEND, Fleet, wait_until
 from uptend.agent.control import ControlClient
 from uptend.agent.wire import AppStatus, CheckIn, Directives
 from uptend.server.storage.db import sqlite_url
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Fleet]:
-    with fleet_on(request.param, tmp_path_factory.mktemp("fleet")) as fleet:
-        yield fleet
 
 
 def stats(url: str, token: str) -> dict[str, Any]:

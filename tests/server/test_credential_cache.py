@@ -14,18 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.test_agent_api import enrolled, fleet_on, running, upload
 from tests.support.fleet import UPTEND, Fleet
+from tests.support.servers import enrolled, running, upload
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Fleet]:
-    with fleet_on(request.param, tmp_path_factory.mktemp("fleet")) as fleet:
-        assert fleet.cli("group", "set", "cache", "--app", "cache-app").returncode == 0
-        upload(fleet, "cache-app", "1.0")
-        yield fleet
+@pytest.fixture(scope="module")
+def server(server: Fleet) -> Fleet:
+    """tests/server/conftest.py's server per dialect, holding group `cache` and cache-app 1.0."""
+    assert server.cli("group", "set", "cache", "--app", "cache-app").returncode == 0
+    upload(server, "cache-app", "1.0")
+    return server
 
 
 @pytest.fixture(scope="module")

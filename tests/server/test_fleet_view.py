@@ -20,20 +20,12 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from tests.server.test_admin_cli import wide
-from tests.server.test_agent_api import admin_client, check_in, enrolled, fleet_on, upload
+from tests.server.test_agent_api import admin_client, check_in, enrolled, upload
 from tests.support.fleet import Fleet, wait_until
 from uptend.policy.desired import is_outdated
 from uptend.protocol import ReasonCode
 from uptend.protocol.versions import newest
 from uptend.server.storage.db import sqlite_url
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Fleet]:
-    with fleet_on(request.param, tmp_path_factory.mktemp("fleet")) as fleet:
-        yield fleet
 
 
 @pytest.fixture(scope="module")

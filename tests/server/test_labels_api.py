@@ -1,21 +1,11 @@
 """Agent labels over real HTTP, on SQLite and PostgreSQL: enrollment, change, view, filter."""
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
-from tests.server.test_agent_api import admin_client, fleet_on
+from tests.server.test_agent_api import admin_client
 from tests.support.fleet import Fleet
 from uptend.server.storage.db import sqlite_url
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Fleet]:
-    with fleet_on(request.param, tmp_path_factory.mktemp("fleet")) as fleet:
-        yield fleet
 
 
 def enroll(fleet: Fleet, name: str, labels: list[str]) -> httpx.Response:

@@ -6,32 +6,22 @@ the fleet view's reason codes `pinned` and `floor`.
 """
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.server.test_agent_api import (
+from tests.support.fleet import Fleet, make_release
+from tests.support.servers import (
     admin_client,
     agents,
     app_of,
     directives,
     enrolled,
-    fleet_on,
     running,
     upload,
 )
-from tests.support.fleet import Fleet, make_release
 from uptend.server.tuf_repo.files import file_name
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Fleet]:
-    with fleet_on(request.param, tmp_path_factory.mktemp("fleet")) as fleet:
-        yield fleet
 
 
 def publish(fleet: Fleet, app: str, version: str, *flags: str) -> dict[str, Any]:

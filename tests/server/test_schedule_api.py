@@ -11,27 +11,18 @@ from typing import Any
 
 import pytest
 
-from tests.server.test_agent_api import (
+from tests.server.test_checkin import answer
+from tests.support.fleet import Fleet, make_release
+from tests.support.servers import (
     admin_client,
     agents,
     app_of,
     check_in,
     enrolled,
-    fleet_on,
     running,
     upload,
 )
-from tests.server.test_checkin import answer
-from tests.support.fleet import Fleet, make_release
 from tests.support.windows import open_now, shut_now
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Fleet]:
-    with fleet_on(request.param, tmp_path_factory.mktemp("fleet")) as fleet:
-        yield fleet
 
 
 def group_on(fleet: Fleet, group: str, app: str, *windows: str) -> None:

@@ -1,6 +1,7 @@
 """The fake fleet: a real `uptend server` process and real agent processes on 127.0.0.1.
 
-`Fleet` starts `uptend server run --port 0` and reads the port from its first stdout line,
+`Fleet` initialises a server data dir as `uptend server init` does (in this process), starts
+`uptend server run --port 0` and reads the port from its first stdout line,
 so nothing sleeps waiting for it. `Fleet.publish` goes through the real CLI. Each `Host`
 has its own data dir and runs `uptend agent run` as a real process.
 """
@@ -15,6 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from uptend.server.services.setup import init_data_dir
+from uptend.server.settings import Settings
 
 UPTEND = [sys.executable, "-m", "uptend"]
 
@@ -171,13 +175,16 @@ class Fleet:
         self.url = ""
         self.hosts: list[Host] = []
         self.server_args: list[str] = []  # more options for `uptend server run`
-        args = [*UPTEND, "server", "init", str(self.server_dir), "--json"]
-        if database_url:
-            args += ["--database-url", database_url]
-        out = subprocess.run(args, check=True, capture_output=True)
-        info = json.loads(out.stdout)
-        self.admin_token: str = info["admin_token"]
-        self.enroll_token: str = info["enroll_token"]
+        # What `uptend server init` does, in this process: a fresh interpreter importing the
+        # server for each fleet was most of a fleet's start-up. The command itself (its umask,
+        # output and refusals) is tested in tests/server/test_admin_cli.py.
+        previous = os.umask(0o077)
+        try:
+            done = init_data_dir(Settings(data_dir=self.server_dir, database_url=database_url))
+        finally:
+            os.umask(previous)
+        self.admin_token: str = done.admin_token
+        self.enroll_token: str = done.enroll_token
 
     def __enter__(self) -> "Fleet":
         self.start_server()

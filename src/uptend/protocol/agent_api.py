@@ -217,7 +217,7 @@ class Directives(_Wire):
     )
     retry_after_s: float | None = Field(
         default=None,
-        gt=0,
+        ge=0,
         le=limits.MAX_POLL_S,
         description="the server is busy: check in again no sooner than this many seconds",
     )

@@ -294,6 +294,9 @@ def test_the_per_label_cap_is_never_exceeded_and_the_fleet_view_agrees(
                 view = status(fleet)
                 outdated = reasons(fleet)
                 assert sum(w.installing for w in view.waves) == total
+                said = {s.value: s.installing for s in view.per_label if s.installing}
+                assert said == slots  # `rollout status` shows the per-label counts
+                assert {(s.key, s.cap) for s in view.per_label} == {("zone", cap)}
                 # the fleet view: a host not told is held by the cap if its zone is full, else
                 # it takes the release at its next check-in; a host told is about to
                 untold = untold_by_zone(fleet)

@@ -80,6 +80,29 @@ def _holding(stored: rollout_rows.StoredRollout | None) -> HeadRollout | None:
     return HeadRollout(r, plan, stored.version, stored.cuts())
 
 
+JOINABLE = (policy.State.RUNNING, policy.State.PAUSED, policy.State.HALTED)
+
+
+def late_joins(plan: GroupPlan, agent_id: str) -> list[tuple[str, int]]:
+    """(rollout, wave) of each live rollout a host enrolled after its start is to wait in.
+
+    Written at the host's first check-in (which writes anyway), not at its enrollment: an
+    enrollment storm on SQLite must not queue on one more write. The host takes the wave its
+    hash rank puts it in among the hosts ranked at the start, so it waits like its peers and
+    the fleet view and `rollout status` count it. One whose wave is open already gets its row
+    when it is let through, so the deadline of a wave opened long ago does not count it silent.
+    """
+    out = []
+    for a in plan.apps:
+        head = a.rollout
+        if head is None or head.cutoffs is None or head.rollout.state not in JOINABLE:
+            continue
+        wave = policy.wave_of(head.rollout.id, agent_id, head.cutoffs)
+        if wave > head.rollout.wave:
+            out.append((head.rollout.id, wave))
+    return out
+
+
 async def rollout_gates(
     ctx: Context,
     plan: GroupPlan,

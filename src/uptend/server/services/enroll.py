@@ -6,6 +6,7 @@ enrolls into that group. Enrollments are rate-limited per source address too. A 
 take the form of an agent id, so a name and an id never designate two different agents.
 """
 
+import contextlib
 import re
 import time
 import uuid
@@ -15,7 +16,7 @@ from uptend.protocol import EnrollRequest, EnrollResponse
 from uptend.protocol.labels import parse_labels
 from uptend.protocol.names import check_name
 from uptend.server import tokens
-from uptend.server.services import auth, rollouts
+from uptend.server.services import auth
 from uptend.server.services.context import Context, utcnow
 from uptend.server.services.tokens import state_of
 from uptend.server.settings import ENROLLS_ENV
@@ -83,7 +84,8 @@ async def enroll(
     wanted = tokens.digest(request.token)
     auth.check_limits(ctx, source, wanted)
     credential = tokens.new_secret(tokens.AGENT_PREFIX)
-    async with ctx.db.transaction() as tx:
+    turn = ctx.enroll_lock if ctx.db.dialect == "sqlite" else contextlib.nullcontext()
+    async with turn, ctx.db.transaction() as tx:
         token = await token_rows.by_digest(tx, wanted)
         if token is not None and not tokens.same_digest(token.token_hash, wanted):
             token = None
@@ -117,7 +119,6 @@ async def enroll(
         )
         await rows.add(tx, agent)
         await label_rows.change(tx, agent.id, parse_labels(request.labels))
-        await rollouts.join_late(tx, agent.id, group.name)
         audit.record(tx, now, f"token#{token.id}", "agent.enroll", f"{name} into {group.name}")
     return EnrollResponse(
         agent_id=agent.id,

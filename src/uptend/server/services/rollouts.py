@@ -18,6 +18,7 @@ from uptend.protocol.names import check_name
 from uptend.protocol.rollouts import (
     ChannelPlan,
     ChannelPlanView,
+    LabelSlotsView,
     PreviewView,
     PreviewWave,
     RolloutView,
@@ -138,22 +139,6 @@ async def on_publish(
     audit.record(tx, now, actor, "rollout.start", f"{stored.next_rollout} {app} {version}")
 
 
-async def join_late(tx: Tx, agent_id: str, group: str) -> None:
-    """In an enrollment's transaction: the new host joins each live rollout of its group.
-
-    It takes the wave its hash rank puts it in among the hosts ranked at the start (so a
-    late host is as likely as any to be in the first wave, and waits like the others while
-    its wave is not open): the fleet view and `rollout status` count it from now on. One
-    whose wave is open already gets its row when it is let through (its first check-in), so
-    the report deadline of a wave opened long ago does not count it as silent.
-    """
-    for r in await rows.live_for_group(tx, group):
-        cuts = r.cuts()
-        wave = None if cuts is None else policy.wave_of(r.id, agent_id, cuts)
-        if wave is not None and wave > r.wave:
-            await rows.join(tx, r.id, agent_id, wave)
-
-
 async def _find(tx: Tx, app: str, channel: str | None) -> rows.StoredRollout:
     r = await rows.latest(tx, app, channel)
     if r is None:
@@ -169,7 +154,8 @@ async def status(ctx: Context, app: str, channel: str | None) -> RolloutView:
     async with ctx.db.transaction() as tx:
         r = await _find(tx, app, channel)
         hosts = await rows.hosts(tx, r.id, r.app)
-    return _view(r, hosts, utcnow())
+        slots = await rows.label_slots(tx, r.id)
+    return _view(r, hosts, utcnow(), slots)
 
 
 async def command(
@@ -194,7 +180,8 @@ async def command(
         after = await rows.by_id(tx, r.id)
         assert after is not None
         hosts = await rows.hosts(tx, r.id, r.app)
-    return _view(after, hosts, now)
+        slots = await rows.label_slots(tx, r.id)
+    return _view(after, hosts, now, slots)
 
 
 # -- evaluation ----------------------------------------------------------------------------------
@@ -234,7 +221,12 @@ def _phases(
     return out
 
 
-def _view(r: rows.StoredRollout, hosts: list[rows.HostRow], now: datetime) -> RolloutView:
+def _view(
+    r: rows.StoredRollout,
+    hosts: list[rows.HostRow],
+    now: datetime,
+    slots: list[tuple[str, str, int, int]],
+) -> RolloutView:
     plan = parse_plan(r.plan)
     phases = _phases(r, plan, hosts, now)
     sizes = [0] * len(plan.waves)
@@ -261,6 +253,7 @@ def _view(r: rows.StoredRollout, hosts: list[rows.HostRow], now: datetime) -> Ro
         ended_at=r.ended_at,
         plan=ChannelPlan.model_validate_json(r.plan),
         waves=waves,
+        per_label=[LabelSlotsView(key=k, value=v, installing=n, cap=cap) for k, v, n, cap in slots],
     )
 
 

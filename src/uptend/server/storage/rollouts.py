@@ -9,7 +9,7 @@ evaluating the same rollout at once exactly one moves it.
 import json
 import secrets
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
@@ -221,32 +221,28 @@ async def live(
     return list((await conn.execute(stmt)).scalars())
 
 
-async def live_for_group(conn: Conn, group: str) -> list[StoredRollout]:
-    """The rollouts not yet over on the channels `group` follows."""
-    stmt = (
-        select(*_COLUMNS)
-        .join(
-            GROUP_APPS,
-            and_(GROUP_APPS.c.app == ROLLOUTS.c.app, GROUP_APPS.c.channel == ROLLOUTS.c.channel),
-        )
-        .where(GROUP_APPS.c.group == group, ROLLOUTS.c.state.in_(LIVE))
-    )
-    return [_stored(r) for r in await conn.execute(stmt)]
+async def join(conn: AsyncConnection, agent_id: str, waves: Sequence[tuple[str, int]]) -> None:
+    """A host enrolled after these rollouts started: its row in each (`waves`: id, wave).
 
-
-async def join(tx: Tx, rollout_id: str, agent_id: str, wave: int) -> None:
-    """A host enrolled after the rollout started: its row, in the wave its rank gives it."""
-    await tx.execute(
-        insert(HOSTS).values(
-            rollout_id=rollout_id,
-            agent_id=agent_id,
-            wave=wave,
-            previous=None,
-            restarts_then=0,
-            slot=False,
-            outcome="",
-            slot_labels="",
-        )
+    The wave is the one its rank gives it; a row there already stays (a replica told first).
+    """
+    if not waves:
+        return
+    await conn.execute(
+        _insert(conn, HOSTS),
+        [
+            {
+                "rollout_id": rollout_id,
+                "agent_id": agent_id,
+                "wave": wave,
+                "previous": None,
+                "restarts_then": 0,
+                "slot": False,
+                "outcome": "",
+                "slot_labels": "",
+            }
+            for rollout_id, wave in waves
+        ],
     )
 
 
@@ -499,7 +495,9 @@ async def free_slots(tx: Tx, rollout_id: str, agent_ids: Sequence[str]) -> int:
 
     One UPDATE clears the hosts' flags and returns what each held, then the counts drop in
     one UPDATE each: host rows, rollout, label slots in key order, the order `tell` locks
-    them in.
+    them in. `slot_labels` stays as it was: RETURNING reads a row as updated, so clearing it
+    here would return "" and leave the label counts taken for good (it means nothing once
+    `slot` is false, and a host is told once).
     """
     if not agent_ids:
         return 0
@@ -510,7 +508,7 @@ async def free_slots(tx: Tx, rollout_id: str, agent_ids: Sequence[str]) -> int:
             HOSTS.c.agent_id.in_(list(agent_ids)),
             HOSTS.c.slot.is_(True),
         )
-        .values(slot=False, slot_labels="")
+        .values(slot=False)
         .returning(HOSTS.c.slot_labels)
     )
     held = [r[0] for r in done]
@@ -532,12 +530,14 @@ async def free_slots(tx: Tx, rollout_id: str, agent_ids: Sequence[str]) -> int:
     return len(held)
 
 
-async def label_counts(conn: Conn, rollout_id: str) -> Mapping[tuple[str, str], int]:
-    """Hosts installing per (label key, value) of the rollout, as its slots count them."""
-    stmt = select(SLOTS.c.key, SLOTS.c.value, SLOTS.c.installing).where(
-        SLOTS.c.rollout_id == rollout_id
+async def label_slots(conn: Conn, rollout_id: str) -> list[tuple[str, str, int, int]]:
+    """(key, value, hosts installing, cap) of each label value of the rollout that took a slot."""
+    stmt = (
+        select(SLOTS.c.key, SLOTS.c.value, SLOTS.c.installing, SLOTS.c.cap)
+        .where(SLOTS.c.rollout_id == rollout_id)
+        .order_by(SLOTS.c.key, SLOTS.c.value)
     )
-    return {(k, v): int(n) for k, v, n in await conn.execute(stmt)}
+    return [(k, v, int(n), int(cap)) for k, v, n, cap in await conn.execute(stmt)]
 
 
 async def target_of(conn: Conn, app: str, version: str) -> str | None:

@@ -285,7 +285,9 @@ class RolloutHostRow(Base):
     restarts_then: Mapped[int] = mapped_column(Integer, default=0)
     slot: Mapped[bool] = mapped_column(Boolean, default=False)  # holds an installing slot
     outcome: Mapped[str] = mapped_column(String(16), default="")  # succeeded | failed, once done
-    slot_labels: Mapped[str] = mapped_column(Text, default="")  # JSON [[key, value]] it holds
+    slot_labels: Mapped[str] = mapped_column(
+        Text, default=""
+    )  # JSON [[key, value]] taken (held while slot)
 
 
 class RolloutSlotRow(Base):

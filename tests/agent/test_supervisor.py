@@ -97,3 +97,36 @@ def test_how_an_app_of_ours_ended_is_said_as_it_is(layout: Layout, code: str, sa
     wait_until(lambda: not sup.alive("app"), what="the app ended")
     assert sup.ended("app") == says
     sup.stop_all()
+
+
+def test_the_crash_count_outlives_an_agent_restart(layout: Layout) -> None:
+    """A crash during a rollout's soak must not be hidden by restarting the agent."""
+    (layout.version_dir("app", "1.0") / "uptend.toml").write_text(
+        f'[app]\ncommand = ["{sys.executable}", "-c", "import sys; sys.exit(3)"]\n'
+    )
+    sup = Supervisor(layout)
+    sup.start("app")
+    wait_until(lambda: not sup.alive("app"), what="the app ended")
+    sup.tick(["app"])  # the supervisor sees the crash
+    assert sup.crashes("app") == 1
+    sup.stop_all()
+
+    again = Supervisor(layout)  # a new agent process: nothing in memory
+    assert again.crashes("app") == 1
+    again.start("app")
+    wait_until(lambda: not again.alive("app"), what="the app ended again")
+    again.tick(["app"])
+    assert again.crashes("app") == 2  # counted on from what was recorded
+    again.stop_all()
+
+    files.point_current_at(layout.app_dir("app"), "1.0")  # same version: the count stands
+    assert Supervisor(layout).crashes("app") == 2
+    (layout.app_dir("app") / supervisor.CRASHES_FILE).write_text(
+        '{"version": "1.0", "crashes": -5}'
+    )
+    assert Supervisor(layout).crashes("app") == 0  # a damaged record counts as none
+
+
+def test_a_new_version_starts_its_crash_count_at_zero(layout: Layout) -> None:
+    (layout.app_dir("app") / supervisor.CRASHES_FILE).write_text('{"version": "0.9", "crashes": 4}')
+    assert Supervisor(layout).crashes("app") == 0

@@ -141,6 +141,8 @@ def _strategy(tp: Any, name: str = "", *, sent: bool = False) -> st.SearchStrate
         return st.lists(_strategy(get_args(tp)[0], sent=sent), max_size=3)
     if name == "poll_interval_s":
         return st.floats(min_value=1e-3, max_value=wire.MAX_POLL_S)
+    if name == "retry_after_s":  # a wait, never negative; 0 is no wait
+        return st.floats(min_value=0, max_value=wire.MAX_POLL_S)
     if sent and name in BY_NAME:
         return BY_NAME[name]
     if tp is bool:
@@ -238,6 +240,8 @@ def _with(**changes: Any) -> bytes:
         (_with(poll_interval_s=0), "poll_interval_s: 0.0 is not in"),
         (_with(poll_interval_s=1e400), "not finite"),  # json reads 1e400 as inf
         (_with(poll_interval_s=-1), "is not in"),
+        (_with(retry_after_s=-1), "retry_after_s: -1.0 is not in"),
+        (_with(retry_after_s=1e9), "retry_after_s: 1000000000.0 is not in"),
         (_with(apps={"app": "demo"}), "apps: expected a list"),
         (_with(apps=[{"app": "demo"}]), "apps[0]: version is missing"),
         (_with(apps=[{"app": 7, "version": None}]), "apps[0].app: expected str"),

@@ -205,3 +205,110 @@ def test_pause_resume_abort_and_supersede(any_db_fleet: Fleet) -> None:
             assert 0 < len(on(sims.hosts, "3.1")) <= 20  # its own wave 1 only
 
     asyncio.run(scenario())
+
+
+def heard(view: RolloutView, n: int) -> bool:
+    """The evaluator saw `n` hosts on the new release."""
+    return sum(w.soaking + w.succeeded for w in view.waves) >= n
+
+
+def untold_by_zone(fleet: Fleet) -> dict[str, int]:
+    """Per zone, the hosts of the rollout not let through yet (the server's own rows)."""
+    engine = create_engine(fleet.database_url or sqlite_url(fleet.server_dir))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT l.value, count(*) FROM rollout_hosts h JOIN agent_labels l"
+                " ON l.agent_id = h.agent_id AND l.key = 'zone' WHERE h.told_at IS NULL"
+                " GROUP BY l.value"
+            )
+        ).all()
+    engine.dispose()
+    return dict(rows)
+
+
+def installing_by_zone(fleet: Fleet) -> tuple[dict[str, int], dict[str, int], int, int]:
+    """The server's own state: per zone, the hosts holding a slot and the slot count; in all."""
+    engine = create_engine(fleet.database_url or sqlite_url(fleet.server_dir))
+    with engine.connect() as conn:
+        holding = conn.execute(
+            text(
+                "SELECT l.value, count(*) FROM rollout_hosts h JOIN agent_labels l"
+                " ON l.agent_id = h.agent_id AND l.key = 'zone' WHERE h.slot GROUP BY l.value"
+            )
+        ).all()
+        slots = conn.execute(
+            text("SELECT value, installing FROM rollout_slots WHERE key = 'zone'")
+        ).all()
+        total = conn.execute(text("SELECT count(*) FROM rollout_hosts WHERE slot")).scalar()
+        counted = conn.execute(text("SELECT sum(installing) FROM rollouts")).scalar()
+    engine.dispose()
+    return dict(holding), {v: n for v, n in slots if n}, int(total or 0), int(counted or 0)
+
+
+@pytest.mark.timeout(900)
+def test_the_per_label_cap_is_never_exceeded_and_the_fleet_view_agrees(
+    any_db_fleet: Fleet,
+) -> None:
+    fleet = any_db_fleet
+    zones, cap = 4, 5
+
+    async def scenario() -> None:
+        async with SimFleet(fleet.url, fleet.enroll_token) as sims:
+            fleet.cli("group", "set", "roll", "--app", APP, "--poll-interval", "60")
+            publish(fleet, "1.0")
+            for n in range(HOSTS // 8):
+
+                def zone(i: int, n: int = n) -> list[str]:
+                    return [f"zone=z{(8 * n + i) % zones}"]
+
+                await sims.enroll(8, group="roll", labels=zone)
+            await sims.rounds_until(APP, "1.0")
+            await sims.round()
+            fleet.cli(
+                "channel", "set", APP, "stable", "--soak", "0",
+                "--max-concurrent-per-label", f"zone={cap}",
+            )  # fmt: skip
+            zone_of = {h.name: f"z{i % zones}" for i, h in enumerate(sims.hosts)}
+            publish(fleet, "2.0")
+            before: set[str] = set()
+            for _ in range(60):  # at most `zones * cap` a round: about 10 rounds
+                await sims.round()
+                after = on(sims.hosts, "2.0")
+                new = Counter(zone_of[n] for n in after - before)
+                assert max(new.values(), default=0) <= cap, new  # told at most `cap` per zone
+
+                def reported(v: RolloutView, n: int = len(before)) -> bool:
+                    return heard(v, n) or v.state == "completed"
+
+                view = await until(fleet, reported, "reported")
+                if view.state == "completed":
+                    break
+                # The evaluator has freed the slots of the hosts that reported: until the next
+                # round only the hosts told in this one hold slots, so the server's state holds
+                # still while it is sampled.
+                holding, slots, total, counted = installing_by_zone(fleet)
+                assert holding == slots  # the slot counts are the hosts holding one
+                assert all(n <= cap for n in slots.values()), slots
+                assert total == counted
+                view = status(fleet)
+                outdated = reasons(fleet)
+                assert sum(w.installing for w in view.waves) == total
+                said = {s.value: s.installing for s in view.per_label if s.installing}
+                assert said == slots  # `rollout status` shows the per-label counts
+                assert {(s.key, s.cap) for s in view.per_label} == {("zone", cap)}
+                # the fleet view: a host not told is held by the cap if its zone is full, else
+                # it takes the release at its next check-in; a host told is about to
+                untold = untold_by_zone(fleet)
+                full = {z for z, n in slots.items() if n == cap}
+                assert outdated["concurrency_cap"] == sum(untold.get(z, 0) for z in full)
+                pending = sum(n for z, n in untold.items() if z not in full)
+                assert outdated["update_pending"] == view.waves[0].installing + pending
+                assert view.waves[0].waiting == sum(untold.values())
+                before = after
+            assert on(sims.hosts, "2.0") == {h.name for h in sims.hosts}
+            done = await until(fleet, lambda v: v.state == "completed", "completed")
+            assert done.waves[0].succeeded == HOSTS
+            assert installing_by_zone(fleet)[1:] == ({}, 0, 0)  # every slot given back
+
+    asyncio.run(scenario())

@@ -21,9 +21,11 @@ from uptend.policy.rollout import (
     Rollout,
     State,
     Take,
+    cutoffs,
     evaluate,
     gate,
     installing,
+    label_slots,
     membership,
     parse_label_cap,
     parse_waves,
@@ -31,6 +33,7 @@ from uptend.policy.rollout import (
     ranked,
     splay_offset,
     transition,
+    wave_of,
     wave_sizes,
 )
 from uptend.protocol import ReasonCode
@@ -392,3 +395,29 @@ def test_the_reason_given_is_the_one_that_holds_the_host_back(
     opened = rollout(State.RUNNING, max(wave, host_wave))
     again = ask(opened, plan, wave=host_wave, told=told, took=took, busy=busy)
     assert not (isinstance(again, Hold) and again.code is ReasonCode.WAITING_WAVE)
+
+
+@given(
+    hosts=st.sets(st.text("abcdef0123456789", min_size=1, max_size=8), max_size=60),
+    late=st.sets(st.text("ghijkl", min_size=1, max_size=6), max_size=20),
+    waves=st.sampled_from([(100.0,), (5.0, 25.0, 100.0), (10.0, 100.0), (1.0, 2.0, 50.0, 100.0)]),
+)
+def test_the_rank_cutoffs_give_every_host_its_wave_and_a_late_host_the_one_its_rank_says(
+    hosts: set[str], late: set[str], waves: tuple[float, ...]
+) -> None:
+    cuts = cutoffs("r1", hosts, waves)
+    assert len(cuts) == len(waves)
+    start = membership("r1", hosts, waves)
+    assert {a: wave_of("r1", a, cuts) for a in hosts} == start  # the same waves as at the start
+    everyone = ranked("r1", hosts | late)
+    for a in late:
+        w = wave_of("r1", a, cuts)
+        # its successor among the start hosts in rank order decides (none after it: the last)
+        after = [h for h in everyone[everyone.index(a) + 1 :] if h in hosts]
+        assert w == (start[after[0]] if after else len(waves) - 1)
+
+
+def test_a_host_without_the_capped_label_takes_no_label_slot() -> None:
+    plan = Plan(max_concurrent_per_label=(("rack", 1), ("zone", 2)))
+    assert label_slots(plan, {"zone": "eu", "os": "x"}) == (("zone", "eu", 2),)
+    assert label_slots(plan, {}) == ()

@@ -20,8 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-import httpx
-
+from tests.support.keepalive import KeepAlive
 from uptend import __version__
 from uptend.agent import decide, machine, wire
 from uptend.agent.status import app_status, report_of
@@ -135,8 +134,7 @@ class SimFleet:
         self.checkins = 0
         self._limit = asyncio.Semaphore(concurrency)
         self._rand = random.Random(7)  # noqa: S311 - jitter, not secrets
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self._http = httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits)
+        self._http = KeepAlive(url, concurrency)  # httpx cost the hosts their poll rate
 
     async def __aenter__(self) -> "SimFleet":
         return self
@@ -198,13 +196,9 @@ class SimFleet:
         if credential is not None:
             headers["Authorization"] = f"Bearer {credential}"
         async with self._limit:
-            try:
-                response = await self._http.post(path, content=body, headers=headers)
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                # a keep-alive connection the server closed while the test was busy elsewhere
-                # (uvicorn's 5 s timeout): the request never reached it, send it again
-                response = await self._http.post(path, content=body, headers=headers)
+            status, data = await self._http.post(path, body.encode(), headers)
             self.checkins += path.endswith("/checkin")
-        if response.status_code != 200:
-            raise AssertionError(f"{path} answered {response.status_code}: {response.text[:300]}")
-        return response.content
+        if status != 200:
+            text = data[:300].decode(errors="replace")
+            raise AssertionError(f"{path} answered {status}: {text}")
+        return data

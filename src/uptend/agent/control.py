@@ -22,7 +22,7 @@ from uptend import __version__
 from uptend.agent import tls, wire
 from uptend.agent.crashpoints import crashpoint
 from uptend.agent.wire import CheckIn, Directives
-from uptend.errors import AuthError, ConfigError, TransientError, UptendError
+from uptend.errors import AuthError, ConfigError, RateLimitedError, TransientError, UptendError
 from uptend.protocol.errors import error_from_body
 from uptend.protocol.tokens import AGENT_PREFIX
 
@@ -33,6 +33,16 @@ _CREDENTIAL = re.compile(re.escape(AGENT_PREFIX) + r"[A-Za-z0-9_\-]{16,200}")
 _RETRY_HINT = "the agent keeps its apps running and retries with backoff"
 # What a kept-alive connection the server has closed meanwhile raises on its next request.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+MAX_RETRY_AFTER_S = 3600  # a larger Retry-After (hostile or broken) is capped at this
+
+
+def _retry_after(value: str | None) -> int | None:
+    """Retry-After as delta-seconds, bounded (an HTTP date is ignored: the clock may lie)."""
+    if value is None or not value.strip().isdigit() or len(value) > 10:
+        return None
+    return min(int(value), MAX_RETRY_AFTER_S)
 
 
 class ControlClient:
@@ -63,7 +73,10 @@ class ControlClient:
 
     def post(self, path: str, body: object, answer: type[T]) -> T:
         """POST the wire message `body` to `path`; the server's answer as an `answer`."""
-        status, data = self._exchange(path.lstrip("/"), wire.encode(body))
+        status, data, after = self._exchange(path.lstrip("/"), wire.encode(body))
+        if status in (429, 503) and after is not None:  # busy or rate-limited: wait as told
+            e = error_from_body(status, data)
+            raise RateLimitedError(e.message, hint=e.hint, retry_after_s=after)
         if status >= 400:
             raise error_from_body(status, data)
         try:
@@ -94,8 +107,12 @@ class ControlClient:
         if answer.credential is not None:
             self._rotate(answer.credential)
             answer = dataclasses.replace(answer, credential=None)  # never in directives.json
-        if answer.unchanged and last is not None:  # commands ride an "unchanged" too
-            return dataclasses.replace(last, commands=answer.commands) if answer.commands else last
+        if answer.unchanged and last is not None:  # commands and a busy hint ride it too
+            if answer.commands or answer.retry_after_s is not None:
+                return dataclasses.replace(
+                    last, commands=answer.commands, retry_after_s=answer.retry_after_s
+                )
+            return last
         return answer
 
     def _rotate(self, credential: str) -> None:
@@ -122,7 +139,8 @@ class ControlClient:
             self._conn.close()
             self._conn = None
 
-    def _exchange(self, path: str, body: bytes) -> tuple[int, bytes]:
+    def _exchange(self, path: str, body: bytes) -> tuple[int, bytes, int | None]:
+        """(status, body, Retry-After in whole seconds if given and sane) of one POST."""
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"uptend/{__version__}",
@@ -152,7 +170,7 @@ class ControlClient:
                 raise self._unreachable(e) from None
             if response.will_close or len(data) > wire.MAX_BODY_BYTES:
                 self.close()  # a body over the limit is cut, so the connection is unusable
-            return response.status, data
+            return response.status, data, _retry_after(response.getheader("Retry-After"))
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:

@@ -42,7 +42,7 @@ from uptend.agent.wire import (
     clean,
 )
 from uptend.agent.worker import Spawn, Work, Workers
-from uptend.errors import AuthError, TransientError, UptendError
+from uptend.errors import AuthError, RateLimitedError, TransientError, UptendError
 from uptend.policy.backoff import jittered_s, retry_delay_s
 from uptend.protocol import limits
 from uptend.protocol.limits import MAX_REASON
@@ -328,6 +328,8 @@ class Agent:
             delay = retry_delay_s(
                 self.checkin_failures, base_s=1.0, cap_s=cap, rand=self._rand.random()
             )
+            if isinstance(e, RateLimitedError):  # 503/429 + Retry-After: no sooner than that
+                delay = max(delay, float(e.retry_after_s))
             log.warning("check-in failed (%s); next try in %.1fs", e.message, delay)
             self.settings_keeper.checked_in(ok=False, error=e.message)
             return delay
@@ -336,7 +338,9 @@ class Agent:
         self.settings_keeper.checked_in(ok=True)
         self.settings_keeper.delivered(reports)
         book.delivered(acks)
-        commands, directives = directives.commands, replace(directives, commands=[])
+        busy_s = directives.retry_after_s or 0.0  # a busy server's least wait: not kept
+        commands = directives.commands
+        directives = replace(directives, commands=[], retry_after_s=None)
         if commands:
             busy = lambda app: self.driver(app).owns_process  # noqa: E731
             self.operator.carry_out(commands, self.apps(), busy)
@@ -350,7 +354,7 @@ class Agent:
         self.directives = directives
         if self.unwritable:  # docs/faults.md F41: no update without a journal; apps keep running
             log.warning("%s", self.unwritable)
-            return jittered_s(self.poll_interval(), self._rand.random())
+            return max(busy_s, jittered_s(self.poll_interval(), self._rand.random()))
         if changed:  # the idle check-in path writes nothing when nothing changed
             files.write_atomically(self.layout.directives, wire.encode(directives))
         for app in directives.retry:  # from a server before `retry` was a command
@@ -366,8 +370,8 @@ class Agent:
             self.asked = asks
             self.looking = jobs.lookup(self.spawn, self.layout, url, pre, asks)
         if book.unacked:  # say what became of the commands now, not at the next poll
-            return 0.0
-        return jittered_s(self.poll_interval(), self._rand.random())
+            return busy_s
+        return max(busy_s, jittered_s(self.poll_interval(), self._rand.random()))
 
     def _retry(self, app: str) -> None:
         driver = self.driver(app)

@@ -15,6 +15,7 @@ that ignores SIGTERM). Only `stop_all`, at the agent's exit, waits.
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import secrets
@@ -29,6 +30,7 @@ from uptend.agent.layout import Layout
 from uptend.agent.procs import RUN_ID_ENV, Record, Verdict
 from uptend.errors import ConfigError
 from uptend.policy.backoff import retry_delay_s
+from uptend.protocol.limits import MAX_INT as MAX_CRASHES
 from uptend.protocol.manifest import MANIFEST_NAME, Manifest, parse_manifest
 
 log = logging.getLogger("uptend.agent")
@@ -38,6 +40,7 @@ RESTART_BASE_S = 1.0
 RESTART_CAP_S = 60.0
 STABLE_AFTER_S = 30.0  # a process that ran this long resets the restart backoff
 ADOPTED_EXIT = "exited (exit status unknown: not our child, adopted from the last agent)"
+CRASHES_FILE = "crashes.json"  # {"version", "crashes"}: the count outlives an agent restart
 
 
 @dataclass(slots=True)
@@ -348,9 +351,30 @@ class Supervisor:
         return proc.version if proc is not None and proc.exit_code() is None else None
 
     def crashes(self, app: str) -> int:
-        """How often `app`'s process ended by itself since its version started."""
+        """How often `app`'s process ended by itself since its version started.
+
+        Kept on disk too (`crashes.json` in the app's directory): an agent restart must not
+        reset the count a rollout's soak judges, or restarting the agent would hide a crash.
+        """
         proc = self._procs.get(app)
-        return 0 if proc is None else proc.crashes
+        version = proc.version if proc is not None else files.read_current(self.layout.app_dir(app))
+        saved = 0 if version is None else self._saved_crashes(app, version)
+        return max(saved, 0 if proc is None else proc.crashes)
+
+    def _saved_crashes(self, app: str, version: str) -> int:
+        try:
+            saved = json.loads((self.layout.app_dir(app) / CRASHES_FILE).read_bytes()[:4096])
+            n = saved["crashes"] if saved["version"] == version else 0
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0  # none yet, or damaged: what memory counts stands
+        return n if isinstance(n, int) and 0 <= n <= MAX_CRASHES else 0
+
+    def _save_crashes(self, app: str, version: str, n: int) -> None:
+        body = json.dumps({"version": version, "crashes": n}).encode()
+        try:
+            files.write_atomically(self.layout.app_dir(app) / CRASHES_FILE, body)
+        except OSError as e:  # a full disk must not stop the supervisor: memory still counts
+            log.warning("cannot record the crash count of %s: %s", app, e)
 
     def ended(self, app: str) -> str | None:
         """How `app`'s process ended, in words; None while it runs or before it is started."""
@@ -373,7 +397,8 @@ class Supervisor:
                     proc.restarts = 0
             elif proc.restart_at is None:
                 proc.restarts += 1
-                proc.crashes += 1
+                proc.crashes = max(proc.crashes, self._saved_crashes(app, proc.version)) + 1
+                self._save_crashes(app, proc.version, min(proc.crashes, MAX_CRASHES))
                 delay = retry_delay_s(
                     proc.restarts, base_s=RESTART_BASE_S, cap_s=RESTART_CAP_S, rand=0.5
                 )

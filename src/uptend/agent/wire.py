@@ -172,10 +172,14 @@ class Directives:
     commands: list[Command] = field(default_factory=list)
     settings_version: int | None = None  # the agent's own signed settings (settingskeeper.py)
     settings_target: str | None = None
+    retry_after_s: float | None = None  # the server is busy: the least wait before the next
 
     def __post_init__(self) -> None:
         if not 0 < self.poll_interval_s <= MAX_POLL_S:  # 0 would spin the agent
             raise WireError(f"poll_interval_s: {self.poll_interval_s} is not in (0, {MAX_POLL_S}]")
+        # 0 asks no wait beyond the poll (unlike a poll interval of 0, it cannot spin)
+        if self.retry_after_s is not None and not 0 <= self.retry_after_s <= MAX_POLL_S:
+            raise WireError(f"retry_after_s: {self.retry_after_s} is not in [0, {MAX_POLL_S}]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

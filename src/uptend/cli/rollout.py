@@ -111,3 +111,7 @@ def _show(view: RolloutView, json_out: bool) -> None:
             ),
         )
     console.print(table)
+    busy = [s for s in view.per_label if s.installing]
+    if busy:
+        shown = ", ".join(f"{s.key}={s.value} {s.installing}/{s.cap}" for s in busy)
+        console.print(literal(f"installing per label (of the cap): {shown}"))

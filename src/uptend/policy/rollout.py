@@ -204,6 +204,29 @@ def membership(rollout_id: str, hosts: Iterable[str], waves: Sequence[float]) ->
     return out
 
 
+def cutoffs(rollout_id: str, hosts: Iterable[str], waves: Sequence[float]) -> tuple[str, ...]:
+    """Per wave, the hash rank (hex) of its last host at the start ("" while none yet).
+
+    What `wave_of` places a host by: a host enrolled after the start falls into the wave its
+    own rank puts it in among the hosts ranked at the start, like any other host of that rank.
+    """
+    order = ranked(rollout_id, hosts)
+    return tuple(
+        _key(rollout_id, order[end - 1]).hex() if end else ""
+        for end in wave_sizes(waves, len(order))
+    )
+
+
+def wave_of(rollout_id: str, agent: str, cuts: Sequence[str]) -> int:
+    """The wave of a host by its rank: the first whose last host ranks at or after it.
+
+    For a host ranked at the start it is the wave `membership` gave it; one ranked after
+    every host of the start joins the last wave.
+    """
+    key = _key(rollout_id, agent).hex()
+    return next((k for k, cut in enumerate(cuts) if key <= cut), len(cuts) - 1)
+
+
 def splay_offset(rollout_id: str, agent: str, splay_s: float) -> timedelta:
     """How long after its wave opens this host starts: spread evenly over the splay."""
     fraction = int.from_bytes(_key(rollout_id, agent)[:8], "big") / 2**64
@@ -368,6 +391,16 @@ class Installing:
     by_label: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
+def label_slots(plan: Plan, labels: Mapping[str, str]) -> tuple[tuple[str, str, int], ...]:
+    """The (key, value, cap) slots a host with `labels` takes while it installs.
+
+    A host without a capped key is not bounded by that key's cap (it belongs to no rack).
+    """
+    return tuple(
+        (key, labels[key], cap) for key, cap in plan.max_concurrent_per_label if key in labels
+    )
+
+
 def installing(labels: Iterable[Mapping[str, str]]) -> Installing:
     """Count the installing hosts, from each one's labels."""
     total = 0
@@ -424,8 +457,7 @@ def gate(
     if plan.max_concurrent is not None and busy.total >= plan.max_concurrent:
         msg = f"{busy.total} hosts installing (cap {plan.max_concurrent})"
         return Hold(ReasonCode.CONCURRENCY_CAP, msg)
-    for key, cap in plan.max_concurrent_per_label:
-        value = labels.get(key)
-        if value is not None and busy.by_label.get((key, value), 0) >= cap:
+    for key, value, cap in label_slots(plan, labels):
+        if busy.by_label.get((key, value), 0) >= cap:
             return Hold(ReasonCode.CONCURRENCY_CAP, f"{cap} hosts installing in {key}={value}")
     return Take()

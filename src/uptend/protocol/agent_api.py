@@ -240,6 +240,12 @@ class Directives(_Wire):
     settings_target: str | None = Field(
         default=None, description="their TUF target (`uptend-agent/_config/<N>`)"
     )
+    retry_after_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=limits.MAX_POLL_S,
+        description="the server is busy: check in again no sooner than this many seconds",
+    )
 
 
 class WaitRequest(_Wire):

@@ -48,6 +48,15 @@ class WaveView(_Wire):
     waiting: int = 0
 
 
+class LabelSlotsView(_Wire):
+    """One label value's hosts installing now, against its `--max-concurrent-per-label` cap."""
+
+    key: str
+    value: str
+    installing: int
+    cap: int
+
+
 class RolloutView(_Wire):
     id: str
     app: str
@@ -61,6 +70,7 @@ class RolloutView(_Wire):
     ended_at: datetime | None
     plan: ChannelPlan
     waves: list[WaveView]
+    per_label: list[LabelSlotsView] = []  # each label value that took a slot, by key and value
 
 
 class PreviewWave(_Wire):

@@ -18,6 +18,7 @@ from uptend.server.api import rollouts as rollout_api
 from uptend.server.bodylimit import BodyLimit
 from uptend.server.generation import GenerationReader
 from uptend.server.lastseen import LastSeen
+from uptend.server.loadshed import InFlight, LoadShed
 from uptend.server.notify import Hub
 from uptend.server.ratelimit import Guard
 from uptend.server.services.context import Context, utcnow
@@ -100,11 +101,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="uptend", version=__version__, lifespan=lifespan)
     errors.install(app)
+    app.state.in_flight = InFlight(settings.max_in_flight, settings.retry_after_s)
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,
         larger={("POST", "/api/v1/releases"): settings.max_upload_bytes},
     )
+    app.add_middleware(LoadShed, gauge=app.state.in_flight)  # outermost: refuses first
     app.include_router(agent.router)
     app.include_router(admin.router, dependencies=[Depends(commands.changed)])
     app.include_router(commands.router, dependencies=[Depends(commands.changed)])

@@ -107,6 +107,7 @@ class HeadRollout:
     rollout: Rollout
     plan: RolloutPlan
     version: str
+    cutoffs: tuple[str, ...] | None = None  # each wave's last rank; None: read each host's wave
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,8 @@ LASTSEEN_FLUSH_ENV = "UPTEND_LASTSEEN_FLUSH_S"
 AUTH_FAILURES_ENV = "UPTEND_AUTH_FAILURES_PER_MIN"
 ENROLLS_ENV = "UPTEND_ENROLLS_PER_MIN"
 MAX_BODY_ENV = "UPTEND_MAX_BODY_BYTES"
+MAX_IN_FLIGHT_ENV = "UPTEND_MAX_IN_FLIGHT"  # requests served at once; more are answered 503
+RETRY_AFTER_ENV = "UPTEND_RETRY_AFTER"  # seconds a busy server asks agents to wait
 MAX_UPLOAD_ENV = "UPTEND_MAX_UPLOAD_BYTES"
 
 
@@ -66,6 +68,18 @@ def _env_bytes(name: str, default: int) -> int:
     if not text.isdigit() or not 1024 <= int(text) <= limits.MAX_INT:
         raise ConfigError(
             f"{name}={text!r} must be a whole number of bytes, at least 1024",
+            hint=f"unset {name} for the default of {default}",
+        )
+    return int(text)
+
+
+def _env_count(name: str, default: int, low: int, high: int) -> int:
+    text = os.environ.get(name, "")
+    if not text:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ConfigError(
+            f"{name}={text!r} must be a whole number from {low} to {high}",
             hint=f"unset {name} for the default of {default}",
         )
     return int(text)
@@ -112,6 +126,10 @@ class Settings:
     max_body_bytes: int = field(
         default_factory=lambda: _env_bytes(MAX_BODY_ENV, limits.MAX_BODY_BYTES)
     )
+    max_in_flight: int = field(
+        default_factory=lambda: _env_count(MAX_IN_FLIGHT_ENV, 1024, 2, 1_000_000)
+    )
+    retry_after_s: int = field(default_factory=lambda: _env_count(RETRY_AFTER_ENV, 5, 1, 3600))
     max_upload_bytes: int = field(
         default_factory=lambda: _env_bytes(MAX_UPLOAD_ENV, limits.MAX_UPLOAD_BYTES)
     )

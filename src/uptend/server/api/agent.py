@@ -79,7 +79,7 @@ checkin_router = APIRouter(route_class=_AuthFirst)  # included in `router`, unde
     ),
 )
 async def checkin(
-    call: Annotated[AgentCall, Depends(_caller)], body: CheckIn
+    call: Annotated[AgentCall, Depends(_caller)], body: CheckIn, request: Request
 ) -> Directives | Response:
     """Report this agent's state; receive the version each app should run.
 
@@ -90,8 +90,13 @@ async def checkin(
     answer = await service.checkin(call.ctx, call.agent, call.generation, body)
     if call.agent.rotating:  # `uptend agent rotate-credential`: hand it a new credential
         return await auth.hand_over(call.ctx, call.agent, answer)
+    wait = request.app.state.in_flight.retry_after()
     if isinstance(answer, bytes):  # "unchanged", serialized once per generation and group
+        if wait is not None:  # a JSON object: one more member before its closing brace
+            answer = answer[:-1] + b',"retry_after_s":%d}' % wait
         return Response(answer, media_type="application/json")
+    if wait is not None:
+        answer = answer.model_copy(update={"retry_after_s": float(wait)})
     return answer
 
 

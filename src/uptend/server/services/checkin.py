@@ -12,9 +12,15 @@ from uptend.protocol.targets import AGENT_APP
 from uptend.server.cache import Caller, GroupPlan, Known
 from uptend.server.services import commands
 from uptend.server.services.context import Context, utcnow
-from uptend.server.services.directives import directives_for, plan_for, rollout_gates
+from uptend.server.services.directives import (
+    directives_for,
+    late_joins,
+    plan_for,
+    rollout_gates,
+)
 from uptend.server.storage import hotpath
 from uptend.server.storage import releases as release_rows
+from uptend.server.storage import rollouts as rollout_rows
 
 
 def _reported(body: CheckIn) -> tuple[bytes, dict[str, AppStatus]]:
@@ -126,6 +132,7 @@ async def _record(
                 await hotpath.clear_retry(conn, agent_id, retry)
             if not recorded.seen:  # "never checked in" ends now, not at the next flush
                 await hotpath.set_last_seen(conn, {agent_id: now}, batch=False)
+                await rollout_rows.join(conn, agent_id, late_joins(plan, agent_id))
         ctx.checkins.recorded += 1
     installed = {app: r.installed for app, r in recorded.apps.items()}
     installed.update({app: s.version for app, s in reported.items()})

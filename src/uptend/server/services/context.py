@@ -17,6 +17,15 @@ from uptend.server.tuf_repo import TufRepo
 
 
 @dataclass(slots=True)
+class EvaluatorCounts:
+    """The rollout evaluator's passes, and how many of them read the database."""
+
+    passes: int = 0
+    queried: int = 0
+    moved: int = 0
+
+
+@dataclass(slots=True)
 class Context:
     settings: Settings
     db: Database
@@ -28,8 +37,13 @@ class Context:
     # Publishing bumps TUF metadata versions: one at a time per process (TufRepo also
     # holds a file lock for several processes on one data dir).
     publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # SQLite (one process): enrollments queue here, in order, rather than in SQLite's busy
+    # handler, which polls at up to 100 ms and favours newcomers, so in a long enrollment
+    # storm one could wait out the 10 s busy timeout while others kept the lock busy.
+    enroll_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     memory: Memory = field(default_factory=Memory)
     checkins: CheckinCounters = field(default_factory=CheckinCounters)
+    evaluator: EvaluatorCounts = field(default_factory=EvaluatorCounts)
 
 
 def utcnow() -> datetime:

@@ -80,7 +80,30 @@ def _holding(stored: rollout_rows.StoredRollout | None) -> HeadRollout | None:
     plan = parse_plan(stored.plan)
     state = policy.State(stored.state)
     r = policy.Rollout(stored.id, state, stored.wave, stored.wave_opened_at, len(plan.waves))
-    return HeadRollout(r, plan, stored.version)
+    return HeadRollout(r, plan, stored.version, stored.cuts())
+
+
+JOINABLE = (policy.State.RUNNING, policy.State.PAUSED, policy.State.HALTED)
+
+
+def late_joins(plan: GroupPlan, agent_id: str) -> list[tuple[str, int]]:
+    """(rollout, wave) of each live rollout a host enrolled after its start is to wait in.
+
+    Written at the host's first check-in (which writes anyway), not at its enrollment: an
+    enrollment storm on SQLite must not queue on one more write. The host takes the wave its
+    hash rank puts it in among the hosts ranked at the start, so it waits like its peers and
+    the fleet view and `rollout status` count it. One whose wave is open already gets its row
+    when it is let through, so the deadline of a wave opened long ago does not count it silent.
+    """
+    out = []
+    for a in plan.apps:
+        head = a.rollout
+        if head is None or head.cutoffs is None or head.rollout.state not in JOINABLE:
+            continue
+        wave = policy.wave_of(head.rollout.id, agent_id, head.cutoffs)
+        if wave > head.rollout.wave:
+            out.append((head.rollout.id, wave))
+    return out
 
 
 async def rollout_gates(
@@ -92,9 +115,10 @@ async def rollout_gates(
 ) -> dict[str, tuple[policy.Gate, str | None]]:
     """Per app whose head's rollout holds hosts: the gate for this host (and a revert's target).
 
-    Reads the host's row only for such apps (one primary-key read each); a host let through
-    is recorded once (with a slot when the plan caps installs: a conditional UPDATE, so no
-    two processes hand out the last slot twice).
+    A host whose rank puts it in a wave not open yet is held with no read at all. Any other
+    host not on the release reads one statement per app (its row, the rollout's counts and
+    its capped labels with theirs); a host let through is recorded once, taking its slots
+    with conditional UPDATEs, so no two processes hand out the last slot twice.
     """
     out: dict[str, tuple[policy.Gate, str | None]] = {}
     for a in plan.apps:
@@ -106,44 +130,65 @@ async def rollout_gates(
         took = have == head.version
         if took and r.state in (policy.State.RUNNING, policy.State.PAUSED):
             continue
-        capped = rplan.max_concurrent
-        async with ctx.db.read() as conn:
-            row = await rollout_rows.host(conn, r.id, agent_id)
-            busy = await rollout_rows.installing(conn, r.id) if capped is not None else 0
-        wave, previous, told_at = row if row is not None else (r.waves - 1, have, None)
+        ranked = None if head.cutoffs is None else policy.wave_of(r.id, agent_id, head.cutoffs)
+        if ranked is not None and ranked > r.wave and not took:  # never told: nothing to read
+            row = rollout_rows.GateRow(ranked, have, None, 0, {}, {})
+        else:
+            keys = [k for k, _ in rplan.max_concurrent_per_label]
+            async with ctx.db.read() as conn:
+                row = await rollout_rows.gate_row(conn, r.id, agent_id, keys)
+        known = row.wave is not None
+        wave = row.wave if row.wave is not None else ranked if ranked is not None else r.waves - 1
+        previous = row.previous if known else have
+        busy = policy.Installing(row.installing, row.by_label)
         verdict = policy.gate(
             r,
             rplan,
             agent=agent_id,
             wave=wave,
-            told=told_at is not None,
+            told=row.told_at is not None,
             took=took,
             previous=previous,
-            labels={},  # agent labels are not stored yet: per-label caps apply once they are
-            busy=policy.Installing(busy),
+            labels=row.labels,
+            busy=busy,
             now=now,
         )
         target = None
-        if isinstance(verdict, policy.Take) and told_at is None:
-            async with ctx.db.write() as conn:
-                told = await rollout_rows.tell(
-                    conn,
-                    rollout_id=r.id,
-                    agent_id=agent_id,
-                    wave=wave,
-                    previous=have,
-                    known=row is not None,
-                    cap=capped,
-                    now=now,
-                )
-            if not told:  # another check-in took the last slot first
-                why = f"{capped} hosts installing (cap {capped})"
-                verdict = policy.Hold(ReasonCode.CONCURRENCY_CAP, why)
+        if isinstance(verdict, policy.Take) and row.told_at is None:
+            verdict = await _tell(ctx, head, agent_id, wave, have, row, now)
         elif isinstance(verdict, policy.Revert):
             async with ctx.db.read() as conn:
                 target = await rollout_rows.target_of(conn, a.app, verdict.version)
         out[a.app] = (verdict, target)
     return out
+
+
+async def _tell(
+    ctx: Context,
+    head: HeadRollout,
+    agent_id: str,
+    wave: int,
+    have: str | None,
+    row: rollout_rows.GateRow,
+    now: datetime,
+) -> policy.Gate:
+    """Record that the host may take the release; a cap's hold if its last slot went first."""
+    try:
+        async with ctx.db.write() as conn:
+            await rollout_rows.tell(
+                conn,
+                rollout_id=head.rollout.id,
+                agent_id=agent_id,
+                wave=wave,
+                previous=have,
+                known=row.wave is not None,
+                cap=head.plan.max_concurrent,
+                label_slots=policy.label_slots(head.plan, row.labels),
+                now=now,
+            )
+    except rollout_rows.SlotFullError as full:  # another check-in took the last slot first
+        return policy.Hold(ReasonCode.CONCURRENCY_CAP, full.what)
+    return policy.Take()
 
 
 def directives_for(

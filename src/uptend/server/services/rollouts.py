@@ -9,6 +9,7 @@ no rollout is recorded.
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 
 from uptend.errors import ConfigError, ConflictError, NotFoundError
@@ -17,6 +18,7 @@ from uptend.protocol.names import check_name
 from uptend.protocol.rollouts import (
     ChannelPlan,
     ChannelPlanView,
+    LabelSlotsView,
     PreviewView,
     PreviewWave,
     RolloutView,
@@ -31,6 +33,7 @@ from uptend.server.storage.db import BACKGROUND, Tx
 log = logging.getLogger(__name__)
 
 EVALUATE_EVERY_S = 1.0
+RECHECK_S = 30.0  # with no rollout live, the evaluator still looks this often
 
 
 def to_policy(plan: ChannelPlan) -> policy.Plan:
@@ -118,7 +121,8 @@ async def on_publish(
         return
     plan = parse_plan(stored.plan)
     hosts = await rows.channel_hosts(tx, app, channel)
-    waves = policy.membership(stored.next_rollout, [a for a, _, _ in hosts], plan.waves)
+    ids = [a for a, _, _ in hosts]
+    waves = policy.membership(stored.next_rollout, ids, plan.waves)
     await rows.start(
         tx,
         rollout_id=stored.next_rollout,
@@ -130,6 +134,7 @@ async def on_publish(
         installed={a: v for a, _, v in hosts},
         now=now,
         max_concurrent=plan.max_concurrent,
+        cutoffs=policy.cutoffs(stored.next_rollout, ids, plan.waves),
     )
     audit.record(tx, now, actor, "rollout.start", f"{stored.next_rollout} {app} {version}")
 
@@ -149,7 +154,8 @@ async def status(ctx: Context, app: str, channel: str | None) -> RolloutView:
     async with ctx.db.transaction() as tx:
         r = await _find(tx, app, channel)
         hosts = await rows.hosts(tx, r.id, r.app)
-    return _view(r, hosts, utcnow())
+        slots = await rows.label_slots(tx, r.id)
+    return _view(r, hosts, utcnow(), slots)
 
 
 async def command(
@@ -174,7 +180,8 @@ async def command(
         after = await rows.by_id(tx, r.id)
         assert after is not None
         hosts = await rows.hosts(tx, r.id, r.app)
-    return _view(after, hosts, now)
+        slots = await rows.label_slots(tx, r.id)
+    return _view(after, hosts, now, slots)
 
 
 # -- evaluation ----------------------------------------------------------------------------------
@@ -214,7 +221,12 @@ def _phases(
     return out
 
 
-def _view(r: rows.StoredRollout, hosts: list[rows.HostRow], now: datetime) -> RolloutView:
+def _view(
+    r: rows.StoredRollout,
+    hosts: list[rows.HostRow],
+    now: datetime,
+    slots: list[tuple[str, str, int, int]],
+) -> RolloutView:
     plan = parse_plan(r.plan)
     phases = _phases(r, plan, hosts, now)
     sizes = [0] * len(plan.waves)
@@ -241,6 +253,7 @@ def _view(r: rows.StoredRollout, hosts: list[rows.HostRow], now: datetime) -> Ro
         ended_at=r.ended_at,
         plan=ChannelPlan.model_validate_json(r.plan),
         waves=waves,
+        per_label=[LabelSlotsView(key=k, value=v, installing=n, cap=cap) for k, v, n, cap in slots],
     )
 
 
@@ -252,18 +265,27 @@ async def evaluate_one(ctx: Context, rollout_id: str, now: datetime) -> bool:
             return False  # a paused rollout's hosts still make progress (and free slots)
         plan = parse_plan(r.plan)
         hosts = await rows.hosts(tx, r.id, r.app)
-        for h in hosts:  # first healthy report: its soak starts now
-            if h.healthy_at is None and h.installed == r.version and h.state == "running":
-                await rows.mark(tx, r.id, h.agent_id, healthy_at=now, restarts_then=h.restarts)
-        hosts = await rows.hosts(tx, r.id, r.app)
+        healthy = [  # first healthy report: its soak starts now
+            (h.agent_id, now, h.restarts)
+            for h in hosts
+            if h.healthy_at is None and h.installed == r.version and h.state == "running"
+        ]
+        if healthy:
+            await rows.mark(tx, r.id, healthy=healthy)
+            hosts = await rows.hosts(tx, r.id, r.app)
         phases = _phases(r, plan, hosts, now)
-        for h in hosts:
-            p = phases[h.agent_id]
-            done = p.value if p in policy.DONE and not h.outcome else None
-            if done is not None or (
-                h.slot and p not in (policy.Phase.INSTALLING, policy.Phase.DEFERRED)
-            ):
-                await rows.mark(tx, r.id, h.agent_id, outcome=done, free_slot=True)
+        done = [
+            (h.agent_id, p.value)
+            for h in hosts
+            if (p := phases[h.agent_id]) in policy.DONE and not h.outcome
+        ]
+        await rows.mark(tx, r.id, outcomes=done)
+        freeing = [
+            h.agent_id
+            for h in hosts
+            if h.slot and phases[h.agent_id] not in (policy.Phase.INSTALLING, policy.Phase.DEFERRED)
+        ]
+        await rows.free_slots(tx, r.id, freeing)  # after the host rows: `tell`'s lock order
         rollout = policy.Rollout(
             r.id, policy.State(r.state), r.wave, r.wave_opened_at, len(plan.waves)
         )
@@ -285,8 +307,11 @@ async def evaluate_one(ctx: Context, rollout_id: str, now: datetime) -> bool:
     return True
 
 
-async def evaluate_all(ctx: Context) -> int:
-    """Evaluate every running rollout once; how many moved."""
+async def evaluate_all(ctx: Context) -> tuple[int, int]:
+    """Evaluate every live rollout once: (how many are live, how many moved).
+
+    When one moved, held long-polls hear of it at once (and replicas, by NOTIFY).
+    """
     async with ctx.db.transaction() as tx:
         await tx.connection(execution_options=BACKGROUND)  # not a check-in's read: counted apart
         ids = await rows.live(tx, states=("running", "paused"))
@@ -294,14 +319,33 @@ async def evaluate_all(ctx: Context) -> int:
     now = utcnow()
     for rollout_id in ids:
         moved += await evaluate_one(ctx, rollout_id, now)
-    return moved
+    if moved:
+        await ctx.hub.changed()  # after its commit: long-polls answer now, replicas are told
+    return len(ids), moved
 
 
-async def run_evaluator(ctx: Context, every_s: float = EVALUATE_EVERY_S) -> None:
-    """The periodic evaluator of one server process (others may run theirs: CAS decides)."""
+async def run_evaluator(
+    ctx: Context, every_s: float = EVALUATE_EVERY_S, recheck_s: float = RECHECK_S
+) -> None:
+    """The periodic evaluator of one server process (others may run theirs: CAS decides).
+
+    A rollout starts only with a new generation (the publish bumps it), which the hub hears
+    of at once (in-process, or LISTEN on PostgreSQL). So once a pass found no rollout live,
+    the next passes read nothing until the generation moves, or `recheck_s` passed (a
+    notification lost for good must not stop rollouts).
+    """
+    counts = ctx.evaluator
+    quiet: tuple[int, float] | None = None  # (generation, when) of a pass that found none
     while True:
-        try:
-            await evaluate_all(ctx)
-        except Exception:  # one bad pass must not stop rollouts for good
-            log.exception("rollout evaluation failed; next pass in %.1f s", every_s)
+        counts.passes += 1
+        seen = ctx.hub.generation
+        if quiet is None or quiet[0] != seen or time.monotonic() - quiet[1] > recheck_s:
+            try:
+                counts.queried += 1
+                live, moved = await evaluate_all(ctx)
+                counts.moved += moved
+                quiet = (seen, time.monotonic()) if live == 0 else None
+            except Exception:  # one bad pass must not stop rollouts for good
+                log.exception("rollout evaluation failed; next pass in %.1f s", every_s)
+                quiet = None
         await asyncio.sleep(every_s)

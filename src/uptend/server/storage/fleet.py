@@ -55,6 +55,7 @@ from uptend.server.storage.db import Tx
 from uptend.server.storage.labels import having as has_label
 from uptend.server.storage.tables import (
     AgentAppRow,
+    AgentLabelRow,
     AgentRow,
     ChannelHeadRow,
     GroupAppRow,
@@ -62,6 +63,7 @@ from uptend.server.storage.tables import (
     ReleaseRow,
     RolloutHostRow,
     RolloutRow,
+    RolloutSlotRow,
     UTCDateTime,
 )
 
@@ -159,6 +161,7 @@ def _code(
                 and_(r.state == "running", untold, r.installing >= r.max_concurrent),
                 ReasonCode.CONCURRENCY_CAP,
             ),
+            (and_(r.state == "running", untold, _label_full(agent)), ReasonCode.CONCURRENCY_CAP),
         ]
         not_critical = or_(
             func.coalesce(ReleaseRow.critical, false()).is_(false()), _pair_in(agent, elsewhere)
@@ -173,6 +176,17 @@ def _code(
         (st == AppState.DEFERRED.value, ReasonCode.DEFERRED_PRECONDITION),
     ]
     return case(*[(w, c.value) for w, c in whens], else_=ReasonCode.UPDATE_PENDING.value)
+
+
+def _label_full(agent: Any) -> ColumnElement[bool]:
+    """The agent has a label value whose slots in the head's rollout are all taken."""
+    s, lab = RolloutSlotRow, AgentLabelRow
+    full = (
+        select(s.rollout_id)
+        .join(lab, and_(lab.key == s.key, lab.value == s.value))
+        .where(s.rollout_id == RolloutRow.id, lab.agent_id == agent.id, s.installing >= s.cap)
+    )
+    return full.exists()
 
 
 def _pairs(

@@ -6,23 +6,28 @@ one UPDATE that matches only the `state_version` the writer read, so of two serv
 evaluating the same rollout at once exactly one moves it.
 """
 
+import json
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import Insert, Table, and_, bindparam, func, insert, null, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from uptend.server.storage.db import AsyncConnection, Tx
 from uptend.server.storage.tables import (
     AgentAppRow,
+    AgentLabelRow,
     AgentRow,
     ChannelPlanRow,
     GroupAppRow,
     ReleaseRow,
     RolloutHostRow,
     RolloutRow,
+    RolloutSlotRow,
 )
 
 PLANS = cast(Table, ChannelPlanRow.__table__)
@@ -31,6 +36,8 @@ HOSTS = cast(Table, RolloutHostRow.__table__)
 AGENTS = cast(Table, AgentRow.__table__)
 AGENT_APPS = cast(Table, AgentAppRow.__table__)
 GROUP_APPS = cast(Table, GroupAppRow.__table__)
+SLOTS = cast(Table, RolloutSlotRow.__table__)
+LABELS = cast(Table, AgentLabelRow.__table__)
 Conn = AsyncConnection | Tx
 LIVE = ("running", "paused", "halted")  # states a newer release supersedes
 
@@ -95,6 +102,7 @@ async def start(
     installed: dict[str, str | None],
     now: datetime,
     max_concurrent: int | None = None,
+    cutoffs: Sequence[str] = (),
 ) -> None:
     """Record a new rollout with each host's wave; the channel's next rollout gets a new id."""
     await tx.execute(
@@ -112,6 +120,7 @@ async def start(
             reason="wave 1 open",
             installing=0,
             max_concurrent=max_concurrent,
+            cutoffs=json.dumps(list(cutoffs)),
         )
     )
     if waves:
@@ -124,6 +133,7 @@ async def start(
                 "restarts_then": 0,
                 "slot": False,
                 "outcome": "",
+                "slot_labels": "",
             }
             for a, w in waves.items()
         ]
@@ -149,6 +159,7 @@ _COLUMNS = (
     ROLLOUTS.c.ended_at,
     ROLLOUTS.c.reason,
     ROLLOUTS.c.installing,
+    ROLLOUTS.c.cutoffs,
 )
 
 
@@ -167,6 +178,11 @@ class StoredRollout:
     ended_at: datetime | None
     reason: str
     installing: int
+    cutoffs: str  # JSON list; "" for a rollout started before 0013 (waves read per host)
+
+    def cuts(self) -> tuple[str, ...] | None:
+        """Each wave's last rank (`policy.wave_of`), or None when not recorded."""
+        return tuple(json.loads(self.cutoffs)) if self.cutoffs else None
 
 
 def _stored(row: Any) -> StoredRollout:
@@ -205,6 +221,31 @@ async def live(
     return list((await conn.execute(stmt)).scalars())
 
 
+async def join(conn: AsyncConnection, agent_id: str, waves: Sequence[tuple[str, int]]) -> None:
+    """A host enrolled after these rollouts started: its row in each (`waves`: id, wave).
+
+    The wave is the one its rank gives it; a row there already stays (a replica told first).
+    """
+    if not waves:
+        return
+    await conn.execute(
+        _insert(conn, HOSTS),
+        [
+            {
+                "rollout_id": rollout_id,
+                "agent_id": agent_id,
+                "wave": wave,
+                "previous": None,
+                "restarts_then": 0,
+                "slot": False,
+                "outcome": "",
+                "slot_labels": "",
+            }
+            for rollout_id, wave in waves
+        ],
+    )
+
+
 async def by_id(conn: Conn, rollout_id: str) -> StoredRollout | None:
     row = (await conn.execute(select(*_COLUMNS).where(ROLLOUTS.c.id == rollout_id))).first()
     return None if row is None else _stored(row)
@@ -234,6 +275,7 @@ class HostRow:
     restarts_then: int
     slot: bool
     outcome: str
+    slot_labels: str
     installed: str | None
     state: str | None
     target: str | None
@@ -245,7 +287,10 @@ _HOST_FIELDS = [f.name for f in fields(HostRow)]
 
 
 async def hosts(conn: Conn, rollout_id: str, app: str) -> list[HostRow]:
-    """Each host of the rollout with what its agent last reported for the app."""
+    """Each host of the rollout with what its agent last reported for the app, by agent id.
+
+    In agent id order: writers that lock several host rows lock them in the same order.
+    """
     stmt = (
         select(
             HOSTS.c.agent_id,
@@ -257,6 +302,7 @@ async def hosts(conn: Conn, rollout_id: str, app: str) -> list[HostRow]:
             HOSTS.c.restarts_then,
             HOSTS.c.slot,
             HOSTS.c.outcome,
+            HOSTS.c.slot_labels,
             AGENT_APPS.c.installed,
             AGENT_APPS.c.state,
             AGENT_APPS.c.target,
@@ -269,31 +315,71 @@ async def hosts(conn: Conn, rollout_id: str, app: str) -> list[HostRow]:
             )
         )
         .where(HOSTS.c.rollout_id == rollout_id)
+        .order_by(HOSTS.c.agent_id)
     )
     out = []
     for r in await conn.execute(stmt):
         values = list(r)
-        values[12] = values[12] or 0  # no agent_apps row yet: no restarts
+        values[13] = values[13] or 0  # no agent_apps row yet: no restarts
         out.append(HostRow(**dict(zip(_HOST_FIELDS, values, strict=True))))
     return out
 
 
-_HOST = select(HOSTS.c.wave, HOSTS.c.previous, HOSTS.c.told_at).where(
-    HOSTS.c.rollout_id == bindparam("rollout_id"), HOSTS.c.agent_id == bindparam("agent_id")
-)
-_INSTALLING = select(ROLLOUTS.c.installing).where(ROLLOUTS.c.id == bindparam("rollout_id"))
+@dataclass(frozen=True, slots=True)
+class GateRow:
+    """What one check-in needs to gate a host: its row (if any) and the counts its caps read."""
+
+    wave: int | None  # None: not in the rollout's rows (enrolled after it started, not told)
+    previous: str | None
+    told_at: datetime | None
+    installing: int  # hosts holding a slot, overall
+    labels: dict[str, str]  # the host's labels among the capped keys
+    by_label: dict[tuple[str, str], int]  # hosts installing per (key, value) of those labels
 
 
-async def host(
-    conn: Conn, rollout_id: str, agent_id: str
-) -> tuple[int, str | None, datetime | None] | None:
-    """(wave, previous version, told at) of one host, if it is in the rollout."""
-    row = (await conn.execute(_HOST, {"rollout_id": rollout_id, "agent_id": agent_id})).first()
-    return None if row is None else (row[0], row[1], row[2])
+async def gate_row(conn: Conn, rollout_id: str, agent_id: str, keys: Sequence[str]) -> GateRow:
+    """One statement: the host's row, the overall count, its capped labels and their counts."""
+    joined = ROLLOUTS.outerjoin(
+        HOSTS, and_(HOSTS.c.rollout_id == ROLLOUTS.c.id, HOSTS.c.agent_id == agent_id)
+    )
+    label_cols: list[Any] = [null(), null(), null()]
+    if keys:
+        joined = joined.outerjoin(
+            LABELS, and_(LABELS.c.agent_id == agent_id, LABELS.c.key.in_(list(keys)))
+        ).outerjoin(
+            SLOTS,
+            and_(
+                SLOTS.c.rollout_id == ROLLOUTS.c.id,
+                SLOTS.c.key == LABELS.c.key,
+                SLOTS.c.value == LABELS.c.value,
+            ),
+        )
+        label_cols = [LABELS.c.key, LABELS.c.value, SLOTS.c.installing]
+    stmt = (
+        select(HOSTS.c.wave, HOSTS.c.previous, HOSTS.c.told_at, ROLLOUTS.c.installing, *label_cols)
+        .select_from(joined)
+        .where(ROLLOUTS.c.id == rollout_id)
+    )
+    rows = (await conn.execute(stmt)).all()
+    first = rows[0] if rows else (None, None, None, 0)
+    labels = {r[4]: r[5] for r in rows if r[4] is not None}
+    by_label = {(r[4], r[5]): int(r[6] or 0) for r in rows if r[4] is not None}
+    return GateRow(first[0], first[1], first[2], int(first[3] or 0), labels, by_label)
 
 
-async def installing(conn: Conn, rollout_id: str) -> int:
-    return int((await conn.execute(_INSTALLING, {"rollout_id": rollout_id})).scalar() or 0)
+class SlotFullError(Exception):
+    """A cap had no slot left when the host came to take it (the transaction is rolled back)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _insert(conn: AsyncConnection, table: Table) -> Insert:
+    """An INSERT that does nothing on a primary-key conflict, in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 async def tell(
@@ -305,27 +391,26 @@ async def tell(
     previous: str | None,
     known: bool,
     cap: int | None,
+    label_slots: Sequence[tuple[str, str, int]] = (),
     now: datetime,
 ) -> bool:
-    """Let one host take the release: take a slot first when capped; False if none is left.
+    """Let one host take the release, taking its slots; `SlotFullError` if a cap has none left.
 
-    `previous`: the version the host runs now, which a revert goes back to.
+    `previous`: the version the host runs now, which a revert goes back to. Whether it was
+    recorded now (False: another check-in of the same host told it first).
 
-    The slot is one conditional UPDATE (installing < cap): atomic on both dialects, so two
-    processes can never hand out the last slot twice.
+    Each slot is one conditional UPDATE (`installing < cap`), atomic on both dialects, so two
+    processes can never hand out the last slot twice; raising rolls the whole telling back.
+    Rows are locked host, rollout, then label slots in key order, as `free_slots` does.
     """
-    if cap is not None:
-        taken = await conn.execute(
-            update(ROLLOUTS)
-            .where(ROLLOUTS.c.id == rollout_id, ROLLOUTS.c.installing < cap)
-            .values(installing=ROLLOUTS.c.installing + 1)
-        )
-        if not getattr(taken, "rowcount", 0):
-            return False
-    values: dict[str, Any] = {"told_at": now, "slot": cap is not None}
+    slotted = cap is not None or bool(label_slots)
+    held = [[k, v] for k, v, _ in sorted(label_slots)]
+    values: dict[str, Any] = {
+        "told_at": now, "slot": slotted, "slot_labels": json.dumps(held) if held else ""
+    }  # fmt: skip
     if known:  # what it runs when told is what it goes back to (the start may predate a report)
         values["previous"] = func.coalesce(previous, HOSTS.c.previous)
-        await conn.execute(
+        result = await conn.execute(
             update(HOSTS)
             .where(
                 HOSTS.c.rollout_id == rollout_id,
@@ -334,9 +419,9 @@ async def tell(
             )
             .values(**values)
         )
-    else:  # enrolled after the rollout started: it joins the last wave
-        await conn.execute(
-            insert(HOSTS).values(
+    else:  # enrolled after the rollout started: it joins the wave its rank puts it in
+        result = await conn.execute(
+            _insert(conn, HOSTS).values(
                 rollout_id=rollout_id,
                 agent_id=agent_id,
                 wave=wave,
@@ -346,38 +431,113 @@ async def tell(
                 **values,
             )
         )
+    if not getattr(result, "rowcount", 0):
+        return False
+    if slotted:
+        limit = [] if cap is None else [ROLLOUTS.c.installing < cap]
+        taken = await conn.execute(
+            update(ROLLOUTS)
+            .where(ROLLOUTS.c.id == rollout_id, *limit)
+            .values(installing=ROLLOUTS.c.installing + 1)
+        )
+        if not getattr(taken, "rowcount", 0):
+            raise SlotFullError(f"{cap} hosts installing (cap {cap})")
+    for key, value, n in sorted(label_slots):
+        await conn.execute(
+            _insert(conn, SLOTS).values(
+                rollout_id=rollout_id, key=key, value=value, installing=0, cap=n
+            )
+        )
+        taken = await conn.execute(
+            update(SLOTS)
+            .where(
+                SLOTS.c.rollout_id == rollout_id,
+                SLOTS.c.key == key,
+                SLOTS.c.value == value,
+                SLOTS.c.installing < n,
+            )
+            .values(installing=SLOTS.c.installing + 1)
+        )
+        if not getattr(taken, "rowcount", 0):
+            raise SlotFullError(f"{n} hosts installing in {key}={value}")
     return True
 
 
 async def mark(
     tx: Tx,
     rollout_id: str,
-    agent_id: str,
     *,
-    healthy_at: datetime | None = None,
-    restarts_then: int | None = None,
-    outcome: str | None = None,
-    free_slot: bool = False,
+    healthy: Sequence[tuple[str, datetime, int]] = (),
+    outcomes: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """Record a host's progress; free its slot (once: guarded by the slot flag)."""
-    where = and_(HOSTS.c.rollout_id == rollout_id, HOSTS.c.agent_id == agent_id)
-    values: dict[str, Any] = {}
-    if healthy_at is not None:
-        values.update(healthy_at=healthy_at, restarts_then=restarts_then or 0)
-    if outcome is not None:
-        values["outcome"] = outcome
-    if values:
-        await tx.execute(update(HOSTS).where(where).values(**values))
-    if free_slot:
-        freed = await tx.execute(
-            update(HOSTS).where(where, HOSTS.c.slot.is_(True)).values(slot=False)
+    """Record hosts' progress, each kind in one statement (the write lock is held briefly).
+
+    `healthy`: (agent id, first healthy at, its restart count then); `outcomes`: (agent id,
+    succeeded | failed).
+    """
+    where = and_(HOSTS.c.rollout_id == rollout_id, HOSTS.c.agent_id == bindparam("b_agent"))
+    if healthy:
+        await tx.execute(
+            update(HOSTS)
+            .where(where)
+            .values(healthy_at=bindparam("b_at"), restarts_then=bindparam("b_restarts")),
+            [{"b_agent": a, "b_at": at, "b_restarts": n} for a, at, n in healthy],
         )
-        if getattr(freed, "rowcount", 0):
-            await tx.execute(
-                update(ROLLOUTS)
-                .where(ROLLOUTS.c.id == rollout_id)
-                .values(installing=ROLLOUTS.c.installing - 1)
-            )
+    if outcomes:
+        await tx.execute(
+            update(HOSTS).where(where).values(outcome=bindparam("b_outcome")),
+            [{"b_agent": a, "b_outcome": o} for a, o in outcomes],
+        )
+
+
+async def free_slots(tx: Tx, rollout_id: str, agent_ids: Sequence[str]) -> int:
+    """Free the slots these hosts hold, once each (a second evaluator frees none); how many.
+
+    One UPDATE clears the hosts' flags and returns what each held, then the counts drop in
+    one UPDATE each: host rows, rollout, label slots in key order, the order `tell` locks
+    them in. `slot_labels` stays as it was: RETURNING reads a row as updated, so clearing it
+    here would return "" and leave the label counts taken for good (it means nothing once
+    `slot` is false, and a host is told once).
+    """
+    if not agent_ids:
+        return 0
+    done = await tx.execute(
+        update(HOSTS)
+        .where(
+            HOSTS.c.rollout_id == rollout_id,
+            HOSTS.c.agent_id.in_(list(agent_ids)),
+            HOSTS.c.slot.is_(True),
+        )
+        .values(slot=False)
+        .returning(HOSTS.c.slot_labels)
+    )
+    held = [r[0] for r in done]
+    labels: Counter[tuple[str, str]] = Counter()
+    for slot_labels in held:
+        labels.update((k, v) for k, v in (json.loads(slot_labels) if slot_labels else []))
+    if held:
+        await tx.execute(
+            update(ROLLOUTS)
+            .where(ROLLOUTS.c.id == rollout_id)
+            .values(installing=ROLLOUTS.c.installing - len(held))
+        )
+    for (key, value), n in sorted(labels.items()):
+        await tx.execute(
+            update(SLOTS)
+            .where(SLOTS.c.rollout_id == rollout_id, SLOTS.c.key == key, SLOTS.c.value == value)
+            .values(installing=SLOTS.c.installing - n)
+        )
+    return len(held)
+
+
+async def label_slots(conn: Conn, rollout_id: str) -> list[tuple[str, str, int, int]]:
+    """(key, value, hosts installing, cap) of each label value of the rollout that took a slot."""
+    stmt = (
+        select(SLOTS.c.key, SLOTS.c.value, SLOTS.c.installing, SLOTS.c.cap)
+        .where(SLOTS.c.rollout_id == rollout_id)
+        .order_by(SLOTS.c.key, SLOTS.c.value)
+    )
+    return [(k, v, int(n), int(cap)) for k, v, n, cap in await conn.execute(stmt)]
 
 
 async def target_of(conn: Conn, app: str, version: str) -> str | None:

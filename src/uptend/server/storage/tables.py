@@ -270,6 +270,7 @@ class RolloutRow(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     installing: Mapped[int] = mapped_column(Integer, default=0)  # slots taken (max_concurrent)
     max_concurrent: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the plan's cap
+    cutoffs: Mapped[str] = mapped_column(Text, default="")  # JSON: each wave's last rank (0013)
 
 
 class RolloutHostRow(Base):
@@ -289,6 +290,22 @@ class RolloutHostRow(Base):
     restarts_then: Mapped[int] = mapped_column(Integer, default=0)
     slot: Mapped[bool] = mapped_column(Boolean, default=False)  # holds an installing slot
     outcome: Mapped[str] = mapped_column(String(16), default="")  # succeeded | failed, once done
+    slot_labels: Mapped[str] = mapped_column(
+        Text, default=""
+    )  # JSON [[key, value]] taken (held while slot)
+
+
+class RolloutSlotRow(Base):
+    """Hosts of a rollout installing per label value (`zone=eu-1`): its per-label cap's count."""
+
+    __tablename__ = "rollout_slots"
+    rollout_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    value: Mapped[str] = mapped_column(String(63), primary_key=True)
+    installing: Mapped[int] = mapped_column(Integer, default=0)
+    cap: Mapped[int] = mapped_column(Integer)  # the plan's cap for the key (the fleet view's)
 
 
 # -- operator commands (migration 0011) -------------------------------------------------------

@@ -1,14 +1,14 @@
 """What each app is installed as: its install kind and, for a package, what dpkg/rpm report.
 
-Revision ID: 0015
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 
 COLUMNS = (
     ("kind", 16),

@@ -20,17 +20,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from uptend.agent import configplan, faults, files, jobs
+from uptend.agent import configplan, files, jobs
+from uptend.agent.configjob import fetch_outcome
 from uptend.agent.configplan import ConfigState
 from uptend.agent.healthwatch import HealthWatch, health_of
 from uptend.agent.layout import Layout
 from uptend.agent.supervisor import Supervisor, read_manifest, tail
-from uptend.agent.worker import CancelledError, Spawn, Work
+from uptend.agent.worker import Spawn, Work
 from uptend.errors import ConfigError
 from uptend.protocol.manifest import HealthSection
 
 log = logging.getLogger("uptend.agent")
-TRANSIENT = (faults.Fault.NETWORK, faults.Fault.WORKER, faults.Fault.HOST)
 Reporter = Callable[[str, str, str], None]  # outcome, reason, log tail
 
 
@@ -177,16 +177,7 @@ class ConfigKeeper:
 
     def _fetched(self, job: Work[str]) -> configplan.Fetched | configplan.FetchFailed | None:
         version, self.fetching = self.fetching, None
-        try:
-            job.result()
-        except CancelledError:
-            return None
-        except (faults.WorkerError, faults.ReportedError) as e:
-            found = faults.classify(e, staging=False)
-            reason = found.reason if found is not None else str(e)
-            transient = found is None or found.fault in TRANSIENT
-            return configplan.FetchFailed(reason, transient=transient)
-        return configplan.Fetched(version) if version is not None else None
+        return fetch_outcome(job, version)
 
     def _judge(self) -> None:
         """Alive through the probation, then the probes (`healthwatch`, as a restart is)."""

@@ -21,19 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from uptend import __version__
-from uptend.agent import configplan, faults, files, jobs, settingsplan
+from uptend.agent import configplan, files, jobs, settingsplan
 from uptend.agent.config import AgentConfig
+from uptend.agent.configjob import fetch_outcome
 from uptend.agent.configplan import ConfigState
 from uptend.agent.layout import SETTINGS_APP, Layout, private_dir
 from uptend.agent.settingsplan import Trial
 from uptend.agent.wire import Outcome, Report, clean
-from uptend.agent.worker import CancelledError, Spawn, Work
+from uptend.agent.worker import Spawn, Work
 from uptend.errors import ConfigError
 from uptend.protocol import limits
 from uptend.protocol.settings import LOG_LEVELS, AgentSettings, parse
 
 log = logging.getLogger("uptend.agent")
-TRANSIENT = (faults.Fault.NETWORK, faults.Fault.WORKER, faults.Fault.HOST)
 
 
 def _load(path: Path) -> tuple[ConfigState, Report | None]:
@@ -208,24 +208,16 @@ class SettingsKeeper:
 
     def _fetched(self, job: Work[str]) -> configplan.Fetched | configplan.FetchFailed | None:
         version, self.fetching = self.fetching, None
-        try:
-            job.result()
-        except CancelledError:
-            return None
-        except (faults.WorkerError, faults.ReportedError) as e:
-            found = faults.classify(e, staging=False)
-            reason = found.reason if found is not None else str(e)
-            transient = found is None or found.fault in TRANSIENT
-            return configplan.FetchFailed(reason, transient=transient)
-        if version is None:
-            return None
-        doc = self.layout.configs(SETTINGS_APP) / str(version)
+        done = fetch_outcome(job, version)
+        if not isinstance(done, configplan.Fetched):
+            return done
+        doc = self.layout.configs(SETTINGS_APP) / str(done.version)
         try:
             parse(doc.read_bytes())  # signed, but checked again: the agent's own judgement
         except (OSError, ConfigError) as e:
             doc.unlink(missing_ok=True)
             return configplan.FetchFailed(getattr(e, "message", str(e)), transient=False)
-        return configplan.Fetched(version)
+        return done
 
     def _put_in_force(self) -> None:
         self.settings = in_force(self.layout, self.state)

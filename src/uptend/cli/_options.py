@@ -15,3 +15,9 @@ TokenOpt = Annotated[
     str, typer.Option("--token", envvar="UPTEND_TOKEN", help="an admin token (`uptend token`)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+LabelsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--label", metavar="KEY=VALUE", help="a label of this agent, e.g. zone=eu-1 (repeatable)"
+    ),
+]

@@ -14,6 +14,7 @@ import typer
 from rich.text import Text
 
 from uptend.cli import agent_admin, agent_install
+from uptend.cli._options import LabelsOpt
 from uptend.cli._output import console, escaped_lines, literal, print_json
 
 app = typer.Typer(
@@ -39,14 +40,7 @@ def enroll(
         Path | None,
         typer.Option(help="PEM CA (or self-signed cert) to trust for an https server's cert"),
     ] = None,
-    label: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--label",
-            metavar="KEY=VALUE",
-            help="a label of this agent, e.g. zone=eu-1 (repeatable)",
-        ),
-    ] = None,
+    label: LabelsOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """Enroll this host: get a credential and the TUF root, checked against the token."""

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from uptend.cli._options import LabelsOpt
 from uptend.cli._output import console, literal, print_json
 
 PrefixArg = Annotated[Path, typer.Argument(help="where the agent is installed")]
@@ -21,14 +22,7 @@ def install(
     token: Annotated[str, typer.Option(help="enrollment token from `uptend server init`")],
     name: Annotated[str, typer.Option(help="agent name (default: host name)")] = "",
     group: Annotated[str, typer.Option(help="group to join")] = "default",
-    label: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--label",
-            metavar="KEY=VALUE",
-            help="a label of this agent, e.g. zone=eu-1 (repeatable)",
-        ),
-    ] = None,
+    label: LabelsOpt = None,
     wheelhouse: Annotated[
         Path | None,
         typer.Option(

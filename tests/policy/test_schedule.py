@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from uptend.errors import ConfigError
@@ -253,8 +253,19 @@ def schedules(draw: st.DrawFn) -> Schedule:
     return Schedule(ws, freeze)
 
 
+_FREEZE_AT = datetime(2020, 1, 1, 0, 0, 0, 1, tzinfo=UTC)  # a µs into a window's first minute
+
+
 @settings(max_examples=400)
 @given(s=schedules(), at=instants, f=st.floats(0, 1))
+@example(  # Go for less than a second: the probe must stay at or after `at`
+    s=Schedule(
+        (Window(days=frozenset({0, 1, 2}), start=0, end=1, zone=ZoneInfo("UTC")),),
+        Freeze(until=_FREEZE_AT + timedelta(hours=1), start=_FREEZE_AT, reason=""),
+    ),
+    at=datetime(2020, 1, 1, tzinfo=UTC),
+    f=0.0,
+)
 def test_may_install_waits_exactly_until_installs_are_allowed(
     s: Schedule, at: datetime, f: float
 ) -> None:
@@ -262,8 +273,9 @@ def test_may_install_waits_exactly_until_installs_are_allowed(
     if isinstance(verdict, Go):
         if verdict.until is not None:
             assert verdict.until > at
-            inside = at + (verdict.until - at) * f
-            assert isinstance(may_install(s, at=min(inside, verdict.until - timedelta(0, 1))), Go)
+            inside = at + (verdict.until - at) * f  # in [at, until); until itself is not Go
+            last = verdict.until - timedelta(microseconds=1)  # >= at: until > at, to the µs
+            assert isinstance(may_install(s, at=min(inside, last)), Go)
         return
     assert verdict.next_at > at
     assert isinstance(may_install(s, at=verdict.next_at), Go)

@@ -11,13 +11,14 @@ is a state.
 import asyncio
 import logging
 from datetime import datetime
+from functools import partial
 
 from uptend.server.storage import hotpath
 from uptend.server.storage.db import Database
 
 log = logging.getLogger("uptend.server.lastseen")
 
-CHUNK = 500  # one statement for 20,000 rows held the event loop for ~250 ms (SQLite)
+CHUNK = 500  # rows per statement and transaction: SQLite's write lock is never held long
 
 
 class LastSeen:
@@ -32,17 +33,17 @@ class LastSeen:
         self.pending[agent_id] = at
 
     async def flush(self) -> None:
-        """Write what is pending, CHUNK rows per statement and transaction.
+        """Write what is pending, CHUNK rows per statement and transaction, off the loop.
 
-        Chunks keep each write short: the event loop serves check-ins between them, and on
-        SQLite the write lock is never held for long.
+        In the event loop, binding ~8,000 rows (5 s of 1,667 check-ins/s) stalled every
+        request in flight: p99 25-60 ms instead of 6 ms. In the database's background thread
+        the loop goes on serving check-ins while it runs.
         """
         batch, self.pending = list(self.pending.items()), {}
         for start in range(0, len(batch), CHUNK):
             chunk = dict(batch[start : start + CHUNK])
             try:
-                async with self.db.write() as conn:
-                    await hotpath.set_last_seen(conn, chunk, batch=True)
+                await self.db.off_loop(partial(hotpath.flush_last_seen, seen=chunk))
             except BaseException:
                 for agent_id, at in batch[start:]:  # kept for the next try; newer ones win
                     self.pending.setdefault(agent_id, at)

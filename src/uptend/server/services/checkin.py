@@ -131,7 +131,7 @@ async def _record(
             if retry:
                 await hotpath.clear_retry(conn, agent_id, retry)
             if not recorded.seen:  # "never checked in" ends now, not at the next flush
-                await hotpath.set_last_seen(conn, {agent_id: now}, batch=False)
+                await hotpath.set_last_seen(conn, agent_id, now)
                 await rollout_rows.join(conn, agent_id, late_joins(plan, agent_id))
         ctx.checkins.recorded += 1
     installed = {app: r.installed for app, r in recorded.apps.items()}

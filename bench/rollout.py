@@ -9,7 +9,8 @@ on SQLite. Figures:
 2. a three-wave plan (`--waves 5,25,100`, no soak): seconds from publish to each wave done.
 
 3. check-ins/s (wrk, 64 connections, rotating over every host's credential, each sending the
-   check-in an in-process host on the channel head sends), in the same run and the same
+   check-in an in-process host on the channel head sends, with the generation of the
+   directives it holds, as the agent does), in the same run and the same
    rounds: a FastAPI hello-world (`GET /hello`), the server with no rollout live, and the
    server with one live (a 5,100 plan soaking wave 1: 95 % of the hosts held, 5 % let
    through). Each server point is measured after one unmeasured pass over every credential
@@ -40,7 +41,7 @@ from bench.checkin_setup import BASELINE, serving
 from tests.support.fleet import Fleet, make_release
 from tests.support.sim import SimFleet, SimHost
 
-from uptend.agent import wire
+from uptend.agent import control, wire
 
 APP = "benchapp"
 
@@ -117,16 +118,21 @@ async def scenario(fleet: Fleet, args: argparse.Namespace) -> None:
         )
         stop.set()
         await asyncio.gather(*pollers)
-        await asyncio.to_thread(throughput, fleet, sims, args, publish)
+        await asyncio.to_thread(throughput, fleet, sims, args, publish, asyncio.get_running_loop())
 
 
-def throughput(fleet: Fleet, sims: SimFleet, args: argparse.Namespace, publish: object) -> None:
+def throughput(
+    fleet: Fleet,
+    sims: SimFleet,
+    args: argparse.Namespace,
+    publish: object,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
     """Check-ins/s: hello-world, no rollout live, one live; the same rounds, same run."""
     assert callable(publish)
     creds = [h.credential for h in sims.hosts]
-    body = json.loads(wire.encode(sims.hosts[0].checkin()[0]))  # on 3.0, like every host
     root = fleet.root
-    script = lua_script(root, creds, body, change=False)
+    script = lua_script(root, creds, held(sims), change=False)
     baseline = root / "baseline.py"
     baseline.write_text(BASELINE)
     with contextlib.ExitStack() as stack:
@@ -142,6 +148,9 @@ def throughput(fleet: Fleet, sims: SimFleet, args: argparse.Namespace, publish: 
         fleet.cli("channel", "set", APP, "stable", "--waves", "5,100", "--soak", "3600")
         publish("4.0")
         say(f"  a rollout of 4.0 is live (5,100, soaking): load {load()}")
+        # the directives of the new generation, fetched on the hosts' own event loop
+        asyncio.run_coroutine_threadsafe(sims.round([sims.hosts[0]]), loop).result()
+        script = lua_script(root, creds, held(sims), change=False)
         # Warm, as above: the new generation makes each agent's next check-in a recorded one,
         # and wave 1's hosts are let through (a write each), once.
         wrk(f"{fleet.url}/api/v1/checkin", script, args.duration, 64)
@@ -161,6 +170,18 @@ def throughput(fleet: Fleet, sims: SimFleet, args: argparse.Namespace, publish: 
         f" rollout live {lv:.0f}/s ({lv / h:.0%} of hello, {lv / i:.0%} of no rollout);"
         f" targets: >= 40 % of hello, >= 100 % of no rollout"
     )
+
+
+def held(sims: SimFleet) -> dict[str, object]:
+    """What a host on 3.0 sends: its state and the generation of the directives it holds.
+
+    Every host runs 3.0 with the same state, so one body serves every credential.
+    """
+    host = sims.hosts[0]
+    body: dict[str, object] = json.loads(
+        wire.encode(control.holding(host.checkin()[0], host.directives))
+    )
+    return body
 
 
 def load() -> str:

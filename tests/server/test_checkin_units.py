@@ -7,6 +7,8 @@ import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import psycopg
 import pytest
@@ -15,7 +17,8 @@ from sqlalchemy import create_engine, text
 from uptend.cli.server import listening_socket
 from uptend.server.cache import AppPlan, Bounded, ByGeneration, Caller, GroupPlan, Known, Memory
 from uptend.server.generation import GenerationReader
-from uptend.server.services.directives import directives_for
+from uptend.server.services.context import Context
+from uptend.server.services.directives import directives_for, plan_for
 from uptend.server.storage.db import Database, migrate, sqlite_url
 from uptend.server.storage.generation_read import Counters, GenerationRead
 
@@ -236,3 +239,34 @@ def test_the_generation_read_follows_changes_and_survives_a_lost_connection(
         return seen
 
     assert asyncio.run(scenario()) == [(1, 1), (2, 1), (2, 2)]
+
+
+def test_check_ins_that_miss_the_plan_together_share_one_read(tmp_path: Path) -> None:
+    """After a publish every agent's next check-in misses: one read of the plan, not one each."""
+    url = sqlite_url(tmp_path)
+    migrate(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO groups VALUES ('default', 60, true)"))
+    engine.dispose()
+
+    async def scenario() -> tuple[int, int, int]:
+        db = Database(url)
+        # what plan_for uses of a Context: the memory and the database (real, migrated)
+        ctx = cast(Context, SimpleNamespace(memory=Memory(), db=db))
+        try:
+            before = db.statements["read"]
+            await plan_for(ctx, "default", 1)
+            one = db.statements["read"] - before
+            plans = await asyncio.gather(*(plan_for(ctx, "default", 2) for _ in range(20)))
+            together = db.statements["read"] - before - one
+            assert all(p is plans[0] for p in plans)  # the one plan read, for every waiter
+            assert not ctx.memory.building  # nothing left behind once it is read
+            return one, together, len({id(p) for p in plans})
+        finally:
+            await db.dispose()
+
+    one, together, distinct = asyncio.run(scenario())
+    assert one > 0
+    assert together == one
+    assert distinct == 1

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from tests.support.keepalive import KeepAlive
 from uptend import __version__
-from uptend.agent import decide, machine, wire
+from uptend.agent import control, decide, machine, wire
 from uptend.agent.status import app_status, report_of
 from uptend.agent.wire import AppDirective, CheckIn, Directives
 from uptend.protocol import EnrollRequest, EnrollResponse
@@ -180,9 +180,10 @@ class SimFleet:
 
     async def _cycle(self, host: SimHost) -> None:
         body, sent = host.checkin()
+        body = control.holding(body, host.directives)  # as the agent says what it holds
         answer = await self._post("/api/v1/checkin", wire.encode(body).decode(), host.credential)
         host.delivered(sent)
-        directives = wire.decode(Directives, answer)
+        directives = control.kept(wire.decode(Directives, answer), host.directives)
         facts = decide.Facts(
             now=time.time(),
             rand=self._rand.random(),

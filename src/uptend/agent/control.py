@@ -45,6 +45,26 @@ def _retry_after(value: str | None) -> int | None:
     return min(int(value), MAX_RETRY_AFTER_S)
 
 
+def holding(body: CheckIn, last: Directives | None) -> CheckIn:
+    """`body` saying which directives the agent holds, so the server may answer `unchanged`."""
+    return dataclasses.replace(
+        body,
+        generation=last.generation if last else None,
+        valid_until=last.valid_until if last else None,
+    )
+
+
+def kept(answer: Directives, last: Directives | None) -> Directives:
+    """The directives to follow: `last` if the server says they still hold, else `answer`."""
+    if answer.unchanged and last is not None:  # commands and a busy hint ride it too
+        if answer.commands or answer.retry_after_s is not None:
+            return dataclasses.replace(
+                last, commands=answer.commands, retry_after_s=answer.retry_after_s
+            )
+        return last
+    return answer
+
+
 class ControlClient:
     """`store` keeps a rotated credential durably; it is used only once `store` returned."""
 
@@ -91,11 +111,7 @@ class ControlClient:
         nor the agent's state moved since it last recorded them, and `last` has not outlived
         its `valid_until` (a maintenance window opening or closing) by the server's clock.
         """
-        sent = dataclasses.replace(
-            body,
-            generation=last.generation if last else None,
-            valid_until=last.valid_until if last else None,
-        )
+        sent = holding(body, last)
         try:
             answer = self.post("api/v1/checkin", sent, Directives)
         except (AuthError, TransientError):
@@ -107,13 +123,7 @@ class ControlClient:
         if answer.credential is not None:
             self._rotate(answer.credential)
             answer = dataclasses.replace(answer, credential=None)  # never in directives.json
-        if answer.unchanged and last is not None:  # commands and a busy hint ride it too
-            if answer.commands or answer.retry_after_s is not None:
-                return dataclasses.replace(
-                    last, commands=answer.commands, retry_after_s=answer.retry_after_s
-                )
-            return last
-        return answer
+        return kept(answer, last)
 
     def _rotate(self, credential: str) -> None:
         """Store the new credential, then use it.

@@ -16,6 +16,7 @@ time, 100,000 agents would pause it ~150 ms. `Credentials` and `Agents` hand out
 the named tuples and store the plain ones.
 """
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -196,3 +197,5 @@ class Memory:
     credentials: Credentials = field(default_factory=lambda: Credentials(CREDENTIALS_LIMIT))
     plans: ByGeneration[str, GroupPlan] = field(default_factory=lambda: ByGeneration(GROUPS_LIMIT))
     known: Agents = field(default_factory=lambda: Agents(AGENTS_LIMIT))
+    # plans being read, by (group, generation): one read each, however many check-ins wait
+    building: "dict[tuple[str, int], asyncio.Future[GroupPlan]]" = field(default_factory=dict)

@@ -37,10 +37,6 @@ class Context:
     # Publishing bumps TUF metadata versions: one at a time per process (TufRepo also
     # holds a file lock for several processes on one data dir).
     publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # SQLite (one process): enrollments queue here, in order, rather than in SQLite's busy
-    # handler, which polls at up to 100 ms and favours newcomers, so in a long enrollment
-    # storm one could wait out the 10 s busy timeout while others kept the lock busy.
-    enroll_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     memory: Memory = field(default_factory=Memory)
     checkins: CheckinCounters = field(default_factory=CheckinCounters)
     evaluator: EvaluatorCounts = field(default_factory=EvaluatorCounts)

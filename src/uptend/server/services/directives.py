@@ -7,6 +7,7 @@ same with 1 or 1,000 releases and with 2,000 or 20,000 agents. Deciding from it 
 time, not of generation, so the answer says until when it holds (`valid_until`).
 """
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -29,46 +30,67 @@ HOLDING = (policy.State.RUNNING, policy.State.PAUSED, policy.State.HALTED, polic
 
 
 async def plan_for(ctx: Context, group: str, generation: int) -> GroupPlan:
-    """The group's plan as of `generation` (or newer): from memory, else one read."""
+    """The group's plan as of `generation` (or newer): from memory, else one read.
+
+    One read per group and generation: the check-ins that miss while it runs (after a
+    publish, every agent's next one) wait for it rather than each reading the plan again.
+    """
     plan = ctx.memory.plans.get(generation, group)
-    if plan is None:
-        async with ctx.db.read() as conn:
-            settings, rows = await hotpath.group_plan(conn, group)
-            windows = await schedule_rows.windows_of(conn, [group])
-            freeze = await schedule_rows.freeze(conn)
-            critical = await schedule_rows.critical_heads(conn, group)
-            pinned = await resolutions(conn, group)
-            heads = [(app, channel, head) for app, channel, head, _ in rows if head is not None]
-            rollouts = await rollout_rows.of_heads(conn, heads)
-            # the agent's own settings are the config "app" uptend-agent (assigned or not)
-            configs = await config_rows.effective(conn, group, [r[0] for r in rows] + [AGENT_APP])
-        assert settings is not None  # agents.group is a foreign key; groups are never deleted
-        keep = Directives(poll_interval_s=settings[0], generation=generation, unchanged=True)
-        plan = GroupPlan(
-            name=group,
-            poll_interval_s=settings[0],
-            auto_update=settings[1],
-            apps=tuple(
-                AppPlan(
-                    app,
-                    channel,
-                    head,
-                    target,
-                    app in critical,
-                    resolved=p.resolved if (p := pinned.get((group, app))) else None,
-                    resolved_target=p.target if p else None,
-                    rollout=_holding(rollouts.get(app)),
-                    config=configs.get(app) if app != AGENT_APP else None,  # never an app's
-                )
-                for app, channel, head, target in rows
-            ),
-            unchanged=keep.model_dump_json(
-                exclude_none=True
-            ).encode(),  # no nulls: credential, valid_until
-            schedule=schedule_of(windows.get(group, []), freeze),
-            settings=configs.get(AGENT_APP),
-        )
-        ctx.memory.plans.put(generation, group, plan)
+    if plan is not None:
+        return plan
+    key = (group, generation)
+    build = ctx.memory.building.get(key)
+    if build is None:
+        build = asyncio.ensure_future(_read_plan(ctx, group, generation))
+        ctx.memory.building[key] = build
+        build.add_done_callback(lambda done: _built(ctx, key, done))
+    return await asyncio.shield(build)  # a waiter gone (client closed) leaves it to the rest
+
+
+def _built(ctx: Context, key: tuple[str, int], build: "asyncio.Future[GroupPlan]") -> None:
+    ctx.memory.building.pop(key, None)
+    if not build.cancelled():
+        build.exception()  # retrieved: each waiter that is still there has it raised
+
+
+async def _read_plan(ctx: Context, group: str, generation: int) -> GroupPlan:
+    async with ctx.db.read() as conn:
+        settings, rows = await hotpath.group_plan(conn, group)
+        windows = await schedule_rows.windows_of(conn, [group])
+        freeze = await schedule_rows.freeze(conn)
+        critical = await schedule_rows.critical_heads(conn, group)
+        pinned = await resolutions(conn, group)
+        heads = [(app, channel, head) for app, channel, head, _ in rows if head is not None]
+        rollouts = await rollout_rows.of_heads(conn, heads)
+        # the agent's own settings are the config "app" uptend-agent (assigned or not)
+        configs = await config_rows.effective(conn, group, [r[0] for r in rows] + [AGENT_APP])
+    assert settings is not None  # agents.group is a foreign key; groups are never deleted
+    keep = Directives(poll_interval_s=settings[0], generation=generation, unchanged=True)
+    plan = GroupPlan(
+        name=group,
+        poll_interval_s=settings[0],
+        auto_update=settings[1],
+        apps=tuple(
+            AppPlan(
+                app,
+                channel,
+                head,
+                target,
+                app in critical,
+                resolved=p.resolved if (p := pinned.get((group, app))) else None,
+                resolved_target=p.target if p else None,
+                rollout=_holding(rollouts.get(app)),
+                config=configs.get(app) if app != AGENT_APP else None,  # never an app's
+            )
+            for app, channel, head, target in rows
+        ),
+        unchanged=keep.model_dump_json(
+            exclude_none=True
+        ).encode(),  # no nulls: credential, valid_until
+        schedule=schedule_of(windows.get(group, []), freeze),
+        settings=configs.get(AGENT_APP),
+    )
+    ctx.memory.plans.put(generation, group, plan)
     return plan
 
 

@@ -6,7 +6,6 @@ enrolls into that group. Enrollments are rate-limited per source address too. A 
 take the form of an agent id, so a name and an id never designate two different agents.
 """
 
-import contextlib
 import re
 import time
 import uuid
@@ -84,8 +83,7 @@ async def enroll(
     wanted = tokens.digest(request.token)
     auth.check_limits(ctx, source, wanted)
     credential = tokens.new_secret(tokens.AGENT_PREFIX)
-    turn = ctx.enroll_lock if ctx.db.dialect == "sqlite" else contextlib.nullcontext()
-    async with turn, ctx.db.transaction() as tx:
+    async with ctx.db.transaction() as tx:
         token = await token_rows.by_digest(tx, wanted)
         if token is not None and not tokens.same_digest(token.token_hash, wanted):
             token = None

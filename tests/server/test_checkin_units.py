@@ -4,6 +4,7 @@ and its driver-level read, the bounded caches, the pure directive decision."""
 import asyncio
 import gc
 import socket
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -270,3 +271,47 @@ def test_check_ins_that_miss_the_plan_together_share_one_read(tmp_path: Path) ->
     assert one > 0
     assert together == one
     assert distinct == 1
+
+
+def test_the_generation_read_never_waits_on_the_event_loop(tmp_path: Path) -> None:
+    """A file held exclusively (another process) refuses the loop's read at once: the read
+    waits in the worker thread while the loop goes on, and sees the value once let go."""
+    url = sqlite_url(tmp_path)
+    migrate(url)
+    holder = sqlite3.connect(tmp_path / "uptend.db", isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE generation SET value = 7")
+    holder.execute("COMMIT")  # in exclusive locking mode the lock stays held after the commit
+
+    async def scenario() -> tuple[Counters, int]:
+        db = Database(url)
+        read = GenerationRead(db)
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        try:
+            pending = asyncio.create_task(read())
+            await asyncio.sleep(0.3)  # the file stays held this long, whatever the read does
+            assert not pending.done()
+            assert ticks >= 10  # the loop ran all along
+            holder.close()  # lets the file go (in WAL mode only closing ends exclusive mode)
+            value = await asyncio.wait_for(pending, 10)
+            return value, read.waited
+        finally:
+            ticker.cancel()
+            await read.close()
+            await db.dispose()
+
+    try:
+        value, waited = asyncio.run(scenario())
+    finally:
+        holder.close()
+    assert value == Counters(7, 1)
+    assert waited == 1

@@ -2,7 +2,6 @@
 
 import dataclasses
 import hashlib
-import json
 from datetime import datetime
 
 from uptend.errors import ConfigError
@@ -27,12 +26,13 @@ def _reported(body: CheckIn) -> tuple[bytes, dict[str, AppStatus]]:
     """The state an agent reports, by app (the last entry wins), and its digest.
 
     Computed here from the parsed body: what is recorded never rests on a client's digest.
+    The repr of strings, ints, bools and None is exact and stable, and cheaper than JSON.
     """
     by_app = {status.app: status for status in body.apps}
     canonical = [body.agent_version, body.settings_version, body.settings_bad] + [
         [app, *_said(s), s.config_bad] for app, s in sorted(by_app.items())
     ]
-    return hashlib.sha256(json.dumps(canonical).encode()).digest(), by_app
+    return hashlib.sha256(repr(canonical).encode()).digest(), by_app
 
 
 def _said(s: AppStatus) -> tuple[object, ...]:

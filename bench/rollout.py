@@ -1,7 +1,8 @@
 """Benchmark: seconds from `release publish` to every host on the new version, staged or not.
 
 In-process hosts (tests/support/sim.py: the agent's decision code and update machine over real
-HTTP) each check in every `--poll` seconds from a random phase, against a real server process
+HTTP) each check in every `--poll` seconds from a random phase (and at once when a report is
+pending, as the agent does), against a real server process
 on SQLite. Figures:
 
 1. a one-wave plan (`--waves 100`): publish -> 100 % on the new version, against the target
@@ -75,7 +76,9 @@ async def scenario(fleet: Fleet, args: argparse.Namespace) -> None:
 
     fleet.cli("group", "set", "bench", "--app", APP, "--poll-interval", str(args.poll))
     publish("1.0")
-    async with SimFleet(fleet.url, fleet.enroll_token, concurrency=64) as sims:
+    async with SimFleet(
+        fleet.url, fleet.enroll_token, concurrency=64, reports_at_once=True
+    ) as sims:
         for _ in range(args.hosts // 10):  # a few at a time: SQLite serializes enrollments
             await sims.enroll(10, group="bench")
         stop = asyncio.Event()

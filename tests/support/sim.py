@@ -128,8 +128,13 @@ class SimHost:
 class SimFleet:
     """In-process hosts against one real server; at most `concurrency` requests in flight."""
 
-    def __init__(self, url: str, enroll_token: str, *, concurrency: int = 16) -> None:
+    def __init__(
+        self, url: str, enroll_token: str, *, concurrency: int = 16, reports_at_once: bool = False
+    ) -> None:
+        """`reports_at_once`: a host with a report pending checks in again at once, as the
+        agent does (`Runner.report_waits`); off, a round is exactly one check-in per host."""
         self.enroll_token = enroll_token
+        self.reports_at_once = reports_at_once
         self.hosts: list[SimHost] = []
         self.checkins = 0
         self._limit = asyncio.Semaphore(concurrency)
@@ -178,7 +183,7 @@ class SimFleet:
     def versions(self, app: str, hosts: Sequence[SimHost] | None = None) -> Counter[str | None]:
         return Counter(h.installed(app) for h in (self.hosts if hosts is None else hosts))
 
-    async def _cycle(self, host: SimHost) -> None:
+    async def _cycle(self, host: SimHost, *, again: bool = False) -> None:
         body, sent = host.checkin()
         body = control.holding(body, host.directives)  # as the agent says what it holds
         answer = await self._post("/api/v1/checkin", wire.encode(body).decode(), host.credential)
@@ -191,6 +196,8 @@ class SimFleet:
             kinds=KINDS,
         )
         host.apply(directives, facts)
+        if self.reports_at_once and not again and any(p.pending for p in host.plans.values()):
+            await self._cycle(host, again=True)
 
     async def _post(self, path: str, body: str, credential: str | None) -> bytes:
         headers = {"Content-Type": "application/json"}

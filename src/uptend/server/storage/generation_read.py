@@ -16,6 +16,7 @@ A lost connection is dropped and opened again at the next read. Counted as a rea
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -32,56 +33,64 @@ class Counters(NamedTuple):
     credentials: int  # who may call (agent revoke/remove/rotate, token revoke)
 
 
+def _no_wait(conn: sqlite3.Connection, _record: object) -> None:
+    # Only reads: the WAL mode `server run` set is the file's; no PRAGMA that may wait.
+    conn.execute("PRAGMA busy_timeout=0")
+
+
+class _SqliteRead:
+    """One sqlite3 connection, used from one thread only.
+
+    Opened at its first read; dropped on an error, and opened again at the next read.
+    """
+
+    def __init__(self, path: str, setup: Callable[[sqlite3.Connection, object], None]) -> None:
+        self.path = path
+        self.setup = setup
+        self._conn: sqlite3.Connection | None = None
+
+    def __call__(self) -> Counters:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            self.setup(conn, None)
+            self._conn = conn
+        try:
+            row = self._conn.execute(SQL).fetchone()
+        except sqlite3.Error:
+            self.close()
+            raise
+        return Counters(int(row[0]), int(row[1]))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+
 class GenerationRead:
     def __init__(self, db: Database) -> None:
         self.db = db
         url = make_url(db.url)
-        self._sqlite_path = url.database if db.dialect == "sqlite" else None
+        self._sqlite = db.dialect == "sqlite"
+        path = url.database or ""
+        self._now = _SqliteRead(path, _no_wait)  # on the event loop: refused if busy
+        self._waiting = _SqliteRead(path, configure_sqlite)  # in the thread: waits if busy
         self._pg_url = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="uptend-generation")
-        self._sqlite: sqlite3.Connection | None = None  # the worker thread's
-        self._loop_conn: sqlite3.Connection | None = None  # the event loop's
         self.waited = 0  # reads that found the file busy and went to the thread
         self._pg: psycopg.AsyncConnection[tuple[int, int]] | None = None
 
     async def __call__(self) -> Counters:
         self.db.statements["read"] += 1
-        if self._sqlite_path is None:
+        if not self._sqlite:
             return await self._pg_read()
         try:
-            return self._sqlite_now()
+            return self._now()
         except sqlite3.OperationalError as e:
             if e.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise
         self.waited += 1
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._sqlite_read)
-
-    def _sqlite_now(self) -> Counters:  # on the event loop: refused, never waiting, if busy
-        if self._loop_conn is None:
-            # Only reads: the WAL mode `server run` set is the file's; no PRAGMA that may wait.
-            conn = sqlite3.connect(self._sqlite_path or "", isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=0")
-            self._loop_conn = conn
-        try:
-            row = self._loop_conn.execute(SQL).fetchone()
-        except sqlite3.Error:
-            self._loop_conn.close()
-            self._loop_conn = None
-            raise
-        return Counters(int(row[0]), int(row[1]))
-
-    def _sqlite_read(self) -> Counters:  # in the one worker thread, waiting out a busy file
-        if self._sqlite is None:
-            conn = sqlite3.connect(self._sqlite_path or "", isolation_level=None)
-            configure_sqlite(conn, None)
-            self._sqlite = conn
-        try:
-            row = self._sqlite.execute(SQL).fetchone()
-        except sqlite3.Error:
-            self._sqlite.close()
-            self._sqlite = None
-            raise
-        return Counters(int(row[0]), int(row[1]))
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._waiting)
 
     async def _pg_read(self) -> Counters:
         if self._pg is None:
@@ -100,10 +109,6 @@ class GenerationRead:
         if self._pg is not None:
             await self._pg.close()
             self._pg = None
-        if self._loop_conn is not None:
-            self._loop_conn.close()
-            self._loop_conn = None
-        if self._sqlite is not None:
-            conn, self._sqlite = self._sqlite, None
-            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
+        self._now.close()
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._waiting.close)
         self._thread.shutdown(wait=False)

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select, text
 
 from tests.support.pg import fresh_database
 from uptend.server.storage import hotpath
-from uptend.server.storage.db import Database, migrate, sqlite_url
+from uptend.server.storage.db import Database, WriteTurn, migrate, sqlite_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -125,3 +125,51 @@ def test_flush_sql_is_the_one_statement_compiled(tmp_path: Path) -> None:
         assert order == ("last_seen", "b_id", "last_seen")
     finally:
         asyncio.run(db.dispose())
+
+
+def test_sqlite_writers_take_turns_in_arrival_order_and_may_nest() -> None:
+    """The turn: one holder at a time, the others in arrival order; its holder may take it
+    again (a write inside its own transaction) without waiting on itself."""
+
+    async def scenario() -> list[str]:
+        turn = WriteTurn(needed=True)
+        order: list[str] = []
+        release = asyncio.Event()
+
+        async def first() -> None:
+            async with turn():
+                order.append("first in")
+                async with turn():  # nested in the same task: no deadlock
+                    order.append("first nested")
+                await release.wait()
+                order.append("first out")
+
+        async def later(name: str) -> None:
+            async with turn():
+                order.append(name)
+
+        holder = asyncio.create_task(first())
+        await asyncio.sleep(0)  # `first` takes the turn
+        waiters = [asyncio.create_task(later(n)) for n in ("second", "third")]
+        await asyncio.sleep(0.05)
+        assert order == ["first in", "first nested"]  # the others wait while it holds it
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holder, *waiters), 5)
+        return order
+
+    assert asyncio.run(scenario()) == ["first in", "first nested", "first out", "second", "third"]
+
+
+def test_postgresql_writers_take_no_turn() -> None:
+    async def scenario() -> bool:
+        turn = WriteTurn(needed=False)
+        async with turn():
+            other = asyncio.create_task(_enter(turn))
+            return await asyncio.wait_for(other, 5)  # entered while the first still holds it
+
+    assert asyncio.run(scenario())
+
+
+async def _enter(turn: WriteTurn) -> bool:
+    async with turn():
+        return True

@@ -28,6 +28,8 @@ def test_a_real_agent_goes_back_when_the_release_crashes_during_soak(fleet: Flee
     assert "reported hosts failed" in status["reason"]
     wait_until(lambda: host.running_version(APP) == "1.0", 90, "back on 1.0")
     wait_until(lambda: fleet.agent_app(host, APP).get("installed") == "1.0", 30, "reported")
+    # 1.0 is reported while the switch back is still on probation ("updating"): then settled
+    wait_until(lambda: fleet.agent_app(host, APP)["reason"]["code"] != "updating", 30, "settled")
     assert fleet.agent_app(host, APP)["reason"]["code"] == "halted"
     assert host.current(APP) == "1.0"
     host.stop()
